@@ -1,0 +1,230 @@
+#include "ike/crypto/sk_payload.h"
+
+#include <botan/aead.h>
+#include <botan/cipher_mode.h>
+#include <botan/mac.h>
+
+namespace ike::crypto {
+
+SkCipher::SkCipher() = default;
+SkCipher::SkCipher(SkCipher&&) noexcept = default;
+SkCipher& SkCipher::operator=(SkCipher&&) noexcept = default;
+SkCipher::~SkCipher() = default;
+
+Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
+                                  ByteView integ_key) {
+  auto encr = LookupEncr(set.encr, set.encr_key_bits);
+  if (!encr) {
+    return MakeError(ErrorCode::kUnsupported,
+                     "ENCR transform " + std::to_string(uint16_t(set.encr)) +
+                         " is not implemented");
+  }
+  if (encr_key.size() != encr->keymat_bytes()) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "SK_e is " + std::to_string(encr_key.size()) +
+                         " bytes, " + encr->display_name + " needs " +
+                         std::to_string(encr->keymat_bytes()));
+  }
+  SkCipher c;
+  c.info_ = *encr;
+  ByteView key = encr_key.first(encr->key_bytes);
+  try {
+    if (encr->aead) {
+      if (set.integ != IntegId::kNone) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "INTEG must be NONE with " + encr->display_name);
+      }
+      c.salt_.assign(encr_key.begin() + encr->key_bytes, encr_key.end());
+      c.aead_enc_ = Botan::AEAD_Mode::create_or_throw(encr->botan_name,
+                                                      Botan::ENCRYPTION);
+      c.aead_dec_ = Botan::AEAD_Mode::create_or_throw(encr->botan_name,
+                                                      Botan::DECRYPTION);
+      c.aead_enc_->set_key(key.data(), key.size());
+      c.aead_dec_->set_key(key.data(), key.size());
+      c.icv_bytes_ = encr->icv_bytes;
+    } else {
+      auto integ = LookupInteg(set.integ);
+      if (!integ || set.integ == IntegId::kNone) {
+        return MakeError(ErrorCode::kUnsupported,
+                         encr->display_name + " needs an implemented INTEG");
+      }
+      if (integ_key.size() != integ->key_bytes) {
+        return MakeError(ErrorCode::kInvalidArgument,
+                         "SK_a is " + std::to_string(integ_key.size()) +
+                             " bytes, " + integ->display_name + " needs " +
+                             std::to_string(integ->key_bytes));
+      }
+      c.cbc_enc_ = Botan::Cipher_Mode::create_or_throw(encr->botan_name,
+                                                       Botan::ENCRYPTION);
+      c.cbc_dec_ = Botan::Cipher_Mode::create_or_throw(encr->botan_name,
+                                                       Botan::DECRYPTION);
+      c.cbc_enc_->set_key(key.data(), key.size());
+      c.cbc_dec_->set_key(key.data(), key.size());
+      c.mac_ = Botan::MessageAuthenticationCode::create_or_throw(
+          integ->botan_name);
+      c.mac_->set_key(integ_key.data(), integ_key.size());
+      c.icv_bytes_ = integ->icv_bytes;
+    }
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kUnsupported,
+                     "Botan cannot set up " + encr->botan_name + ": " +
+                         e.what());
+  }
+  return c;
+}
+
+size_t SkCipher::MinimalPadding(size_t plaintext_length) const {
+  const size_t b = info_.block_bytes;
+  return (b - (plaintext_length + 1) % b) % b;
+}
+
+size_t SkCipher::BodyLength(size_t plaintext_length,
+                            std::optional<size_t> padding_length) const {
+  size_t pad = padding_length ? *padding_length : MinimalPadding(plaintext_length);
+  return info_.iv_bytes + plaintext_length + pad + 1 + icv_bytes_;
+}
+
+Result<Bytes> SkCipher::Protect(ByteView prefix, ByteView plaintext,
+                                RandomSource& random,
+                                const SkProtectOptions& options) const {
+  Bytes padding = options.padding
+                      ? *options.padding
+                      : Bytes(MinimalPadding(plaintext.size()), 0);
+  if (padding.size() > 255 ||
+      (plaintext.size() + padding.size() + 1) % info_.block_bytes != 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "padding of " + std::to_string(padding.size()) +
+                         " bytes does not align the plaintext to " +
+                         std::to_string(info_.block_bytes));
+  }
+  Bytes iv = options.iv ? *options.iv : random.Generate(info_.iv_bytes);
+  if (iv.size() != info_.iv_bytes) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "IV must be " + std::to_string(info_.iv_bytes) + " bytes");
+  }
+  Botan::secure_vector<uint8_t> buf;
+  buf.reserve(plaintext.size() + padding.size() + 1 + icv_bytes_);
+  buf.assign(plaintext.begin(), plaintext.end());
+  buf.insert(buf.end(), padding.begin(), padding.end());
+  buf.push_back(static_cast<uint8_t>(padding.size()));
+
+  Bytes body(iv);
+  if (aead_enc_) {
+    Bytes nonce(salt_.begin(), salt_.end());
+    nonce.insert(nonce.end(), iv.begin(), iv.end());
+    aead_enc_->set_associated_data(prefix.data(), prefix.size());
+    aead_enc_->start(nonce);
+    aead_enc_->finish(buf);  // appends the tag
+    body.insert(body.end(), buf.begin(), buf.end());
+  } else {
+    cbc_enc_->start(iv);
+    cbc_enc_->finish(buf);
+    body.insert(body.end(), buf.begin(), buf.end());
+    mac_->update(prefix.data(), prefix.size());
+    mac_->update(body.data(), body.size());
+    Botan::secure_vector<uint8_t> tag = mac_->final();
+    body.insert(body.end(), tag.begin(), tag.begin() + icv_bytes_);
+  }
+  return body;
+}
+
+Result<SkPlaintext> SkCipher::Unprotect(ByteView prefix, ByteView body) const {
+  const size_t min_ct = aead_enc_ ? 1 : info_.block_bytes;
+  if (body.size() < info_.iv_bytes + min_ct + icv_bytes_) {
+    return MakeError(ErrorCode::kMalformed,
+                     "SK payload body of " + std::to_string(body.size()) +
+                         " bytes is shorter than IV + one block + ICV (" +
+                         std::to_string(info_.iv_bytes + min_ct + icv_bytes_) +
+                         ")");
+  }
+  ByteView iv = body.first(info_.iv_bytes);
+  const size_t ct_len = body.size() - info_.iv_bytes - icv_bytes_;
+  ByteView ct = body.subspan(info_.iv_bytes, ct_len);
+  ByteView icv = body.last(icv_bytes_);
+
+  Botan::secure_vector<uint8_t> buf;
+  if (aead_dec_) {
+    Bytes nonce(salt_.begin(), salt_.end());
+    nonce.insert(nonce.end(), iv.begin(), iv.end());
+    buf.assign(ct.begin(), body.end());  // ciphertext || tag
+    try {
+      aead_dec_->set_associated_data(prefix.data(), prefix.size());
+      aead_dec_->start(nonce);
+      aead_dec_->finish(buf);  // constant-time tag check inside Botan
+    } catch (const std::exception&) {
+      return MakeError(ErrorCode::kIntegrityCheckFailed,
+                       "SK payload ICV does not verify");
+    }
+  } else {
+    if (ct_len % info_.block_bytes != 0) {
+      return MakeError(ErrorCode::kMalformed,
+                       "SK ciphertext length " + std::to_string(ct_len) +
+                           " is not a multiple of the block size");
+    }
+    mac_->update(prefix.data(), prefix.size());
+    mac_->update(body.data(), info_.iv_bytes + ct_len);
+    Botan::secure_vector<uint8_t> tag = mac_->final();
+    if (!ConstantTimeEqual(ByteView(tag.data(), icv_bytes_), icv)) {
+      return MakeError(ErrorCode::kIntegrityCheckFailed,
+                       "SK payload ICV does not verify");
+    }
+    buf.assign(ct.begin(), ct.end());
+    cbc_dec_->start(iv.data(), iv.size());
+    cbc_dec_->finish(buf);
+  }
+  if (buf.empty()) {
+    return MakeError(ErrorCode::kMalformed, "SK plaintext is empty");
+  }
+  const size_t pad_len = buf.back();
+  if (pad_len + 1 > buf.size()) {
+    return MakeError(ErrorCode::kMalformed,
+                     "SK Pad Length " + std::to_string(pad_len) +
+                         " exceeds the decrypted data");
+  }
+  const size_t payload_len = buf.size() - pad_len - 1;
+  SkPlaintext out;
+  out.payloads.assign(buf.begin(), buf.begin() + payload_len);
+  out.padding.assign(buf.begin() + payload_len, buf.end() - 1);
+  return out;
+}
+
+Result<SkLocation> FindSkPayload(ByteView message) {
+  constexpr size_t kHeader = 28;
+  if (message.size() < kHeader) {
+    return MakeError(ErrorCode::kMalformed,
+                     "IKE message shorter than the 28-byte header");
+  }
+  const size_t declared = (size_t(message[24]) << 24) |
+                          (size_t(message[25]) << 16) |
+                          (size_t(message[26]) << 8) | message[27];
+  if (declared != message.size()) {
+    return MakeError(ErrorCode::kMalformed,
+                     "IKE header Length " + std::to_string(declared) +
+                         " differs from the datagram size " +
+                         std::to_string(message.size()));
+  }
+  uint8_t next = message[16];
+  size_t off = kHeader;
+  while (next != 0) {
+    if (off + 4 > message.size()) {
+      return MakeError(ErrorCode::kMalformed,
+                       "payload header at offset " + std::to_string(off) +
+                           " runs past the message end");
+    }
+    const size_t len = (size_t(message[off + 2]) << 8) | message[off + 3];
+    if (len < 4 || off + len > message.size()) {
+      return MakeError(ErrorCode::kMalformed,
+                       "payload Length " + std::to_string(len) +
+                           " at offset " + std::to_string(off) +
+                           " is invalid");
+    }
+    if (next == uint8_t(wire::PayloadType::kSk)) {
+      return SkLocation{off + 4, len - 4, message[off]};
+    }
+    next = message[off];
+    off += len;
+  }
+  return MakeError(ErrorCode::kMalformed, "message has no SK payload");
+}
+
+}  // namespace ike::crypto
