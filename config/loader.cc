@@ -117,6 +117,9 @@ class Loader {
   std::vector<ConfigError> errors_;
   std::set<std::string> seen_files_;
   std::optional<Src> daemon_, secrets_, api_;
+  // The secrets file was configured but could not be used: references to
+  // it are not reported again, one error is enough.
+  bool secrets_failed_ = false;
   std::vector<Src> identity_maps_, proposal_maps_, pad_items_, spd_items_;
   std::map<std::string, fs::path> file_dirs_;
 
@@ -433,6 +436,7 @@ std::optional<Sha256> Loader::KeyFingerprint(const Src& s) {
 
 void Loader::ParseSecrets() {
   if (!secrets_) return;
+  secrets_failed_ = true;
   auto rel = String(*secrets_);
   if (!rel) return;
   std::string path = Resolve(*secrets_, *rel);
@@ -461,9 +465,11 @@ void Loader::ParseSecrets() {
     Error(*secrets_, std::string("cannot read secrets file: ") + e.what());
     return;
   }
+  secrets_failed_ = false;
   if (root.IsNull()) return;
   if (!root.IsMap()) {
     Error(path, root.Mark(), "", "expected a mapping of secret name to value");
+    secrets_failed_ = true;
     return;
   }
   for (auto it = root.begin(); it != root.end(); ++it) {
@@ -621,6 +627,8 @@ void Loader::ParseProposals() {
 // ---------------------------------------------------------------- identities
 
 std::optional<Identity> Loader::ParseIdentity(const Src& s) {
+  // `id: null` is YAML's null, which is exactly what it means here.
+  if (s.node.IsNull()) return Identity::Null();
   auto text = String(s);
   if (!text) return std::nullopt;
   if (text->rfind("dn:", 0) == 0) {
@@ -695,7 +703,7 @@ void Loader::ParseIdentities() {
       if (s.node["psk"]) {
         Src psk = Child(s, "psk");
         auto ref = String(psk);
-        if (ref && !out_.FindSecret(*ref)) {
+        if (ref && !secrets_failed_ && !out_.FindSecret(*ref)) {
           Error(psk, "no secret named " + Quote(*ref) +
                          (secrets_ ? " in the secrets file"
                                    : " (no 'secrets:' file is configured)"));
@@ -911,7 +919,7 @@ void Loader::ParsePad() {
         if (Required(s, "psk")) {
           Src r = Child(s, "psk");
           auto name = String(r);
-          if (name && !out_.FindSecret(*name)) {
+          if (name && !secrets_failed_ && !out_.FindSecret(*name)) {
             Error(r, "no secret named " + Quote(*name) +
                          (secrets_ ? " in the secrets file"
                                    : " (no 'secrets:' file is configured)"));

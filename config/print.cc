@@ -110,7 +110,7 @@ std::string FormatPolicyTable(const PolicySnapshot& s) {
                            ? "certificate"
                            : i.credential == CredentialKind::kRawKey ? "raw-key"
                                                                       : "-";
-    if (!i.psk_name.empty()) cred += (cred == "-" ? "" : "+") + std::string("psk");
+    if (!i.psk_name.empty()) cred = cred == "-" ? "psk" : cred + "+psk";
     rows.push_back({"  " + i.name, i.id.ToString(), cred});
   }
   out += Table(rows);
