@@ -91,11 +91,11 @@ bool IsKnownPayloadType(uint8_t type) {
 struct BodyView {
   std::span<const uint8_t> bytes;
   size_t offset;
-  std::string name;
+  uint8_t type;
 
   size_t size() const { return bytes.size(); }
   WireError Error(size_t at, const std::string& what) const {
-    return SyntaxError(offset + at, name + " payload: " + what);
+    return SyntaxError(offset + at, PayloadName(type) + " payload: " + what);
   }
   // Ensures `need` bytes exist from `at`; used before every fixed-size read.
   bool Has(size_t at, size_t need) const {
@@ -105,14 +105,14 @@ struct BodyView {
 
 // --- SA ----------------------------------------------------------------------
 
+template <class Where>
 Result<std::vector<TransformAttribute>> DecodeAttributes(const BodyView& v,
-                                                         size_t pos,
-                                                         size_t end,
-                                                         const std::string& where) {
+                                                         size_t pos, size_t end,
+                                                         const Where& where) {
   std::vector<TransformAttribute> attributes;
   while (pos < end) {
     if (end - pos < 4) {
-      return v.Error(pos, where + " attribute header needs 4 bytes, " +
+      return v.Error(pos, where() + " attribute header needs 4 bytes, " +
                               std::to_string(end - pos) + " left");
     }
     const uint16_t type_field = ReadU16(v.bytes, pos);
@@ -125,7 +125,7 @@ Result<std::vector<TransformAttribute>> DecodeAttributes(const BodyView& v,
     } else {
       const size_t length = ReadU16(v.bytes, pos + 2);
       if (length > end - pos - 4) {
-        return v.Error(pos, where + " attribute " +
+        return v.Error(pos, where() + " attribute " +
                                 std::to_string(attribute.type) + " length " +
                                 std::to_string(length) + " exceeds the " +
                                 std::to_string(end - pos - 4) +
@@ -144,9 +144,13 @@ Result<PayloadBody> DecodeSa(const BodyView& v) {
   size_t pos = 0;
   if (v.size() == 0) return v.Error(0, "no proposals");
   while (pos < v.size()) {
-    const std::string where = "proposal #" + std::to_string(sa.proposals.size() + 1);
+    // Built only when an error is reported, to keep the good path cheap.
+    const size_t proposal_index = sa.proposals.size() + 1;
+    const auto where = [proposal_index] {
+      return "proposal #" + std::to_string(proposal_index);
+    };
     if (!v.Has(pos, kProposalHeaderSize)) {
-      return v.Error(pos, where + " header needs 8 bytes, " +
+      return v.Error(pos, where() + " header needs 8 bytes, " +
                               std::to_string(v.size() - pos) + " left");
     }
     const uint8_t last_substruc = v.bytes[pos];
@@ -158,7 +162,7 @@ Result<PayloadBody> DecodeSa(const BodyView& v) {
     const size_t transform_count = v.bytes[pos + 7];
     if (proposal_length < kProposalHeaderSize + spi_size ||
         proposal_length > v.size() - pos) {
-      return v.Error(pos, where + " length " + std::to_string(proposal_length) +
+      return v.Error(pos, where() + " length " + std::to_string(proposal_length) +
                               " must be between " +
                               std::to_string(kProposalHeaderSize + spi_size) +
                               " and the " + std::to_string(v.size() - pos) +
@@ -167,16 +171,18 @@ Result<PayloadBody> DecodeSa(const BodyView& v) {
     const size_t end = pos + proposal_length;
     const bool is_last = end == v.size();
     if (last_substruc != (is_last ? 0 : kMoreProposals)) {
-      return v.Error(pos, where + " Last Substruc is " +
+      return v.Error(pos, where() + " Last Substruc is " +
                               std::to_string(last_substruc) + ", expected " +
                               std::to_string(is_last ? 0 : kMoreProposals));
     }
     proposal.spi = Slice(v.bytes, pos + kProposalHeaderSize, spi_size);
     size_t tpos = pos + kProposalHeaderSize + spi_size;
     for (size_t i = 0; i < transform_count; ++i) {
-      const std::string twhere = where + " transform #" + std::to_string(i + 1);
+      const auto twhere = [&where, i] {
+        return where() + " transform #" + std::to_string(i + 1);
+      };
       if (end - tpos < kTransformHeaderSize) {
-        return v.Error(tpos, twhere + " header needs 8 bytes, " +
+        return v.Error(tpos, twhere() + " header needs 8 bytes, " +
                                  std::to_string(end - tpos) +
                                  " left in the proposal (Num Transforms " +
                                  std::to_string(transform_count) + ")");
@@ -185,7 +191,7 @@ Result<PayloadBody> DecodeSa(const BodyView& v) {
       const size_t transform_length = ReadU16(v.bytes, tpos + 2);
       if (transform_length < kTransformHeaderSize ||
           transform_length > end - tpos) {
-        return v.Error(tpos, twhere + " length " +
+        return v.Error(tpos, twhere() + " length " +
                                  std::to_string(transform_length) +
                                  " must be between 8 and the " +
                                  std::to_string(end - tpos) +
@@ -193,7 +199,7 @@ Result<PayloadBody> DecodeSa(const BodyView& v) {
       }
       const bool last_transform = i + 1 == transform_count;
       if (tlast != (last_transform ? 0 : kMoreTransforms)) {
-        return v.Error(tpos, twhere + " Last Substruc is " +
+        return v.Error(tpos, twhere() + " Last Substruc is " +
                                  std::to_string(tlast) + ", expected " +
                                  std::to_string(last_transform ? 0 : kMoreTransforms));
       }
@@ -208,7 +214,7 @@ Result<PayloadBody> DecodeSa(const BodyView& v) {
       tpos += transform_length;
     }
     if (tpos != end) {
-      return v.Error(tpos, where + " has " + std::to_string(end - tpos) +
+      return v.Error(tpos, where() + " has " + std::to_string(end - tpos) +
                                " bytes after its " +
                                std::to_string(transform_count) +
                                " transforms (Num Transforms disagrees with "
@@ -302,9 +308,9 @@ Result<TsPayload> DecodeTs(const BodyView& v) {
   TsPayload ts;
   size_t pos = 4;
   for (size_t i = 0; i < count; ++i) {
-    const std::string where = "traffic selector #" + std::to_string(i + 1);
+    const auto where = [i] { return "traffic selector #" + std::to_string(i + 1); };
     if (!v.Has(pos, 4)) {
-      return v.Error(pos, where + " header needs 4 bytes, " +
+      return v.Error(pos, where() + " header needs 4 bytes, " +
                               std::to_string(v.size() - pos) +
                               " left (Number of TSs " + std::to_string(count) + ")");
     }
@@ -313,7 +319,7 @@ Result<TsPayload> DecodeTs(const BodyView& v) {
     selector.ip_protocol = v.bytes[pos + 1];
     const size_t length = ReadU16(v.bytes, pos + 2);
     if (length < 4 || length > v.size() - pos) {
-      return v.Error(pos, where + " length " + std::to_string(length) +
+      return v.Error(pos, where() + " length " + std::to_string(length) +
                               " must be between 4 and the " +
                               std::to_string(v.size() - pos) + " bytes left");
     }
@@ -322,7 +328,7 @@ Result<TsPayload> DecodeTs(const BodyView& v) {
     if (selector.type == TsType::kIpv6AddrRange) address_size = 16;
     if (address_size != 0) {
       if (length != 8 + 2 * address_size) {
-        return v.Error(pos, where + " of type " +
+        return v.Error(pos, where() + " of type " +
                                 std::to_string(v.bytes[pos]) + " must be " +
                                 std::to_string(8 + 2 * address_size) +
                                 " bytes long, length field says " +
@@ -456,10 +462,10 @@ Result<std::vector<Payload>> DecodeChain(uint8_t first_type,
   size_t pos = 0;
   uint8_t type = first_type;
   while (type != 0) {
-    const std::string name = PayloadName(type);
+    const auto name = [type] { return PayloadName(type); };
     if (bytes.size() - pos < kGenericPayloadHeaderSize) {
       return SyntaxError(base_offset + pos,
-                         name + " payload header needs 4 bytes, " +
+                         name() + " payload header needs 4 bytes, " +
                              std::to_string(bytes.size() - pos) + " left");
     }
     const uint8_t next = bytes[pos];
@@ -467,7 +473,7 @@ Result<std::vector<Payload>> DecodeChain(uint8_t first_type,
     const size_t length = ReadU16(bytes, pos + 2);
     if (length < kGenericPayloadHeaderSize || length > bytes.size() - pos) {
       return SyntaxError(base_offset + pos,
-                         name + " payload length " + std::to_string(length) +
+                         name() + " payload length " + std::to_string(length) +
                              " must be between 4 and the " +
                              std::to_string(bytes.size() - pos) + " bytes left");
     }
@@ -475,11 +481,11 @@ Result<std::vector<Payload>> DecodeChain(uint8_t first_type,
                               type == static_cast<uint8_t>(PayloadType::kSkf);
     if (is_encrypted && !allow_sk) {
       return SyntaxError(base_offset + pos,
-                         name + " payload inside an encrypted payload");
+                         name() + " payload inside an encrypted payload");
     }
     if (is_encrypted && pos + length != bytes.size()) {
       return SyntaxError(base_offset + pos,
-                         name + " payload must be the last payload, but " +
+                         name() + " payload must be the last payload, but " +
                              std::to_string(bytes.size() - pos - length) +
                              " bytes follow it");
     }
@@ -493,7 +499,7 @@ Result<std::vector<Payload>> DecodeChain(uint8_t first_type,
     }
     BodyView view{bytes.subspan(pos + kGenericPayloadHeaderSize,
                                 length - kGenericPayloadHeaderSize),
-                  base_offset + pos + kGenericPayloadHeaderSize, name};
+                  base_offset + pos + kGenericPayloadHeaderSize, type};
     auto body = DecodeBody(type, next, view);
     if (!body) return body.error();
     payloads.push_back(Payload{std::move(body).value(), critical});

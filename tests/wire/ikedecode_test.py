@@ -62,7 +62,7 @@ check("NAT keepalive" in err and "ESP in UDP" in err, "skipped frames explained 
 rc, out, err = run(corpus)
 check("IKE_SA_INIT request" in out and "ENCR_AES_GCM_16/256" in out and "ID_NULL" in out,
       "text output names exchange, transforms and ID types")
-check("18 IKE messages, 0 undecodable" in err.replace(str(len(entry_names)), "18"), "summary on stderr")
+check("%d IKE messages, 0 undecodable" % len(entry_names) in err, "summary on stderr")
 
 # Hex input, with and without the non-ESP marker; an undecodable message.
 header = "0102030405060708" + "0000000000000000" + "29202200" + "00000000"
