@@ -5,7 +5,8 @@
 //             [--alg gcm|chacha|cbc-sha256|cbc-sha384|cbc-sha512]
 //             [--mode transport|tunnel] [--local-net CIDR --remote-net CIDR]
 //             [--reqid R] [--soft-bytes N] [--hard-bytes N] [--esn]
-//             [--replay W] [--no-policies]
+//             [--replay W] [--encap] [--no-policies]
+//   xfrm_tool encap-socket --seconds S   (UDP 4500 ESP-in-UDP receiver)
 //   xfrm_tool counters --dst D --spi X [--min-packets N] [--min-bytes N]
 //   xfrm_tool list | flush
 //   xfrm_tool acquire --local A --remote B [--timeout-ms T]
@@ -185,6 +186,7 @@ int SaPair(const Args& args) {
     sa.replay_window = static_cast<uint32_t>(args.Number("replay", "32"));
     sa.lifetime.soft_bytes = args.Number("soft-bytes", "0");
     sa.lifetime.hard_bytes = args.Number("hard-bytes", "0");
+    if (args.Has("encap")) sa.encap = UdpEncap{4500, 4500};
     Check(glue->AddSa(sa));
   }
   if (args.Has("no-policies")) return 0;
@@ -459,6 +461,25 @@ int TcpSend(const Args& args) {
   return 0;
 }
 
+// Holds a UDP port 4500 socket in ESP-in-UDP mode (what the daemon's NAT-T
+// socket does), bypassing IPsec itself, for S seconds.
+int EncapSocket(const Args& args) {
+  auto glue = OpenGlue();
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  sockaddr_in any{};
+  any.sin_family = AF_INET;
+  any.sin_port = htons(4500);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&any), sizeof(any)) != 0)
+    Fail(std::string("bind 4500: ") + std::strerror(errno));
+  Check(glue->SetSocketBypass(fd));
+  Check(glue->EnableUdpEncap(fd));
+  std::printf("encap socket ready\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(std::chrono::seconds(args.Number("seconds")));
+  close(fd);
+  return 0;
+}
+
 // Installs N SA pairs (in + out) with their two policies each, then deletes
 // them, timing both phases.
 int Bench(const Args& args) {
@@ -539,5 +560,6 @@ int main(int argc, char** argv) {
   if (command == "tcp-serve") return TcpServe(args);
   if (command == "tcp-send") return TcpSend(args);
   if (command == "bench") return Bench(args);
+  if (command == "encap-socket") return EncapSocket(args);
   Fail("unknown command " + command);
 }
