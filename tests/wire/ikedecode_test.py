@@ -95,5 +95,13 @@ with open(os.path.join(tmp, "bad.pcap"), "wb") as f:
 rc, out, err = run(os.path.join(tmp, "bad.pcap"))
 check(rc == 1 and "record 1" in err and "truncated" in err, "truncated capture reported")
 
+extract_dir = os.path.join(tmp, "extracted")
+os.makedirs(extract_dir, exist_ok=True)
+rc, out, err = run("--extract", extract_dir, corpus)
+extracted = sorted(os.listdir(extract_dir))
+check(rc == 0 and len(extracted) == len(entry_names), "--extract writes one file per message")
+check(open(os.path.join(extract_dir, "frame-1.ike"), "rb").read()[:8] == bytes.fromhex("0102030405060708"),
+      "extracted message starts with the initiator SPI")
+
 print("%d failures" % len(failures))
 sys.exit(1 if failures else 0)

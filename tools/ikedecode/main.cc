@@ -20,7 +20,9 @@ constexpr char kUsage[] =
     "       ikedecode [--json] --hex-file FILE   (one message per line, '#' comments)\n"
     "Decodes IKEv2 messages (UDP 500, and UDP 4500 after the non-ESP marker).\n"
     "--json prints one JSON object per message and line.\n"
-    "--verbose reports on stderr why other frames were skipped.\n";
+    "--verbose reports on stderr why other frames were skipped.\n"
+    "--extract DIR also writes each IKE message found in a capture to\n"
+    "  DIR/frame-N.ike (raw bytes, without the non-ESP marker).\n";
 
 struct Options {
   bool json = false;
@@ -28,6 +30,7 @@ struct Options {
   std::string pcap_path;
   std::string hex;
   std::string hex_path;
+  std::string extract_dir;
 };
 
 struct Counts {
@@ -103,6 +106,15 @@ int RunPcap(const Options& options, Counts& counts) {
       if (options.verbose) std::cerr << "frame " << frame << ": skipped, " << why_not << "\n";
       continue;
     }
+    if (!options.extract_dir.empty()) {
+      const std::string path = options.extract_dir + "/frame-" + std::to_string(frame) + ".ike";
+      std::ofstream out(path, std::ios::binary);
+      out.write(reinterpret_cast<const char*>(datagram->ike.data()), datagram->ike.size());
+      if (!out) {
+        std::cerr << "ikedecode: " << path << ": cannot write\n";
+        return 1;
+      }
+    }
     ikedecode::Observation ob;
     ob.index = frame;
     ob.decoded = ike::wire::DecodeMessage(datagram->ike);
@@ -126,6 +138,8 @@ int main(int argc, char** argv) {
       options.json = true;
     } else if (arg == "--verbose") {
       options.verbose = true;
+    } else if (arg == "--extract" && i + 1 < argc) {
+      options.extract_dir = argv[++i];
     } else if ((arg == "--hex" || arg == "--hex-file") && i + 1 < argc) {
       (arg == "--hex" ? options.hex : options.hex_path) = argv[++i];
     } else if (arg == "--help" || arg == "-h") {
