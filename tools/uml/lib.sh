@@ -37,7 +37,7 @@ uml_netem() {
 # /run, so daemons in different hosts do not share pid files or sockets.
 in_ns() {
   local ns=$1; shift
-  ip netns exec "$ns" unshare -m sh -c 'mount -t tmpfs none /run && mkdir -p /run/tmp && exec "$@"' sh "$@"
+  ip netns exec "$ns" unshare -m sh -c 'mount -t tmpfs none /run && exec "$@"' sh "$@"
 }
 
 # uml_wait_for CMD...: retry CMD for up to ${UML_WAIT_SECONDS:-20} s.

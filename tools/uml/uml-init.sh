@@ -11,8 +11,8 @@ done
 rw_dirs=$(cat "$scratch/rw_dirs")
 mount -t sysfs sysfs /sys
 mount -t tmpfs -o mode=755 tmpfs /run
-mkdir -p /run/tmp && chmod 1777 /run/tmp
-mount -t tmpfs -o mode=755 tmpfs /var/tmp 2>/dev/null
+
+mount -t tmpfs -o mode=1777 tmpfs /var/tmp
 mkdir -p /run/netns /run/lock
 for dir in $rw_dirs; do
   mkdir -p "$dir" 2>/dev/null
@@ -43,8 +43,9 @@ out="$scratch/output"
 } > "$scratch/boot.log" 2>&1
 
 . "$scratch/env.sh" 2>/dev/null
-# The host /tmp is read-only in here; scratch files go to a tmpfs.
-export TMPDIR=/run/tmp
+# The host /tmp is read-only in here; scratch files go to a tmpfs that
+# survives the private /run of each test host.
+export TMPDIR=/var/tmp
 cd "$(cat "$scratch/cwd")" 2>/dev/null || cd /
 eval "$(cat "$scratch/command")" > "$out" 2>&1 < /dev/null
 echo $? > "$scratch/rc.tmp"
