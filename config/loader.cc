@@ -29,6 +29,7 @@ struct Src {
   YAML::Node node;
   std::string file;
   std::string path;  // field path of `node`, e.g. "pad[1]"
+  int key_line = 0;  // for sections: line of the key that introduced it
 };
 
 std::string Join(const std::string& path, const std::string& key) {
@@ -193,6 +194,12 @@ void Loader::Collect(const YAML::Node& root, const std::string& file,
       fs::path shown = fs::path(*rel).is_absolute()
                            ? fs::path(*rel)
                            : fs::path(file).parent_path() / *rel;
+      std::error_code ec;
+      if (!fs::is_regular_file(p, ec)) {
+        Error(item, "included file " + shown.lexically_normal().string() +
+                        " does not exist");
+        continue;
+      }
       size_t before = errors_.size();
       ReadFile(shown.lexically_normal().string(), p, chain);
       // Errors about the include itself point at the include line.
@@ -205,16 +212,24 @@ void Loader::Collect(const YAML::Node& root, const std::string& file,
         }
     }
   }
+  auto key_line = [](const YAML::Node& map, const std::string& key) {
+    for (auto it = map.begin(); it != map.end(); ++it)
+      if (it->first.IsScalar() && it->first.Scalar() == key)
+        return it->first.Mark();
+    return YAML::Mark::null_mark();
+  };
   auto single = [&](const char* name, std::optional<Src>* slot) {
     if (!root[name]) return;
     Src s = Child(top, name);
     if (*slot) {
-      Error(s, std::string("section '") + name + "' is already defined in " +
-                   (*slot)->file + ":" +
-                   std::to_string((*slot)->node.Mark().line + 1) +
-                   "; it may appear only once");
+      Error(file, key_line(root, name), name,
+            std::string("section '") + name + "' is already defined in " +
+                (*slot)->file + ":" +
+                std::to_string((*slot)->key_line) +
+                "; it may appear only once");
       return;
     }
+    s.key_line = key_line(root, name).line + 1;
     *slot = s;
   };
   single("daemon", &daemon_);
