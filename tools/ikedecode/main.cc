@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "ike/wire/message.h"
+#include "tools/ikedecode/decrypt.h"
 #include "tools/ikedecode/pcap.h"
 #include "tools/ikedecode/render.h"
 
@@ -22,7 +23,11 @@ constexpr char kUsage[] =
     "--json prints one JSON object per message and line.\n"
     "--verbose reports on stderr why other frames were skipped.\n"
     "--extract DIR also writes each IKE message found in a capture to\n"
-    "  DIR/frame-N.ike (raw bytes, without the non-ESP marker).\n";
+    "  DIR/frame-N.ike (raw bytes, without the non-ESP marker).\n"
+    "--keys FILE decrypts SK payloads of the IKE SAs listed in FILE, one per line:\n"
+    "  ISPI RSPI ENCR SK_EI SK_ER [INTEG SK_AI SK_AR]   (hex; ENCR aes-gcm-16,\n"
+    "  chacha20-poly1305 (keys with salt) or aes-cbc with INTEG hmac-sha2-256-128,\n"
+    "  hmac-sha2-384-192, hmac-sha2-512-256 or hmac-sha1-96)\n";
 
 struct Options {
   bool json = false;
@@ -31,6 +36,7 @@ struct Options {
   std::string hex;
   std::string hex_path;
   std::string extract_dir;
+  std::vector<ikedecode::SaKeys> keys;
 };
 
 struct Counts {
@@ -38,8 +44,15 @@ struct Counts {
   size_t undecodable = 0;
 };
 
-void Emit(const ikedecode::Observation& ob, const Options& options, Counts& counts) {
+void Emit(ikedecode::Observation& ob, std::span<const uint8_t> bytes, const Options& options,
+          Counts& counts) {
   ++counts.messages;
+  if (ob.decoded.ok() && !options.keys.empty() &&
+      ike::wire::FindFirst<ike::wire::SkPayload>(ob.decoded->payloads)) {
+    if (const ikedecode::SaKeys* keys = ikedecode::FindKeys(options.keys, ob.decoded->header)) {
+      ob.decrypted = ikedecode::DecryptSk(bytes, ob.decoded->header, *keys);
+    }
+  }
   if (!ob.decoded.ok()) ++counts.undecodable;
   std::cout << (options.json ? ikedecode::RenderJson(ob) + "\n" : ikedecode::RenderText(ob));
 }
@@ -87,7 +100,7 @@ int DecodeHexMessage(const std::string& text, size_t index, const std::string& w
   ikedecode::Observation ob;
   ob.index = index;
   ob.decoded = ike::wire::DecodeMessage(bytes);
-  Emit(ob, options, counts);
+  Emit(ob, bytes, options, counts);
   return 0;
 }
 
@@ -119,7 +132,7 @@ int RunPcap(const Options& options, Counts& counts) {
     ob.index = frame;
     ob.decoded = ike::wire::DecodeMessage(datagram->ike);
     ob.datagram = std::move(datagram);
-    Emit(ob, options, counts);
+    Emit(ob, ob.datagram->ike, options, counts);
   }
   if (!reader.error().empty()) {
     std::cerr << "ikedecode: " << reader.error() << "\n";
@@ -138,6 +151,11 @@ int main(int argc, char** argv) {
       options.json = true;
     } else if (arg == "--verbose") {
       options.verbose = true;
+    } else if (arg == "--keys" && i + 1 < argc) {
+      if (std::string error = ikedecode::LoadKeys(argv[++i], options.keys); !error.empty()) {
+        std::cerr << "ikedecode: " << error << "\n";
+        return 1;
+      }
     } else if (arg == "--extract" && i + 1 < argc) {
       options.extract_dir = argv[++i];
     } else if ((arg == "--hex" || arg == "--hex-file") && i + 1 < argc) {

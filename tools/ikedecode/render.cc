@@ -205,10 +205,23 @@ void AddBodyJson(const PayloadBody& body, Object& o) {
   std::visit(Visitor{o}, body);
 }
 
+std::string PayloadsJson(const std::vector<Payload>& payloads) {
+  std::vector<std::string> items;
+  for (const Payload& payload : payloads) {
+    Object p;
+    p.Num("type", payload.TypeCode())
+        .Str("name", PayloadName(payload.TypeCode()))
+        .Bool("critical", payload.critical);
+    AddBodyJson(payload.body, p);
+    items.push_back(p.Json());
+  }
+  return Array(items);
+}
+
 std::string SaText(const SaPayload& sa) {
   std::string out;
   for (const Proposal& p : sa.proposals) {
-    out += "\n      proposal " + std::to_string(p.number) + " " +
+    out += "\n  proposal " + std::to_string(p.number) + " " +
            ProtocolName(static_cast<uint8_t>(p.protocol));
     if (!p.spi.empty()) out += " SPI " + Hex(p.spi);
     out += ":";
@@ -224,7 +237,7 @@ std::string SaText(const SaPayload& sa) {
 std::string TsText(const TsPayload& ts) {
   std::string out;
   for (const TrafficSelector& s : ts.selectors) {
-    out += "\n      " + AddressText(s.start_address) + "-" + AddressText(s.end_address) +
+    out += "\n  " + AddressText(s.start_address) + "-" + AddressText(s.end_address) +
            " proto " + std::to_string(s.ip_protocol) + " ports " +
            std::to_string(s.start_port) + "-" + std::to_string(s.end_port);
   }
@@ -292,6 +305,20 @@ std::string BodyText(const PayloadBody& body) {
   return std::visit(Visitor{}, body);
 }
 
+void PayloadsText(const std::vector<Payload>& payloads, const std::string& indent,
+                  std::ostringstream& out) {
+  for (const Payload& payload : payloads) {
+    std::string name = PayloadName(payload.TypeCode());
+    name.resize(std::max<size_t>(name.size() + 1, 9), ' ');
+    std::string body = BodyText(payload.body);
+    // Multi-line bodies (SA, TS) are indented one level below the payload.
+    for (size_t at = 0; (at = body.find('\n', at)) != std::string::npos; at += 1 + indent.size()) {
+      body.insert(at + 1, indent);
+    }
+    out << indent << name << (payload.critical ? "(critical) " : "") << body << "\n";
+  }
+}
+
 std::string WhereText(const Observation& ob) {
   std::string out = "#" + std::to_string(ob.index);
   if (ob.datagram) {
@@ -328,11 +355,18 @@ std::string RenderText(const Observation& ob) {
       << (h.IsInitiator() ? " (from initiator)" : " (from responder)") << " msgid "
       << h.message_id << " length " << h.length << "\n";
   out << "  SPIi " << SpiHex(h.initiator_spi) << "  SPIr " << SpiHex(h.responder_spi) << "\n";
-  for (const Payload& payload : ob.decoded->payloads) {
-    std::string name = PayloadName(payload.TypeCode());
-    name.resize(std::max<size_t>(name.size() + 1, 9), ' ');
-    out << "    " << name << (payload.critical ? "(critical) " : "") << BodyText(payload.body)
-        << "\n";
+  PayloadsText(ob.decoded->payloads, "    ", out);
+  if (ob.decrypted) {
+    const Decrypted& d = *ob.decrypted;
+    if (!d.error.empty()) {
+      out << "    decryption failed: " << d.error << "\n";
+    } else if (!d.payloads.ok()) {
+      out << "    decrypted, but the inner payloads do not decode: " << d.payloads.error().message
+          << "\n";
+    } else {
+      out << "    decrypted (" << d.plaintext.size() << " bytes):\n";
+      PayloadsText(d.payloads.value(), "      ", out);
+    }
   }
   return out.str();
 }
@@ -373,14 +407,20 @@ std::string RenderJson(const Observation& ob) {
                       .Num("message_id", h.message_id)
                       .Num("length", h.length)
                       .Json());
-  std::vector<std::string> payloads;
-  for (const Payload& payload : ob.decoded->payloads) {
-    Object p;
-    p.Num("type", payload.TypeCode()).Str("name", PayloadName(payload.TypeCode())).Bool("critical", payload.critical);
-    AddBodyJson(payload.body, p);
-    payloads.push_back(p.Json());
+  o.Raw("payloads", PayloadsJson(ob.decoded->payloads));
+  if (ob.decrypted) {
+    const Decrypted& d = *ob.decrypted;
+    Object inner;
+    inner.Bool("ok", d.error.empty() && d.payloads.ok());
+    if (!d.error.empty()) {
+      inner.Str("error", d.error);
+    } else if (!d.payloads.ok()) {
+      inner.Str("error", d.payloads.error().message);
+    } else {
+      inner.Num("plaintext_length", d.plaintext.size()).Raw("payloads", PayloadsJson(d.payloads.value()));
+    }
+    o.Raw("decrypted", inner.Json());
   }
-  o.Raw("payloads", Array(payloads));
   return o.Json();
 }
 

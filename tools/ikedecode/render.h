@@ -5,6 +5,7 @@
 #include <string>
 
 #include "ike/wire/message.h"
+#include "tools/ikedecode/decrypt.h"
 #include "tools/ikedecode/pcap.h"
 
 namespace ikedecode {
@@ -15,6 +16,8 @@ struct Observation {
   size_t index = 0;  // 1-based frame number (pcap) or input number (hex)
   std::optional<IkeDatagram> datagram;
   ike::wire::Result<ike::wire::Message> decoded = ike::wire::WireError{};
+  // Present when keys for the message's IKE SA were given (--keys).
+  std::optional<Decrypted> decrypted;
 };
 
 std::string RenderText(const Observation& observation);
