@@ -1081,14 +1081,9 @@ void Loader::CheckBtnsRules() {
             "other entries explicit remote_ts");
     return;
   }
-  Src list = Child(ws, "remote_ts");
-  std::vector<Src> items = List(list);
-  size_t idx = 0;
-  for (const Src& item : items) {
+  for (const Src& item : List(Child(ws, "remote_ts"))) {
     // One item can expand to two selectors ("any"), so re-parse per item.
-    std::vector<TrafficSelector> mine = ParseSelectorList(item);
-    (void)idx++;
-    for (const auto& ts : mine)
+    for (const auto& ts : ParseSelectorList(item))
       for (const auto& other : pad_) {
         if (&other == &w) continue;
         for (const auto& ots : other.remote_ts)
@@ -1259,6 +1254,17 @@ void Loader::ParseSpd() {
                                       : Suggest(*name, names)));
         }
       }
+    }
+    // A remote selector the peer may never claim could not be negotiated.
+    if (peer && e.selector.remote && !peer->remote_ts.empty()) {
+      bool reachable = false;
+      for (const auto& ts : peer->remote_ts)
+        if (ts.addresses.Overlaps(*e.selector.remote)) reachable = true;
+      if (!reachable)
+        Error(Child(s, "remote"),
+              e.selector.remote->ToString() +
+                  " is outside every remote_ts of PAD entry " +
+                  Quote(peer->name) + "; no child SA could be negotiated");
     }
     if (s.node["mode"]) {
       Src m = Child(s, "mode");

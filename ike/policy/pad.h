@@ -83,8 +83,13 @@ enum class PadRejection {
   kNullAuthForAuthenticatedEntry,
 };
 std::string_view PadRejectionName(PadRejection r);
+// Every PAD rejection is answered with AUTHENTICATION_FAILED (RFC 7296 2.21.2).
+inline ike::wire::NotifyType NotifyFor(PadRejection) {
+  return ike::wire::NotifyType::kAuthenticationFailed;
+}
 
-// Outcome of a PAD lookup. The caller then verifies the AUTH payload with
+// Outcome of a PAD lookup; `entry` points into the Pad, so keep the
+// PolicySnapshot that owns it alive while using it. The caller then verifies the AUTH payload with
 // the entry's method; if that fails the IKE SA is rejected (a matched
 // authenticated entry has no fallback).
 struct PadMatch {
@@ -107,6 +112,11 @@ enum class TsRejection {
   // BTNS only: everything proposed belongs to authenticated peers.
   kClaimsAuthenticatedAddresses,
 };
+
+// Selectors the PAD refuses are answered with TS_UNACCEPTABLE.
+inline ike::wire::NotifyType NotifyFor(TsRejection) {
+  return ike::wire::NotifyType::kTsUnacceptable;
+}
 
 struct TsAuthorization {
   std::vector<TrafficSelector> narrowed;

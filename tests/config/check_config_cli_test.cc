@@ -114,5 +114,29 @@ TEST(BtnsctlBinaryTest, ExitCodes) {
   EXPECT_EQ(RunBinary("--help"), 0);
 }
 
+TEST(BtnsctlBinaryTest, EveryExampleChecksClean) {
+  ScratchDir dir("cli_examples");
+  fs::path ex = fs::path(dir.path()) / "examples";
+  fs::copy(Runfile("config/examples"), ex, fs::copy_options::recursive);
+  for (auto& f : fs::recursive_directory_iterator(ex))
+    fs::permissions(f.path(), fs::perms::owner_write, fs::perm_options::add);
+  // As the file's own comment tells operators: chmod 600.
+  fs::permissions(ex / "psk.secrets",
+                  fs::perms::owner_read | fs::perms::owner_write);
+  int checked = 0;
+  for (auto& f : fs::directory_iterator(ex)) {
+    if (f.path().extension() != ".yaml") continue;
+    EXPECT_EQ(RunBinary("check-config " + f.path().string()), 0) << f.path();
+    EXPECT_EQ(RunBinary("check-config --json " + f.path().string()), 0);
+    ++checked;
+  }
+  EXPECT_EQ(checked, 6);
+  // The same secrets file left world-readable makes the PSK examples fail.
+  fs::permissions(ex / "psk.secrets", fs::perms::group_read,
+                  fs::perm_options::add);
+  EXPECT_EQ(RunBinary("check-config " + (ex / "host-to-host-psk.yaml").string()),
+            1);
+}
+
 }  // namespace
 }  // namespace btnsctl

@@ -266,6 +266,16 @@ std::vector<Case> Cases() {
       {"api_grant_without_principals",
        "api:\n  grants:\n    - name: g\n      identities: ['*']\n",
        {"F:3:7: api.grants[0]: a grant needs 'users' or 'groups'"}},
+      {"dn_without_attributes", "identities:\n  h: {id: \"dn:not a dn\"}\n",
+       {"F:2:11: identities.h.id: expected a distinguished name such as "
+        "'dn:CN=host.example.com,O=Example'"}},
+      {"spd_remote_outside_peer_selectors",
+       "identities:\n  h: {id: null}\npad:\n  - name: b\n    peer: any\n"
+       "    auth: ca\n    ca: x.crt\n    remote_ts: [198.51.100.0/24]\n"
+       "spd:\n  - name: s\n    remote: 203.0.113.0/24\n    action: protect\n"
+       "    peer: b\n",
+       {"F:11:13: spd[0].remote: 203.0.113.0/24 is outside every remote_ts of "
+        "PAD entry 'b'; no child SA could be negotiated"}},
       {"several_errors_in_one_run",
        "daemon:\n  log_level: loud\n  ike_port: 0\nspd:\n  - name: s\n"
        "    action: drop\n",

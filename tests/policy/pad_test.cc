@@ -70,6 +70,7 @@ TEST(PadTest, WrongProofForAuthenticatedIdIsRejectedNotBtns) {
                           PresentedAuth::kRawPublicKey, Key(9)});
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(r.rejection, PadRejection::kAuthMethodMismatch);
+  EXPECT_EQ(NotifyFor(r.rejection), ike::wire::NotifyType::kAuthenticationFailed);
 
   r = pad.MatchPeer({Identity::Fqdn("sg-b.example.net"), PresentedAuth::kNull,
                      std::nullopt});
@@ -138,6 +139,7 @@ TEST(PadTest, ChildSelectorsAreNarrowed) {
   r = pad.AuthorizeChildSelectors(*b, {Ts("203.0.113.0/24")});
   EXPECT_FALSE(r.ok());
   EXPECT_EQ(*r.rejection, TsRejection::kOutsideAllowed);
+  EXPECT_EQ(NotifyFor(*r.rejection), ike::wire::NotifyType::kTsUnacceptable);
 }
 
 TEST(PadTest, BtnsPeerCannotClaimAuthenticatedAddresses) {
