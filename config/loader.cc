@@ -240,6 +240,7 @@ void Loader::Collect(const YAML::Node& root, const std::string& file,
   for (const char* name : {"pad", "spd"}) {
     if (!root[name]) continue;
     Src list = Child(top, name);
+    if (list.node.IsNull()) continue;  // every entry commented out
     if (!list.node.IsSequence()) {
       Error(list, "expected a list of entries (each starting with '- name:')");
       continue;
@@ -530,6 +531,7 @@ void Loader::ParseProposals() {
       {"esn", TransformType::kEsn}};
   std::set<std::string> defined;
   for (const Src& map : proposal_maps_) {
+    if (map.node.IsNull()) continue;
     if (!map.node.IsMap()) {
       Error(map, "expected a mapping of proposal set name to set");
       continue;
@@ -668,6 +670,7 @@ std::optional<Identity> Loader::ParseIdentity(const Src& s) {
 
 void Loader::ParseIdentities() {
   for (const Src& map : identity_maps_) {
+    if (map.node.IsNull()) continue;
     if (!map.node.IsMap()) {
       Error(map, "expected a mapping of identity name to identity");
       continue;

@@ -166,6 +166,12 @@ TEST(LoaderTest, DaemonDefaultsAndSettings) {
   EXPECT_EQ(d.ownership.reqid_max, 9u);
   EXPECT_EQ(d.ownership.mark_mask, 0xf0u);
 
+  std::string blank = dir.Write("blank.yaml",
+                                "identities:\nproposals:\npad:\nspd:\n");
+  LoadResult b = LoadNoFiles(blank);
+  ASSERT_TRUE(b.ok()) << ::testing::PrintToString(ErrorStrings(b));
+  EXPECT_TRUE(b.snapshot->pad.entries().empty());
+
   std::string empty = dir.Write("empty.yaml", "");
   LoadResult e = LoadNoFiles(empty);
   ASSERT_TRUE(e.ok());
