@@ -729,6 +729,8 @@ void Loader::ParseIdentities() {
         }
         li.psk_name = ref.value_or("");
       }
+      // A broken identity is still registered by name, so references to it
+      // do not raise a second, misleading "no identity named" error.
       if (ok) out_.identities.push_back(std::move(li));
       else out_.identities.push_back({name, {}, {}, {}, {}, {}, {}});
     }
@@ -1032,6 +1034,8 @@ void Loader::ParsePad() {
                 : "required when more than one identity is defined");
       ok = false;
     }
+    // Kept even when invalid (the load fails anyway) so that SPD entries
+    // naming it are checked against it instead of reporting it missing.
     if (ok || !e.name.empty()) {
       pad_.push_back(std::move(e));
       pad_src_.push_back(s);
