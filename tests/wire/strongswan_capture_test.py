@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Decodes the real strongSwan 5.9.8 captures in tests/fixtures/strongswan
-with ikedecode, checks them against tshark (payload chain, SPIs, proposals,
-via tshark_crosscheck.py) and against what the fixture README says each
-scenario negotiated."""
+"""Decodes the real strongSwan 5.9.8 captures (tests/fixtures/wire/strongswan,
+copied from tests/fixtures/strongswan) with ikedecode, decrypts their
+IKE_AUTH messages with the keys from charon's log, and checks the result
+against tshark (payload chain, SPIs, proposals, decrypted contents; via
+tshark_crosscheck.py), against what the fixture README says each scenario
+negotiated, and that our encoder reproduces every message byte for byte."""
 import json
 import os
 import subprocess
@@ -12,13 +14,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tshark_crosscheck  # noqa: E402
 
 IKEDECODE = sys.argv[1]
-CAPTURES = sys.argv[2:]
+KEYS = sys.argv[2]
+CAPTURES = sys.argv[3:]
 
 # From tests/fixtures/strongswan/README.md: the IKE proposal of each scenario
 # as (transform type, transform id, key length).
 EXPECTED_IKE_TRANSFORMS = {
     "psk-x25519-aesgcm256": [[1, 20, 256], [2, 5, None], [4, 31, None]],
     "psk-ecp256-aescbc128": [[1, 12, 128], [3, 12, None], [2, 5, None], [4, 19, None]],
+}
+EXPECTED_ESP_TRANSFORMS = {
+    "psk-x25519-aesgcm256": [[1, 20, 256], [5, 0, None]],
+    "psk-ecp256-aescbc128": [[1, 12, 128], [3, 12, None], [5, 0, None]],
 }
 KE_SIZE = {31: 32, 19: 64}
 
@@ -36,7 +43,7 @@ if not CAPTURES:
 for capture in CAPTURES:
     scenario = os.path.basename(capture)[:-len(".pcap")]
     print("== " + scenario)
-    result = subprocess.run([IKEDECODE, "--json", capture], stdout=subprocess.PIPE, check=True)
+    result = subprocess.run([IKEDECODE, "--json", "--keys", KEYS, capture], stdout=subprocess.PIPE, check=True)
     messages = [json.loads(line) for line in result.stdout.decode().splitlines()]
     check(len(messages) == 4 and all(m["ok"] for m in messages),
           "%s: 4 IKE messages, all decoded" % scenario)
@@ -71,12 +78,41 @@ for capture in CAPTURES:
     check([p["name"] for p in auth_resp["payloads"]] == ["SK"] and auth_resp["payloads"][0]["first_inner_name"] == "IDr",
           "IKE_AUTH response is one SK payload starting with IDr")
 
-    mine = tshark_crosscheck.read_ours(IKEDECODE, capture)
-    theirs = tshark_crosscheck.read_tshark("tshark", capture)
+    check(all(m["reencodes_identically"] for m in messages),
+          "our encoder reproduces all 4 messages byte for byte")
+
+    # The IKE_AUTH contents, decrypted with the keys from charon's log.
+    for m, own_id, peer_id in ((auth_req, "IDi", "left.example.net"), (auth_resp, "IDr", "right.example.net")):
+        d = m.get("decrypted", {})
+        check(d.get("ok") is True, "%s decrypted and its inner payloads decode" % own_id)
+        if not d.get("ok"):
+            continue
+        check(d["reencodes_identically"], "decrypted chain re-encodes byte for byte")
+        inner = d["payloads"]
+        names = [p["name"] for p in inner]
+        check(names[0] == own_id and inner[0]["id_type_name"] == "ID_FQDN" and inner[0]["text"] == peer_id,
+              "%s is ID_FQDN %s" % (own_id, peer_id))
+        auth = [p for p in inner if p["name"] == "AUTH"]
+        check(len(auth) == 1 and auth[0]["method_name"] == "SHARED_KEY_MIC", "AUTH is SHARED_KEY_MIC")
+        esp = [p for p in inner if p["name"] == "SA"][0]["proposals"][0]
+        got = [[t["type"], t["id"], t.get("key_length")] for t in esp["transforms"]]
+        check(esp["protocol_name"] == "ESP" and len(esp["spi"]) == 8 and
+              got == EXPECTED_ESP_TRANSFORMS.get(scenario, got), "ESP proposal %s" % got)
+        tsi = [p for p in inner if p["name"] == "TSi"][0]["selectors"]
+        tsr = [p for p in inner if p["name"] == "TSr"][0]["selectors"]
+        check([(s["start"], s["end"]) for s in tsi] == [("192.0.2.1", "192.0.2.1")] and
+              [(s["start"], s["end"]) for s in tsr] == [("192.0.2.2", "192.0.2.2")],
+              "traffic selectors are the two /32s")
+        check(any(p.get("notify_name") == "USE_TRANSPORT_MODE" for p in inner), "transport mode requested")
+
+    mine = tshark_crosscheck.read_ours(IKEDECODE, capture, KEYS)
+    theirs = tshark_crosscheck.read_tshark("tshark", capture, KEYS)
     problems, observed = tshark_crosscheck.compare(mine, theirs, [], verbose=True)
     for problem in problems:
         print("MISMATCH: " + problem)
     check(not problems and len(theirs) == 4, "tshark agrees on all 4 messages")
+    check(tshark_crosscheck.count_inner(mine) == 2 and tshark_crosscheck.count_inner(theirs) == 2,
+          "tshark and ikedecode both decrypted both IKE_AUTH messages (contents compared above)")
     check(not observed, "no known tshark difference needed")
 
 print("%d failures" % len(failures))

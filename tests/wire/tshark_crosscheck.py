@@ -131,6 +131,10 @@ def tshark_payload(p):
         out["selectors"] = selectors
     elif ptype == 46:
         out["first_inner"] = int(show(p, "isakmp.nextpayload"))
+        decrypted = child(p, "isakmp.enc.decrypted")
+        contained = child(decrypted, "isakmp.enc.contained") if decrypted is not None else None
+        if contained is not None:
+            out["inner"] = [tshark_payload(q) for q in children(contained, "isakmp.typepayload")]
     elif ptype == 53:
         out["first_inner"] = int(show(p, "isakmp.nextpayload"))
         out["fragment"] = [int(show(p, "isakmp.frag.number")), int(show(p, "isakmp.frag.total"))]
@@ -140,8 +144,35 @@ def tshark_payload(p):
     return out
 
 
-def read_tshark(tshark, pcap):
-    result = subprocess.run([tshark, "-n", "-r", pcap, "-T", "pdml", "-d", "udp.port==500,isakmp"],
+def tshark_key_options(keys_path):
+    """Turns an ikedecode keys file into tshark's IKEv2 decryption table."""
+    options = []
+    if not keys_path:
+        return options
+    integ_names = {"hmac-sha1-96": "HMAC_SHA1_96 [RFC2404]",
+                   "hmac-sha2-256-128": "HMAC_SHA2_256_128 [RFC4868]",
+                   "hmac-sha2-384-192": "HMAC_SHA2_384_192 [RFC4868]",
+                   "hmac-sha2-512-256": "HMAC_SHA2_512_256 [RFC4868]"}
+    for line in open(keys_path):
+        f = line.split()
+        if not f or f[0].startswith("#"):
+            continue
+        if f[2] == "aes-gcm-16":
+            encr = "AES-GCM-%d with 16 octet ICV [RFC5282]" % ((len(f[3]) // 2 - 4) * 8)
+            integ, sk_ai, sk_ar = "NONE [RFC4306]", "", ""
+        elif f[2] == "aes-cbc":
+            encr = "AES-CBC-%d [RFC3602]" % (len(f[3]) // 2 * 8)
+            integ, sk_ai, sk_ar = integ_names[f[5]], f[6], f[7]
+        else:
+            continue  # tshark 4.0 cannot decrypt ChaCha20-Poly1305
+        options += ["-o", 'uat:ikev2_decryption_table:%s,%s,%s,%s,"%s",%s,%s,"%s"' %
+                    (f[0], f[1], f[3], f[4], encr, sk_ai, sk_ar, integ)]
+    return options
+
+
+def read_tshark(tshark, pcap, keys_path=None):
+    result = subprocess.run([tshark, "-n", "-r", pcap, "-T", "pdml", "-d", "udp.port==500,isakmp"] +
+                            tshark_key_options(keys_path),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
     if result.returncode != 0:
         sys.exit("tshark failed (%d): %s" % (result.returncode, result.stderr.decode(errors="replace")))
@@ -212,8 +243,9 @@ def ours_payload(p):
     return out
 
 
-def read_ours(ikedecode, pcap):
-    result = subprocess.run([ikedecode, "--json", pcap], stdout=subprocess.PIPE,
+def read_ours(ikedecode, pcap, keys_path=None):
+    keys = ["--keys", keys_path] if keys_path else []
+    result = subprocess.run([ikedecode, "--json"] + keys + [pcap], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, check=False)
     if result.returncode != 0:
         sys.exit("ikedecode failed (%d): %s" % (result.returncode, result.stderr.decode(errors="replace")))
@@ -226,8 +258,17 @@ def read_ours(ikedecode, pcap):
         h = obj["header"]
         header = {k: h[k] for k in ("ispi", "rspi", "first_payload", "exchange", "flags",
                                     "message_id", "length")}
+        payloads = [ours_payload(p) for p in obj["payloads"]]
+        decrypted = obj.get("decrypted")
+        if decrypted is not None:
+            if not decrypted["ok"]:
+                messages[obj["index"]] = {"error": "decryption: " + decrypted["error"]}
+                continue
+            for p in payloads:
+                if p["type"] == 46:
+                    p["inner"] = [ours_payload(q) for q in decrypted["payloads"]]
         messages[obj["index"]] = {"header": header, "exchange_name": h["exchange_name"],
-                                  "payloads": [ours_payload(p) for p in obj["payloads"]]}
+                                  "payloads": payloads}
     return messages
 
 
@@ -239,7 +280,7 @@ def compare_names(frame, mine, theirs, observed, problems):
         else:
             problems.append("frame %d: exchange name ours %r, tshark %r" %
                             (frame, mine["exchange_name"], theirs["exchange_name"]))
-    for index, (a, b) in enumerate(zip(mine["payloads"], theirs["payloads"])):
+    for index, (a, b) in enumerate(zip(flatten(mine["payloads"]), flatten(theirs["payloads"]))):
         if a.get("notify_name") is not None and a["notify_name"] != b.get("notify_name"):
             if 16435 <= a["notify_type"] <= 16438 and b.get("notify_name", "").startswith("RESERVED"):
                 observed.add("notify-16435-16438-reserved")
@@ -256,8 +297,20 @@ def compare_names(frame, mine, theirs, observed, problems):
                                     (frame, index + 1, a["id_type_name"], b.get("id_type_name")))
 
 
+def flatten(payloads):
+    """Payloads in order, each SK payload followed by its decrypted content."""
+    for p in payloads:
+        yield p
+        yield from flatten(p.get("inner", []))
+
+
 def strip_names(payloads):
-    return [{k: v for k, v in p.items() if not k.endswith("_name")} for p in payloads]
+    return [{k: (strip_names(v) if k == "inner" else v) for k, v in p.items()
+             if not k.endswith("_name")} for p in payloads]
+
+
+def count_inner(messages):
+    return sum(1 for m in messages.values() for p in m.get("payloads", []) if "inner" in p)
 
 
 def compare(mine, theirs, names, verbose=False):
@@ -304,9 +357,17 @@ def self_test(mine, theirs, names):
         ("first payload type", lambda m: m["payloads"][0].update(type=m["payloads"][0]["type"] ^ 1)),
         ("notify name", lambda m: [p.update(notify_name="X") for p in m["payloads"] if "notify_name" in p] or m["payloads"].pop()),
     ]
+    with_inner = [f for f in mine if any("inner" in p for p in mine[f].get("payloads", []))]
+    if with_inner:
+        def corrupt_inner(m):
+            inner = [p for p in m["payloads"] if "inner" in p][0]["inner"]
+            inner[-1] = dict(inner[-1], type=inner[-1]["type"] ^ 1)
+        mutations.append(("last decrypted payload type", corrupt_inner))
     for what, mutate in mutations:
         corrupted = copy.deepcopy(mine)
         frame = min(f for f in corrupted if "payloads" in corrupted[f])
+        if what.startswith("last decrypted"):
+            frame = with_inner[0]
         mutate(corrupted[frame])
         problems, _ = compare(corrupted, theirs, names)
         if not problems:
@@ -324,14 +385,17 @@ def main():
     parser.add_argument("--self-test", action="store_true",
                         help="also check that corrupted output is reported")
     parser.add_argument("--min-messages", type=int, default=1)
+    parser.add_argument("--keys", help="ikedecode keys file: compare decrypted SK contents too")
+    parser.add_argument("--min-decrypted", type=int, default=0,
+                        help="SK payloads both tools must have decrypted")
     args = parser.parse_args()
 
     names = []
     if args.names:
         with open(args.names) as f:
             names = [line.strip() for line in f if line.strip()]
-    theirs = read_tshark(args.tshark, args.pcap)
-    mine = read_ours(args.ikedecode, args.pcap)
+    theirs = read_tshark(args.tshark, args.pcap, args.keys)
+    mine = read_ours(args.ikedecode, args.pcap, args.keys)
     problems, observed = compare(mine, theirs, names, verbose=True)
     if args.self_test:
         failure = self_test(mine, theirs, names)
@@ -345,6 +409,11 @@ def main():
         for key in sorted(set(KNOWN_DIFFERENCES) - observed):
             problems.append("known difference %r was not observed; is tshark newer? %s" %
                             (key, KNOWN_DIFFERENCES[key]))
+    decrypted = min(count_inner(mine), count_inner(theirs))
+    if args.keys:
+        print("SK payloads decrypted: ours %d, tshark %d" % (count_inner(mine), count_inner(theirs)))
+    if decrypted < args.min_decrypted:
+        problems.append("only %d SK payloads decrypted by both, expected %d" % (decrypted, args.min_decrypted))
     if len(mine) < args.min_messages:
         problems.append("only %d IKE messages found, expected at least %d" % (len(mine), args.min_messages))
     for problem in problems:

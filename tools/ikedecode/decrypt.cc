@@ -183,6 +183,11 @@ Decrypted DecryptSk(std::span<const uint8_t> datagram, const ike::wire::Header& 
   result.plaintext.assign(plain.begin(), plain.end() - plain.back() - 1);
   // Error offsets are then relative to the start of the decrypted chain.
   result.payloads = ike::wire::DecodePayloadChain(result.first_inner, result.plaintext);
+  if (result.payloads.ok()) {
+    auto encoded = ike::wire::EncodePayloadChain(result.payloads.value());
+    result.reencodes_identically = encoded.ok() && encoded->bytes == result.plaintext &&
+                                   encoded->first_type == result.first_inner;
+  }
   return result;
 }
 

@@ -39,6 +39,8 @@ struct Decrypted {
   std::vector<uint8_t> plaintext;  // the inner payload chain, padding removed
   ike::wire::Result<std::vector<ike::wire::Payload>> payloads =
       ike::wire::WireError{};
+  // Whether EncodePayloadChain(payloads) reproduces `plaintext` exactly.
+  bool reencodes_identically = false;
 };
 
 // Verifies and decrypts the SK payload of `datagram` (not SKF), using the

@@ -1,5 +1,6 @@
 // ikedecode: prints the payload chain and key fields of IKEv2 messages found
 // in a classic pcap file or given as hex.
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -47,6 +48,11 @@ struct Counts {
 void Emit(ikedecode::Observation& ob, std::span<const uint8_t> bytes, const Options& options,
           Counts& counts) {
   ++counts.messages;
+  if (ob.decoded.ok()) {
+    auto encoded = ike::wire::EncodeMessage(ob.decoded.value());
+    ob.reencodes_identically =
+        encoded.ok() && std::equal(encoded->begin(), encoded->end(), bytes.begin(), bytes.end());
+  }
   if (ob.decoded.ok() && !options.keys.empty() &&
       ike::wire::FindFirst<ike::wire::SkPayload>(ob.decoded->payloads)) {
     if (const ikedecode::SaKeys* keys = ikedecode::FindKeys(options.keys, ob.decoded->header)) {

@@ -408,6 +408,7 @@ std::string RenderJson(const Observation& ob) {
                       .Num("length", h.length)
                       .Json());
   o.Raw("payloads", PayloadsJson(ob.decoded->payloads));
+  o.Bool("reencodes_identically", ob.reencodes_identically);
   if (ob.decrypted) {
     const Decrypted& d = *ob.decrypted;
     Object inner;
@@ -417,7 +418,10 @@ std::string RenderJson(const Observation& ob) {
     } else if (!d.payloads.ok()) {
       inner.Str("error", d.payloads.error().message);
     } else {
-      inner.Num("plaintext_length", d.plaintext.size()).Raw("payloads", PayloadsJson(d.payloads.value()));
+      inner.Num("plaintext_length", d.plaintext.size())
+          .Num("first_inner", d.first_inner)
+          .Bool("reencodes_identically", d.reencodes_identically)
+          .Raw("payloads", PayloadsJson(d.payloads.value()));
     }
     o.Raw("decrypted", inner.Json());
   }

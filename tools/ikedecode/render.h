@@ -18,6 +18,8 @@ struct Observation {
   ike::wire::Result<ike::wire::Message> decoded = ike::wire::WireError{};
   // Present when keys for the message's IKE SA were given (--keys).
   std::optional<Decrypted> decrypted;
+  // Whether EncodeMessage(decoded) reproduces the received bytes exactly.
+  bool reencodes_identically = false;
 };
 
 std::string RenderText(const Observation& observation);
