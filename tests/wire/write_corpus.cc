@@ -4,7 +4,8 @@
 //   --mixed-pcap F   the same messages over IPv6 and UDP 4500 (non-ESP
 //                    marker), plus a NAT keepalive and an ESP-in-UDP frame
 //   --names FILE     the corpus entry names, one per line, in frame order
-//   --seed-dir DIR   one raw message per file (for libFuzzer)
+//   --seed-dir DIR   for libFuzzer: NAME.ike (a raw message) and NAME.chain
+//                    (first payload type octet, then the payload chain)
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -67,7 +68,12 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < messages.size(); ++i) {
       std::ofstream seed(seed_dir + "/" + corpus[i].name + ".ike", std::ios::binary);
       seed.write(reinterpret_cast<const char*>(messages[i].data()), messages[i].size());
-      if (!seed) {
+      // Payload-chain seed: first payload type octet, then the chain.
+      std::ofstream chain_seed(seed_dir + "/" + corpus[i].name + ".chain", std::ios::binary);
+      chain_seed.write(reinterpret_cast<const char*>(messages[i].data() + 16), 1);
+      chain_seed.write(reinterpret_cast<const char*>(messages[i].data() + ike::wire::kHeaderSize),
+                       messages[i].size() - ike::wire::kHeaderSize);
+      if (!seed || !chain_seed) {
         std::cerr << "write_corpus: cannot write into " << seed_dir << "\n";
         return 1;
       }

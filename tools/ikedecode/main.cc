@@ -24,7 +24,9 @@ constexpr char kUsage[] =
     "--json prints one JSON object per message and line.\n"
     "--verbose reports on stderr why other frames were skipped.\n"
     "--extract DIR also writes each IKE message found in a capture to\n"
-    "  DIR/frame-N.ike (raw bytes, without the non-ESP marker).\n"
+    "  DIR/frame-N.ike (raw bytes, without the non-ESP marker) and, with --keys,\n"
+    "  the decrypted SK content to DIR/frame-N.chain (first payload type octet,\n"
+    "  then the payload chain).\n"
     "--keys FILE decrypts SK payloads of the IKE SAs listed in FILE, one per line:\n"
     "  ISPI RSPI ENCR SK_EI SK_ER [INTEG SK_AI SK_AR]   (hex; ENCR aes-gcm-16,\n"
     "  chacha20-poly1305 (keys with salt) or aes-cbc with INTEG hmac-sha2-256-128,\n"
@@ -139,6 +141,18 @@ int RunPcap(const Options& options, Counts& counts) {
     ob.decoded = ike::wire::DecodeMessage(datagram->ike);
     ob.datagram = std::move(datagram);
     Emit(ob, ob.datagram->ike, options, counts);
+    if (!options.extract_dir.empty() && ob.decrypted && ob.decrypted->error.empty()) {
+      // The fuzzer's payload-chain input format: first payload type, then the chain.
+      const std::string path = options.extract_dir + "/frame-" + std::to_string(frame) + ".chain";
+      std::ofstream out(path, std::ios::binary);
+      out.put(static_cast<char>(ob.decrypted->first_inner));
+      out.write(reinterpret_cast<const char*>(ob.decrypted->plaintext.data()),
+                ob.decrypted->plaintext.size());
+      if (!out) {
+        std::cerr << "ikedecode: " << path << ": cannot write\n";
+        return 1;
+      }
+    }
   }
   if (!reader.error().empty()) {
     std::cerr << "ikedecode: " << reader.error() << "\n";
