@@ -21,7 +21,7 @@ def run(*args):
     return result.returncode, result.stdout.decode(), result.stderr.decode()
 
 
-IKEDECODE, WRITE_CORPUS = sys.argv[1], sys.argv[2]
+IKEDECODE, WRITE_CORPUS, STRONGSWAN_PCAP, STRONGSWAN_KEYS = sys.argv[1:5]
 tmp = os.environ.get("TEST_TMPDIR") or tempfile.mkdtemp()
 corpus, mixed, names = (os.path.join(tmp, n) for n in ("c.pcap", "m.pcap", "names"))
 subprocess.run([WRITE_CORPUS, "--pcap", corpus, "--mixed-pcap", mixed, "--names", names], check=True)
@@ -102,6 +102,30 @@ extracted = sorted(os.listdir(extract_dir))
 check(rc == 0 and len(extracted) == len(entry_names), "--extract writes one file per message")
 check(open(os.path.join(extract_dir, "frame-1.ike"), "rb").read()[:8] == bytes.fromhex("0102030405060708"),
       "extracted message starts with the initiator SPI")
+
+# --keys: decryption of a real capture, a wrong key, and a bad keys file.
+rc, out, err = run("--json", "--keys", STRONGSWAN_KEYS, STRONGSWAN_PCAP)
+auth = [json.loads(line) for line in out.splitlines()][2:]
+check(all(m.get("decrypted", {}).get("ok") for m in auth), "--keys decrypts both IKE_AUTH messages")
+wrong_keys = os.path.join(tmp, "wrong.keys")
+with open(STRONGSWAN_KEYS) as f, open(wrong_keys, "w") as g:
+    for line in f:
+        fields = line.split()
+        if fields and not line.startswith("#"):
+            fields[3] = ("0" if fields[3][0] != "0" else "1") + fields[3][1:]
+            fields[4] = ("0" if fields[4][0] != "0" else "1") + fields[4][1:]
+            if len(fields) == 8:
+                fields[6] = ("0" if fields[6][0] != "0" else "1") + fields[6][1:]
+                fields[7] = ("0" if fields[7][0] != "0" else "1") + fields[7][1:]
+        g.write(" ".join(fields) + "\n")
+rc, out, err = run("--json", "--keys", wrong_keys, STRONGSWAN_PCAP)
+auth = [json.loads(line) for line in out.splitlines()][2:]
+check(all(m["decrypted"]["ok"] is False and "failed" in m["decrypted"]["error"] for m in auth),
+      "a wrong key is reported as a failed integrity check, nothing decoded")
+with open(wrong_keys, "w") as g:
+    g.write("# comment\n0011 2233 aes-gcm-16 00 00\n")
+rc, out, err = run("--keys", wrong_keys, STRONGSWAN_PCAP)
+check(rc == 1 and wrong_keys + ":2: SPIs must be 16 hex digits" in err, "bad keys file names file and line")
 
 print("%d failures" % len(failures))
 sys.exit(1 if failures else 0)
