@@ -1,0 +1,686 @@
+#include "btns_api/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <botan/hash.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "btns/ipsec_api.h"
+#include "btns_api/btns_api.pb.h"
+
+namespace btns_api {
+
+namespace pb = btns::api::v1;
+
+struct Server::Session {
+  uint64_t id = 0;
+  Caller caller;
+  FrameDecoder decoder;
+  std::vector<int> pending_fds;
+  std::string output;
+  size_t output_consumed = 0;
+  uint64_t last_request_id = 0;
+  bool closing = false;
+  // Peers the application demanded per socket (socket inode -> identity).
+  std::map<uint64_t, std::optional<std::string>> expectations;
+
+  explicit Session(size_t max_frame) : decoder(max_frame) {}
+  ~Session() {
+    for (int fd : pending_fds) close(fd);
+  }
+};
+
+namespace {
+
+class OwnedFds {
+ public:
+  explicit OwnedFds(std::vector<int> fds) : fds_(std::move(fds)) {}
+  ~OwnedFds() {
+    for (int fd : fds_) close(fd);
+  }
+  size_t size() const { return fds_.size(); }
+  int operator[](size_t i) const { return fds_[i]; }
+
+ private:
+  std::vector<int> fds_;
+};
+
+uint32_t AuthMethodValue(AuthKind k) {
+  switch (k) {
+    case AuthKind::kNull: return IPSEC_API_ATTR_authMeth_NONE;
+    case AuthKind::kRawKey: return IPSEC_API_ATTR_authMeth_BTNS;
+    case AuthKind::kPinnedKey: return IPSEC_API_ATTR_authMeth_LEAPOFFAITH;
+    case AuthKind::kCertificate: return IPSEC_API_ATTR_authMeth_PKIX_INLINE;
+    case AuthKind::kPsk: return IPSEC_API_ATTR_authMeth_PRESHAREDKEY;
+  }
+  return IPSEC_API_ATTR_authMeth_NONE;
+}
+
+const char* AuthKindText(AuthKind k) {
+  switch (k) {
+    case AuthKind::kNull: return "NULL authentication (RFC 7619), unauthenticated";
+    case AuthKind::kRawKey: return "an unverified raw public key (BTNS)";
+    case AuthKind::kPinnedKey: return "a pinned public key";
+    case AuthKind::kCertificate: return "a certificate";
+    case AuthKind::kPsk: return "a pre-shared key";
+  }
+  return "?";
+}
+
+uint32_t Flag(bool on) {
+  return on ? IPSEC_API_ATTR_ENABLE : IPSEC_API_ATTR_DISABLE;
+}
+
+void ToProto(const Endpoint& e, pb::Address* a) {
+  auto bytes = e.address.ToBytes();
+  a->set_ip(std::string(bytes.begin(), bytes.end()));
+  a->set_port(e.port);
+}
+
+void ToProto(const FiveTuple& t, pb::FiveTuple* p) {
+  ToProto(t.local, p->mutable_local());
+  ToProto(t.remote, p->mutable_remote());
+  p->set_protocol(t.protocol);
+}
+
+std::optional<Endpoint> FromProto(const pb::Address& a) {
+  if (a.port() > 65535) return std::nullopt;
+  auto ip = IpAddress::FromBytes(
+      reinterpret_cast<const uint8_t*>(a.ip().data()), a.ip().size());
+  if (!ip) return std::nullopt;
+  return Endpoint{*ip, static_cast<uint16_t>(a.port())};
+}
+
+std::optional<std::vector<uint8_t>> ChannelBindingValue(
+    const SaInfo& sa, const std::string& hash_name) {
+  if (sa.peer.public_key.empty() || sa.local.public_key.empty()) {
+    return std::nullopt;
+  }
+  auto hash = Botan::HashFunction::create(hash_name);
+  if (!hash) return std::nullopt;
+  auto a = hash->process(sa.peer.public_key);
+  auto b = hash->process(sa.local.public_key);
+  for (size_t i = 0; i < a.size(); ++i) a[i] ^= b[i];
+  auto v = hash->process(a);
+  return std::vector<uint8_t>(v.begin(), v.end());
+}
+
+void ToProto(const PeerIdentity& id, const SaInfo* sa, pb::IToken* t) {
+  t->set_auth_method(AuthMethodValue(id.auth));
+  t->set_identity(id.id);
+  t->set_certificate_dn(id.certificate_dn);
+  t->set_certificate_authority_dn(id.certificate_authority_dn);
+  if (id.spki_sha256) {
+    t->set_pub_key_id(std::string(id.spki_sha256->begin(), id.spki_sha256->end()));
+  }
+  std::string audit = id.id + " authenticated by " + AuthKindText(id.auth);
+  if (!id.certificate_authority_dn.empty()) {
+    audit += " issued by " + id.certificate_authority_dn;
+  }
+  t->set_audit_string(audit);
+  if (sa) {
+    if (auto cb = ChannelBindingValue(*sa, "SHA-256")) {
+      t->set_channel_binding(std::string(cb->begin(), cb->end()));
+    }
+  }
+}
+
+void FillPToken(const SaInfo& sa, pb::PToken* p) {
+  p->set_privacy(Flag(sa.privacy));
+  p->set_integrity(Flag(sa.integrity));
+  p->set_compression(Flag(sa.compression));
+  p->set_tunnel(Flag(sa.tunnel));
+  p->set_ipoptions(Flag(sa.tunnel));  // only tunnel mode covers IP options
+  p->set_policy_name(sa.policy_name);
+  p->set_algorithms(sa.algorithms);
+  ToProto(sa.peer, &sa, p->mutable_peer());
+  ToProto(sa.local, &sa, p->mutable_local());
+  p->set_audit_string("peer " + sa.peer.id + " (" + AuthKindText(sa.peer.auth) +
+                      "), local " + sa.local.id + ", IKE SA #" +
+                      std::to_string(sa.ike_sa_id) + ", child SA #" +
+                      std::to_string(sa.child_sa_id) + ", " + sa.algorithms +
+                      (sa.policy_name.empty() ? "" : ", policy " + sa.policy_name));
+  p->set_information_string(
+      std::string(sa.privacy ? "encrypted" : "integrity-protected only") +
+      " with IPsec ESP in " + (sa.tunnel ? "tunnel" : "transport") +
+      " mode; the peer is " + sa.peer.id + ", known by " +
+      AuthKindText(sa.peer.auth));
+}
+
+void FillUnprotected(pb::PToken* p) {
+  p->set_privacy(IPSEC_API_ATTR_DISABLE);
+  p->set_integrity(IPSEC_API_ATTR_DISABLE);
+  p->set_compression(IPSEC_API_ATTR_DISABLE);
+  p->set_tunnel(IPSEC_API_ATTR_DISABLE);
+  p->set_ipoptions(IPSEC_API_ATTR_DISABLE);
+  p->set_information_string("not protected by IPsec");
+  p->set_audit_string("no IPsec SA covers this conversation");
+  p->set_latch_state(IPSEC_LATCH_NONE);
+}
+
+std::optional<Endpoint> FromSockaddr(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) {
+    const auto& sin = reinterpret_cast<const sockaddr_in&>(ss);
+    return Endpoint{IpAddress::V4(ntohl(sin.sin_addr.s_addr)), ntohs(sin.sin_port)};
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto& sin6 = reinterpret_cast<const sockaddr_in6&>(ss);
+    const uint8_t* b = sin6.sin6_addr.s6_addr;
+    static const uint8_t kMapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    auto ip = std::memcmp(b, kMapped, 12) == 0 ? IpAddress::FromBytes(b + 12, 4)
+                                              : IpAddress::FromBytes(b, 16);
+    if (!ip) return std::nullopt;
+    return Endpoint{*ip, ntohs(sin6.sin6_port)};
+  }
+  return std::nullopt;
+}
+
+// What the server learns from a descriptor the client passed: the
+// descriptor itself is the authorization, so every fact comes from it.
+struct SocketFacts {
+  uint64_t key = 0;  // sockfs inode: stable across dup() and SCM_RIGHTS
+  int type = 0;
+  int protocol = 0;
+  bool listening = false;
+  Endpoint local;
+  std::optional<Endpoint> remote;
+
+  FiveTuple Conversation() const {
+    return {local, remote.value_or(Endpoint{}), static_cast<uint8_t>(protocol)};
+  }
+};
+
+Status ReadSocket(int fd, SocketFacts* out) {
+  struct stat st;
+  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+    return Status::Fail(ENOTSOCK, Why::kNotASocket,
+                        "descriptor 0 of the request is not a socket");
+  }
+  out->key = st.st_ino;
+  int domain = 0;
+  socklen_t len = sizeof domain;
+  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
+      (domain != AF_INET && domain != AF_INET6)) {
+    return Status::Fail(EAFNOSUPPORT, Why::kNotSupported,
+                        "the socket is not an IPv4 or IPv6 socket");
+  }
+  len = sizeof out->type;
+  getsockopt(fd, SOL_SOCKET, SO_TYPE, &out->type, &len);
+  len = sizeof out->protocol;
+  getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &out->protocol, &len);
+  int accepting = 0;
+  len = sizeof accepting;
+  getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len);
+  out->listening = accepting != 0;
+  sockaddr_storage ss{};
+  socklen_t sl = sizeof ss;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) {
+    return Status::Fail(errno, Why::kInternal, "getsockname failed");
+  }
+  auto local = FromSockaddr(ss);
+  if (!local) {
+    return Status::Fail(EAFNOSUPPORT, Why::kNotSupported,
+                        "unsupported local address family");
+  }
+  out->local = *local;
+  sl = sizeof ss;
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) {
+    out->remote = FromSockaddr(ss);
+  }
+  return Status::Ok();
+}
+
+std::string ErrorReply(uint64_t id, const Status& s) {
+  pb::Reply r;
+  r.set_version(kProtocolVersion);
+  r.set_id(id);
+  r.mutable_error()->set_errno_value(s.error);
+  r.mutable_error()->set_reason(static_cast<uint32_t>(s.why));
+  r.mutable_error()->set_why(s.message);
+  return r.SerializeAsString();
+}
+
+std::optional<std::string> WantedPeer(const pb::PToken& t) {
+  if (!t.has_peer() || t.peer().identity().empty()) return std::nullopt;
+  return t.peer().identity();
+}
+
+}  // namespace
+
+Server::Server(SaDirectory& directory, ServerOptions options)
+    : directory_(directory), options_(options) {
+  directory_.Subscribe(this);
+}
+
+Server::~Server() { directory_.Subscribe(nullptr); }
+
+uint64_t Server::OpenSession(const Caller& caller) {
+  auto s = std::make_unique<Session>(options_.max_frame);
+  s->id = next_session_++;
+  s->caller = caller;
+  uint64_t id = s->id;
+  sessions_.emplace(id, std::move(s));
+  return id;
+}
+
+void Server::QueueReply(Session& s, const std::string& serialized) {
+  const bool was_empty = s.output.size() == s.output_consumed;
+  AppendFrame(serialized, &s.output);
+  if (s.output.size() - s.output_consumed > options_.max_output) {
+    s.closing = true;  // a client that stopped reading
+  }
+  if (was_empty && output_ready_) output_ready_(s.id);
+}
+
+bool Server::OnInput(uint64_t session, const uint8_t* data, size_t len,
+                     std::vector<int> fds) {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) {
+    for (int fd : fds) close(fd);
+    return false;
+  }
+  Session& s = *it->second;
+  s.pending_fds.insert(s.pending_fds.end(), fds.begin(), fds.end());
+  if (s.closing) return false;
+  if (s.pending_fds.size() > options_.max_pending_fds) {
+    QueueReply(s, ErrorReply(0, Status::Fail(EMFILE, Why::kTooLarge,
+                                             "too many descriptors sent")));
+    s.closing = true;
+    return false;
+  }
+  s.decoder.Append(data, len);
+  std::string payload;
+  while (!s.closing) {
+    FrameResult r = s.decoder.Next(&payload);
+    if (r == FrameResult::kNeedMore) break;
+    if (r == FrameResult::kTooLarge || r == FrameResult::kEmpty) {
+      QueueReply(s, ErrorReply(0, Status::Fail(
+                                      EMSGSIZE, Why::kTooLarge,
+                                      r == FrameResult::kEmpty
+                                          ? "empty frame"
+                                          : "frame longer than " +
+                                                std::to_string(options_.max_frame) +
+                                                " octets")));
+      s.closing = true;
+      break;
+    }
+    HandleFrame(s, payload);
+  }
+  return !s.closing;
+}
+
+void Server::OnDescriptorsTruncated(uint64_t session) {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return;
+  QueueReply(*it->second,
+             ErrorReply(0, Status::Fail(EMFILE, Why::kTooLarge,
+                                        "descriptors were truncated")));
+  it->second->closing = true;
+}
+
+std::string_view Server::PendingOutput(uint64_t session) const {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return {};
+  const Session& s = *it->second;
+  return std::string_view(s.output).substr(s.output_consumed);
+}
+
+void Server::ConsumeOutput(uint64_t session, size_t n) {
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  s.output_consumed = std::min(s.output.size(), s.output_consumed + n);
+  if (s.output_consumed == s.output.size()) {
+    s.output.clear();
+    s.output_consumed = 0;
+  }
+}
+
+bool Server::WantsClose(uint64_t session) const {
+  auto it = sessions_.find(session);
+  return it == sessions_.end() || it->second->closing;
+}
+
+void Server::CloseSession(uint64_t session) {
+  latches_.ReleaseOwner(session);
+  sessions_.erase(session);
+}
+
+void Server::HandleFrame(Session& s, const std::string& payload) {
+  pb::Request req;
+  if (!req.ParseFromString(payload)) {
+    QueueReply(s, ErrorReply(0, Status::Fail(EBADMSG, Why::kMalformed,
+                                             "request frame is not a valid "
+                                             "btns.api.v1.Request")));
+    return;
+  }
+  const uint64_t id = req.id();
+  // Descriptors are claimed first so that a rejected request never leaves
+  // its descriptors to be mistaken for the next request's.
+  if (req.fd_count() > options_.max_fds_per_request ||
+      req.fd_count() > s.pending_fds.size()) {
+    QueueReply(s, ErrorReply(id, Status::Fail(EBADF, Why::kNoDescriptor,
+                                              "request " + std::to_string(id) +
+                                                  " announces " +
+                                                  std::to_string(req.fd_count()) +
+                                                  " descriptors; " +
+                                                  std::to_string(s.pending_fds.size()) +
+                                                  " arrived")));
+    s.closing = true;  // descriptor pairing is lost
+    return;
+  }
+  OwnedFds fds(std::vector<int>(s.pending_fds.begin(),
+                                s.pending_fds.begin() + req.fd_count()));
+  s.pending_fds.erase(s.pending_fds.begin(),
+                      s.pending_fds.begin() + req.fd_count());
+  if (req.version() != kProtocolVersion) {
+    QueueReply(s, ErrorReply(id, Status::Fail(EPROTONOSUPPORT,
+                                              Why::kUnsupportedVersion,
+                                              "request version " +
+                                                  std::to_string(req.version()) +
+                                                  "; this server speaks 1")));
+    return;
+  }
+  if (id == 0 || id <= s.last_request_id) {
+    QueueReply(s, ErrorReply(id, Status::Fail(EPROTO, Why::kMalformed,
+                                              "request id " + std::to_string(id) +
+                                                  " is not above the previous "
+                                                  "id " + std::to_string(s.last_request_id))));
+    return;
+  }
+  s.last_request_id = id;
+
+  auto fail = [&](const Status& st) { QueueReply(s, ErrorReply(id, st)); };
+  auto need_socket = [&](SocketFacts* facts) -> bool {
+    if (fds.size() < 1) {
+      fail(Status::Fail(EBADF, Why::kNoDescriptor,
+                        "this request needs the socket as descriptor 0"));
+      return false;
+    }
+    Status st = ReadSocket(fds[0], facts);
+    if (!st.ok()) fail(st);
+    return st.ok();
+  };
+  pb::Reply reply;
+  reply.set_version(kProtocolVersion);
+  reply.set_id(id);
+
+  switch (req.body_case()) {
+    case pb::Request::kGetSocketPtoken:
+    case pb::Request::kSubscribeLatch: {
+      SocketFacts f;
+      if (!need_socket(&f)) return;
+      const bool subscribe = req.body_case() == pb::Request::kSubscribeLatch;
+      Latch* latch = latches_.FindBySocket(s.id, f.key);
+      if (!latch && f.listening) {
+        if (!subscribe) {
+          fail(Status::Fail(ENOTCONN, Why::kNotConnected,
+                            "a listening socket has no pToken; ask the "
+                            "accepted socket"));
+          return;
+        }
+        latch = &latches_.CreateListenerLatch(s.id, f.key, f.local,
+                                              static_cast<uint8_t>(f.protocol));
+      }
+      if (!latch) {
+        if (!f.remote) {
+          fail(Status::Fail(ENOTCONN, Why::kNotConnected,
+                            "the socket is not connected"));
+          return;
+        }
+        FiveTuple conv = f.Conversation();
+        auto sas = directory_.FindSas(conv);
+        auto exp = s.expectations.find(f.key);
+        std::optional<std::string> expected =
+            exp == s.expectations.end() ? std::nullopt : exp->second;
+        if (sas.empty() && !subscribe && exp == s.expectations.end()) {
+          FillUnprotected(reply.mutable_ptoken());
+          ToProto(conv, reply.mutable_ptoken()->mutable_conversation());
+          QueueReply(s, reply.SerializeAsString());
+          return;
+        }
+        latch = &latches_.CreateConnectionLatch(s.id, f.key, conv, sas, expected);
+        if (Latch* listener = latches_.FindListenerFor(s.id, conv)) {
+          LatchAlert a;
+          a.latch_id = listener->id;
+          a.owner = s.id;
+          a.subscription_id = listener->subscription_id;
+          a.old_state = LatchState::kListener;
+          a.new_state = LatchState::kListener;
+          a.why = Why::kListenerSpawned;
+          a.message = "listener spawned latch " + std::to_string(latch->id) +
+                      " for " + conv.ToString();
+          a.conversation = conv;
+          if (latch->latched) a.peer = latch->latched->peer;
+          Deliver({a});
+        }
+      }
+      if (subscribe) latch->subscription_id = id;
+      pb::PToken* p = reply.mutable_ptoken();
+      if (latch->latched) {
+        FillPToken(*latch->latched, p);
+      } else {
+        FillUnprotected(p);
+      }
+      p->set_latch_id(latch->id);
+      p->set_latch_state(static_cast<uint32_t>(latch->state));
+      ToProto(latch->conversation, p->mutable_conversation());
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    case pb::Request::kSetSocketPtoken: {
+      SocketFacts f;
+      if (!need_socket(&f)) return;
+      const pb::PToken& t = req.set_socket_ptoken().template_();
+      ProtectionRequest pr;
+      pr.caller = s.caller;
+      pr.socket_fd = fds[0];
+      pr.listener = f.listening;
+      if (f.remote) pr.conversation = f.Conversation();
+      if (t.has_local() && !t.local().identity().empty()) {
+        pr.local_identity = t.local().identity();
+      }
+      pr.remote_identity = WantedPeer(t);
+      pr.credential_uri = t.local().credential_uri();
+      if (t.local().credential_file_attached()) {
+        if (fds.size() < 2) {
+          fail(Status::Fail(EBADF, Why::kNoDescriptor,
+                            "the template announces a credential file but "
+                            "descriptor 1 is missing"));
+          return;
+        }
+        struct stat st;
+        if (fstat(fds[1], &st) != 0 || !S_ISREG(st.st_mode)) {
+          fail(Status::Fail(EINVAL, Why::kCredentialFile,
+                            "descriptor 1 (credential file) is not a regular file"));
+          return;
+        }
+        pr.credential_fd = fds[1];
+      }
+      pr.require_privacy = t.privacy() == IPSEC_API_ATTR_ENABLE;
+      pr.require_integrity = t.integrity() == IPSEC_API_ATTR_ENABLE;
+      pr.require_tunnel = t.tunnel() == IPSEC_API_ATTR_ENABLE;
+      pr.policy_name = t.policy_name();
+      Status st = directory_.RequestProtection(pr);
+      if (!st.ok()) {
+        fail(st);
+        return;
+      }
+      s.expectations[f.key] = pr.remote_identity;
+      pb::PToken* p = reply.mutable_ptoken();
+      *p = t;
+      if (f.listening && !latches_.FindBySocket(s.id, f.key)) {
+        Latch& l = latches_.CreateListenerLatch(s.id, f.key, f.local,
+                                                static_cast<uint8_t>(f.protocol));
+        p->set_latch_id(l.id);
+        p->set_latch_state(IPSEC_LATCH_LISTENER);
+      }
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    case pb::Request::kLookupDatagram:
+    case pb::Request::kCheckSend: {
+      SocketFacts f;
+      if (!need_socket(&f)) return;
+      const bool send = req.body_case() == pb::Request::kCheckSend;
+      const pb::Address& remote_pb = send ? req.check_send().remote()
+                                          : req.lookup_datagram().remote();
+      auto remote = FromProto(remote_pb);
+      if (!remote) {
+        fail(Status::Fail(EINVAL, Why::kMalformed,
+                          "remote address must be 4 or 16 octets and port "
+                          "at most 65535"));
+        return;
+      }
+      FiveTuple conv{f.local, *remote, static_cast<uint8_t>(f.protocol)};
+      // A socket bound to the wildcard address may name the datagram's
+      // destination address, never another port than its own.
+      if (!send && req.lookup_datagram().has_local() && f.local.address.value == 0) {
+        auto local = FromProto(req.lookup_datagram().local());
+        if (!local || local->port != f.local.port) {
+          fail(Status::Fail(EACCES, Why::kPolicyForbids,
+                            "the local address must be on the socket's own port"));
+          return;
+        }
+        conv.local = *local;
+      }
+      auto sas = directory_.FindSas(conv);
+      std::optional<std::string> wanted;
+      if (send) wanted = WantedPeer(req.check_send().template_());
+      if (send && sas.empty()) {
+        ProtectionRequest pr;
+        pr.caller = s.caller;
+        pr.socket_fd = fds[0];
+        pr.conversation = conv;
+        pr.remote_identity = wanted;
+        Status st = directory_.RequestProtection(pr);
+        if (!st.ok()) {
+          fail(st);
+          return;
+        }
+        sas = directory_.FindSas(conv);
+        if (sas.empty()) {
+          fail(Status::Fail(EAGAIN, Why::kSaSetupFailed,
+                            "no SA protects " + conv.ToString() +
+                                " yet; IKE was started, retry"));
+          return;
+        }
+      }
+      pb::PToken* p = reply.mutable_ptoken();
+      ToProto(conv, p->mutable_conversation());
+      if (sas.empty()) {
+        FillUnprotected(p);
+        ToProto(conv, p->mutable_conversation());
+        QueueReply(s, reply.SerializeAsString());
+        return;
+      }
+      // Every SA that could carry the datagram must have the wanted peer.
+      for (const SaInfo& sa : sas) {
+        if (wanted && sa.peer.id != *wanted) {
+          fail(Status::Fail(ECONNREFUSED, Why::kPeerMismatch,
+                            "the SA for " + conv.ToString() + " has peer '" +
+                                sa.peer.id + "', not '" + *wanted + "'"));
+          return;
+        }
+      }
+      FillPToken(sas.back(), p);
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    case pb::Request::kGetChannelBinding: {
+      SocketFacts f;
+      if (!need_socket(&f)) return;
+      if (!f.remote) {
+        fail(Status::Fail(ENOTCONN, Why::kNotConnected, "the socket is not connected"));
+        return;
+      }
+      const std::string& hash = req.get_channel_binding().hash();
+      if (hash != "SHA-256" && hash != "SHA-384" && hash != "SHA-512") {
+        fail(Status::Fail(EINVAL, Why::kNotSupported,
+                          "channel binding hash '" + hash +
+                              "' is not one of SHA-256, SHA-384, SHA-512"));
+        return;
+      }
+      Latch* latch = latches_.FindBySocket(s.id, f.key);
+      std::optional<SaInfo> sa;
+      if (latch && latch->latched) {
+        if (latch->state == LatchState::kBroken) {
+          fail(Status::Fail(ECONNRESET, Why::kLatchBroken,
+                            "the connection's latch is BROKEN"));
+          return;
+        }
+        sa = latch->latched;
+      } else {
+        auto sas = directory_.FindSas(f.Conversation());
+        if (!sas.empty()) sa = sas.back();
+      }
+      if (!sa) {
+        fail(Status::Fail(ENOTCONN, Why::kNotProtected,
+                          "no IPsec SA covers " + f.Conversation().ToString()));
+        return;
+      }
+      auto value = ChannelBindingValue(*sa, hash);
+      if (!value) {
+        fail(Status::Fail(ENOTSUP, Why::kNotSupported,
+                          std::string("no end-point channel binding: the peer "
+                                      "is known by ") +
+                              AuthKindText(sa->peer.auth) +
+                              ", not by a public key"));
+        return;
+      }
+      reply.mutable_channel_binding()->set_hash(hash);
+      reply.mutable_channel_binding()->set_value(
+          std::string(value->begin(), value->end()));
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    case pb::Request::kReleaseLatch: {
+      if (!latches_.Release(s.id, req.release_latch().latch_id())) {
+        fail(Status::Fail(ESRCH, Why::kUnknownLatch,
+                          "latch " + std::to_string(req.release_latch().latch_id()) +
+                              " is not held by this connection"));
+        return;
+      }
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    case pb::Request::BODY_NOT_SET:
+      break;
+  }
+  fail(Status::Fail(EOPNOTSUPP, Why::kMalformed,
+                    "request " + std::to_string(id) + " has no known body"));
+}
+
+void Server::Deliver(const std::vector<LatchAlert>& alerts) {
+  for (const LatchAlert& a : alerts) {
+    if (a.subscription_id == 0) continue;  // state stays readable via get
+    auto it = sessions_.find(a.owner);
+    if (it == sessions_.end()) continue;
+    pb::Reply r;
+    r.set_version(kProtocolVersion);
+    r.set_id(a.subscription_id);
+    pb::LatchEvent* e = r.mutable_event();
+    e->set_latch_id(a.latch_id);
+    e->set_old_state(static_cast<uint32_t>(a.old_state));
+    e->set_new_state(static_cast<uint32_t>(a.new_state));
+    e->set_reason(static_cast<uint32_t>(a.why));
+    e->set_why(a.message);
+    ToProto(a.conversation, e->mutable_conversation());
+    if (a.peer) ToProto(*a.peer, nullptr, e->mutable_peer());
+    QueueReply(*it->second, r.SerializeAsString());
+  }
+}
+
+void Server::OnSaEvent(const SaEvent& event) { Deliver(latches_.OnSaEvent(event)); }
+
+void Server::CloseAllLatches(const std::string& message) {
+  Deliver(latches_.CloseAll(message));
+}
+
+}  // namespace btns_api

@@ -1,0 +1,86 @@
+// The BTNS API server core: bytes and descriptors in, reply frames out.
+// No I/O loop of its own (see epoll_runner.h for one); everything runs on
+// the caller's thread, including SaEventSink::OnSaEvent.
+#ifndef BTNS_API_SERVER_H_
+#define BTNS_API_SERVER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "btns_api/frame.h"
+#include "btns_api/latch.h"
+#include "btns_api/sa_directory.h"
+
+namespace btns_api {
+
+inline constexpr uint32_t kProtocolVersion = 1;
+
+struct ServerOptions {
+  size_t max_frame = kDefaultMaxFrame;
+  size_t max_fds_per_request = 2;
+  // Descriptors received but not yet claimed by a request.
+  size_t max_pending_fds = 8;
+  // A client that does not read its replies/events is disconnected.
+  size_t max_output = 1 << 20;
+};
+
+class Server : public SaEventSink {
+ public:
+  explicit Server(SaDirectory& directory, ServerOptions options = {});
+  ~Server() override;
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // A new API connection from `caller` (SO_PEERCRED). Returns its id.
+  uint64_t OpenSession(const Caller& caller);
+  // Input read from the connection, with the descriptors that arrived with
+  // it (the server owns and closes them). Returns false when the
+  // connection must be closed once PendingOutput() is flushed.
+  bool OnInput(uint64_t session, const uint8_t* data, size_t len,
+               std::vector<int> fds);
+  // The connection lost descriptors (MSG_CTRUNC): it cannot be trusted to
+  // pair descriptors with requests any more.
+  void OnDescriptorsTruncated(uint64_t session);
+  std::string_view PendingOutput(uint64_t session) const;
+  void ConsumeOutput(uint64_t session, size_t n);
+  bool WantsClose(uint64_t session) const;
+  // Releases the session's latches and descriptors.
+  void CloseSession(uint64_t session);
+
+  // Called when a session's output goes from empty to non-empty outside
+  // OnInput (latch events), so a runner can arm its write interest.
+  void SetOutputReadyCallback(std::function<void(uint64_t)> callback) {
+    output_ready_ = std::move(callback);
+  }
+
+  void OnSaEvent(const SaEvent& event) override;
+  // Administrative CLOSED of every latch, e.g. before the daemon exits.
+  void CloseAllLatches(const std::string& message);
+
+  const LatchDatabase& latches() const { return latches_; }
+  size_t session_count() const { return sessions_.size(); }
+
+ private:
+  struct Session;
+  struct Handled;
+
+  void HandleFrame(Session& s, const std::string& payload);
+  void Deliver(const std::vector<LatchAlert>& alerts);
+  void QueueReply(Session& s, const std::string& serialized);
+
+  SaDirectory& directory_;
+  ServerOptions options_;
+  uint64_t next_session_ = 1;
+  std::map<uint64_t, std::unique_ptr<Session>> sessions_;
+  LatchDatabase latches_;
+  std::function<void(uint64_t)> output_ready_;
+};
+
+}  // namespace btns_api
+
+#endif  // BTNS_API_SERVER_H_
