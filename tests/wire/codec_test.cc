@@ -129,6 +129,37 @@ TEST(CodecRoundTrip, TransformKeyLengthIsATvAttribute) {
   EXPECT_EQ(sa->proposals[0].transforms[0].KeyLength(), 256);
 }
 
+// Body bytes (after the 28-byte header) of a one-payload message.
+Bytes BodyOf(Payload payload) {
+  const Bytes bytes = MustEncode(WithPayloads({std::move(payload)}));
+  return Bytes(bytes.begin() + kHeaderSize, bytes.end());
+}
+
+TEST(CodecLayout, PayloadBodiesFollowTheRfcFigures) {
+  // RFC 7296 3.10: protocol, SPI size, type, SPI, data.
+  EXPECT_EQ(BodyOf(MakePayload(NotifyPayload{3, NotifyType::kRekeySa, {0xa, 0xb, 0xc, 0xd}, {0xee}})),
+            (Bytes{0, 0, 0, 13, 3, 4, 0x40, 0x09, 0xa, 0xb, 0xc, 0xd, 0xee}));
+  // RFC 7296 3.11: protocol, SPI size, number of SPIs, SPIs.
+  EXPECT_EQ(BodyOf(MakePayload(DeletePayload{ProtocolId::kEsp, 4, {{1, 2, 3, 4}}})),
+            (Bytes{0, 0, 0, 12, 3, 4, 0, 1, 1, 2, 3, 4}));
+  // RFC 7296 3.13.1: type 7, protocol, length 16, ports, addresses.
+  EXPECT_EQ(BodyOf(MakePayload(TsrPayload{{{{TsType::kIpv4AddrRange, 6, 22, 80, {10, 0, 0, 1}, {10, 0, 0, 9}}}}})),
+            (Bytes{0, 0, 0, 24, 1, 0, 0, 0, 7, 6, 0, 16, 0, 22, 0, 80, 10, 0, 0, 1, 10, 0, 0, 9}));
+  // RFC 7383 2.5: fragment number and total before the IV; Next Payload is
+  // the first inner payload.
+  EXPECT_EQ(BodyOf(MakePayload(SkfPayload{PayloadType::kIdi, 1, 3, {0x99}})),
+            (Bytes{35, 0, 0, 9, 0, 1, 0, 3, 0x99}));
+  // RFC 7296 3.15: CFG type, reserved, then attributes (R bit, type, length).
+  EXPECT_EQ(BodyOf(MakePayload(CpPayload{CfgType::kReply, {{1, {10, 0, 0, 5}}}})),
+            (Bytes{0, 0, 0, 16, 2, 0, 0, 0, 0, 1, 0, 4, 10, 0, 0, 5}));
+  // RFC 7296 3.4 and 3.5: KE group and reserved; ID type and reserved.
+  EXPECT_EQ(BodyOf(MakePayload(KePayload{KeGroup::kCurve25519, {7}})), (Bytes{0, 0, 0, 9, 0, 31, 0, 0, 7}));
+  EXPECT_EQ(BodyOf(MakePayload(IdrPayload{{IdType::kFqdn, {'a'}}})), (Bytes{0, 0, 0, 9, 2, 0, 0, 0, 'a'}));
+  // RFC 7670: CERT with encoding 15 carries the SubjectPublicKeyInfo as is.
+  EXPECT_EQ(BodyOf(MakePayload(CertPayload{CertEncoding::kRawPublicKey, {0x30, 0}})),
+            (Bytes{0, 0, 0, 7, 15, 0x30, 0}));
+}
+
 TEST(CodecRoundTrip, TlvAttributeAndProposalSpiRoundTrip) {
   Proposal proposal{3, ProtocolId::kEsp, {1, 2, 3, 4}, {}};
   proposal.transforms.push_back({TransformType::kEncr, 20, {{200, false, 0, {9, 8, 7}}}});
