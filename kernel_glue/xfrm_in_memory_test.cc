@@ -265,6 +265,23 @@ TEST(XfrmInMemoryTest, SocketPoliciesAndEncap) {
   EXPECT_TRUE(xfrm.UdpEncapEnabled(9));
 }
 
+TEST(XfrmInMemoryTest, ApplyGivesOneStatusPerOperation) {
+  XfrmInMemory xfrm;
+  PolicyParams out = Policy(Direction::kOut);
+  std::vector<Status> results = xfrm.Apply({AddSaOp{Sa(0xc00)}, AddSaOp{Sa(0xc00)},
+                                            AddPolicyOp{out}, AddPolicyOp{out},
+                                            DeleteSaOp{Sa(0xc01).id}, DeletePolicyOp{out.id}});
+  ASSERT_EQ(results.size(), 6u);
+  EXPECT_TRUE(results[0].ok());
+  EXPECT_EQ(results[1].error().error_number, EEXIST);
+  EXPECT_TRUE(results[2].ok());
+  EXPECT_TRUE(results[3].ok());
+  EXPECT_EQ(results[4].error().error_number, ESRCH);
+  EXPECT_TRUE(results[5].ok());
+  EXPECT_EQ(xfrm.PolicyUsers(out.id), 1);
+  EXPECT_TRUE(xfrm.HasSa(Sa(0xc00).id));
+}
+
 TEST(IpAddressTest, ParseAndPrint) {
   EXPECT_EQ(Ip("192.0.2.1").ToString(), "192.0.2.1");
   EXPECT_EQ(Ip("2001:db8::1").ToString(), "2001:db8::1");

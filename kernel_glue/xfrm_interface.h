@@ -300,6 +300,17 @@ struct SocketPolicy {
   uint32_t priority = 0;
 };
 
+// ------------------------------------------------------- batched changes
+
+struct AddSaOp { SaParams sa; };
+struct UpdateSaOp { SaParams sa; };
+struct DeleteSaOp { SaId id; };
+struct AddPolicyOp { PolicyParams policy; };
+struct UpdatePolicyOp { PolicyParams policy; };
+struct DeletePolicyOp { PolicyId id; };
+using XfrmOperation = std::variant<AddSaOp, UpdateSaOp, DeleteSaOp, AddPolicyOp,
+                                   UpdatePolicyOp, DeletePolicyOp>;
+
 // ---------------------------------------------------------------- interface
 
 class XfrmInterface {
@@ -326,6 +337,12 @@ class XfrmInterface {
   // Replaces the policy (templates, priority, action), keeping its count.
   virtual Status UpdatePolicy(const PolicyParams& policy) = 0;
   virtual Status DeletePolicy(const PolicyId& id) = 0;
+
+  // Applies the operations in order, with the same meaning as the single
+  // calls, in as few kernel round trips as possible (a CHILD_SA's SAs and
+  // policies at once, or a whole reconcile). Returns one Status per
+  // operation; a failure does not stop the operations after it.
+  virtual std::vector<Status> Apply(const std::vector<XfrmOperation>& operations);
 
   virtual Result<OwnedState> ListOwned() = 0;
   // Deletes every owned SA and policy (start-up and shutdown).

@@ -150,8 +150,13 @@ bool PutMark(nl_msg* msg, const std::optional<Mark>& mark) {
   return nla_put(msg, XFRMA_MARK, sizeof(value), &value) == 0;
 }
 
-NlMsgPtr NewMessage(int type, int flags) {
-  return NlMsgPtr(nlmsg_alloc_simple(type, flags));
+// Sized to the message instead of libnl's one-page default: installing
+// thousands of SAs then touches a fraction of the memory.
+NlMsgPtr NewMessage(int type, int flags, size_t payload_bytes = 512) {
+  NlMsgPtr msg(nlmsg_alloc_size(NLMSG_HDRLEN + payload_bytes));
+  if (!msg) return nullptr;
+  if (nlmsg_put(msg.get(), NL_AUTO_PORT, NL_AUTO_SEQ, type, 0, flags) == nullptr) return nullptr;
+  return msg;
 }
 
 template <typename T>
@@ -262,8 +267,11 @@ NlMsgPtr BuildAllocSpi(const IpAddress& src, const IpAddress& dst, uint32_t reqi
 }
 
 NlMsgPtr BuildSa(const SaParams& sa, bool update) {
+  // Fixed part, algorithm structs with keys, replay bitmap, encap, mark.
+  const size_t payload = 1024 + sa.encryption_key.size() + sa.integrity_key.size() +
+                         (sa.replay_window + 31) / 32 * 4;
   NlMsgPtr msg = NewMessage(update ? XFRM_MSG_UPDSA : XFRM_MSG_NEWSA,
-                            NLM_F_REQUEST | NLM_F_ACK);
+                            NLM_F_REQUEST | NLM_F_ACK, payload);
   if (!msg) return nullptr;
   xfrm_usersa_info info;
   std::memset(&info, 0, sizeof(info));
@@ -368,7 +376,8 @@ NlMsgPtr BuildDumpSas() {
 
 NlMsgPtr BuildPolicy(const PolicyParams& policy, bool update) {
   NlMsgPtr msg = NewMessage(update ? XFRM_MSG_UPDPOLICY : XFRM_MSG_NEWPOLICY,
-                            NLM_F_REQUEST | NLM_F_ACK);
+                            NLM_F_REQUEST | NLM_F_ACK,
+                            512 + policy.templates.size() * sizeof(xfrm_user_tmpl));
   if (!msg) return nullptr;
   xfrm_userpolicy_info info;
   std::memset(&info, 0, sizeof(info));

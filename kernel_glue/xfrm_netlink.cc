@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "kernel_glue/xfrm_messages.h"
 #include "kernel_glue/xfrm_rules.h"
@@ -82,6 +84,8 @@ Result<std::unique_ptr<XfrmNetlink>> XfrmNetlink::Open(const Options& options) {
   auto request = Connect("XFRM request socket");
   if (!request.ok()) return request.error();
   glue->request_socket_ = request.value();
+  // Requests carry exactly the flags their builders chose.
+  nl_socket_disable_auto_ack(glue->request_socket_);
   const int fd = nl_socket_get_fd(glue->request_socket_);
   // Extended acks carry the kernel's reason text; capped acks keep the
   // request itself out of the answer.
@@ -275,6 +279,189 @@ Status XfrmNetlink::DeletePolicy(const PolicyId& id) {
   // Once the kernel says it is gone (deleted now or earlier) stop counting.
   if (status.ok() || status.error().error_number == ENOENT) policies_.erase(key);
   return status;
+}
+
+std::vector<Status> XfrmNetlink::Apply(const std::vector<XfrmOperation>& operations) {
+  constexpr size_t kMaxQueued = 512;
+  std::vector<Status> results(operations.size());
+  std::vector<Queued> queue;
+  std::set<std::string> queued_policy_keys;
+  auto flush = [&] {
+    SendBatch(queue, results);
+    queue.clear();
+    queued_policy_keys.clear();
+  };
+  auto enqueue = [&](size_t index, NlMsgPtr msg, std::string operation,
+                     std::function<void(const Status&)> on_done = nullptr) {
+    queue.push_back(Queued{index, std::move(msg), std::move(operation), std::move(on_done)});
+  };
+  for (size_t i = 0; i < operations.size(); ++i) {
+    const XfrmOperation& operation = operations[i];
+    if (const auto* add = std::get_if<AddSaOp>(&operation)) {
+      results[i] = ValidateSa(add->sa, options_.ownership);
+      if (results[i].ok()) enqueue(i, BuildSa(add->sa, false), "XFRM_MSG_NEWSA " + add->sa.id.ToString());
+    } else if (const auto* update = std::get_if<UpdateSaOp>(&operation)) {
+      results[i] = ValidateSa(update->sa, options_.ownership);
+      if (results[i].ok())
+        enqueue(i, BuildSa(update->sa, true), "XFRM_MSG_UPDSA " + update->sa.id.ToString());
+    } else if (const auto* del = std::get_if<DeleteSaOp>(&operation)) {
+      enqueue(i, BuildDeleteSa(del->id), "XFRM_MSG_DELSA " + del->id.ToString());
+    } else {
+      // Policy use counts depend on earlier answers: a second operation on a
+      // policy already in this batch waits for the batch to complete.
+      const PolicyId& id = std::holds_alternative<AddPolicyOp>(operation)
+                               ? std::get<AddPolicyOp>(operation).policy.id
+                           : std::holds_alternative<UpdatePolicyOp>(operation)
+                               ? std::get<UpdatePolicyOp>(operation).policy.id
+                               : std::get<DeletePolicyOp>(operation).id;
+      const std::string key = PolicyKey(id);
+      if (queued_policy_keys.count(key) != 0) flush();
+      if (const auto* add_policy = std::get_if<AddPolicyOp>(&operation)) {
+        const PolicyParams& policy = add_policy->policy;
+        results[i] = ValidatePolicy(policy, options_.ownership);
+        if (!results[i].ok()) continue;
+        auto existing = policies_.find(key);
+        if (existing != policies_.end()) {
+          if (existing->second.params == policy) {
+            ++existing->second.users;
+          } else {
+            results[i] = MakeError("XFRM_MSG_NEWPOLICY " + id.ToString(), EEXIST,
+                                   "installed with different parameters; use UpdatePolicy");
+          }
+          continue;
+        }
+        enqueue(i, BuildPolicy(policy, false), "XFRM_MSG_NEWPOLICY " + id.ToString(),
+                [this, key, policy](const Status& status) {
+                  if (status.ok()) policies_[key] = PolicyUse{policy, 1};
+                });
+      } else if (const auto* update_policy = std::get_if<UpdatePolicyOp>(&operation)) {
+        const PolicyParams& policy = update_policy->policy;
+        results[i] = ValidatePolicy(policy, options_.ownership);
+        if (!results[i].ok()) continue;
+        enqueue(i, BuildPolicy(policy, true), "XFRM_MSG_UPDPOLICY " + id.ToString(),
+                [this, key, policy](const Status& status) {
+                  if (!status.ok()) return;
+                  PolicyUse& use = policies_[key];
+                  use.params = policy;
+                  if (use.users == 0) use.users = 1;
+                });
+      } else {
+        auto existing = policies_.find(key);
+        if (existing != policies_.end() && existing->second.users > 1) {
+          --existing->second.users;
+          continue;
+        }
+        enqueue(i, BuildDeletePolicy(id), "XFRM_MSG_DELPOLICY " + id.ToString(),
+                [this, key](const Status& status) {
+                  if (status.ok() || status.error().error_number == ENOENT) policies_.erase(key);
+                });
+      }
+      queued_policy_keys.insert(key);
+    }
+    if (queue.size() >= kMaxQueued) flush();
+  }
+  flush();
+  return results;
+}
+
+void XfrmNetlink::SendBatch(std::vector<Queued>& queue, std::vector<Status>& results) {
+  // Bounded so that every failure answer of a chunk fits the receive buffer.
+  constexpr size_t kChunkBytes = 64 * 1024;
+  size_t start = 0;
+  while (start < queue.size()) {
+    size_t end = start;
+    size_t bytes = 0;
+    while (end < queue.size()) {
+      const size_t size = queue[end].msg ? NLMSG_ALIGN(nlmsg_hdr(queue[end].msg.get())->nlmsg_len) : 0;
+      if (end > start && bytes + size > kChunkBytes) break;
+      bytes += size;
+      ++end;
+    }
+    SendChunk(queue.data() + start, queue.data() + end, results);
+    start = end;
+  }
+}
+
+void XfrmNetlink::SendChunk(Queued* begin, Queued* end, std::vector<Status>& results) {
+  std::vector<uint8_t> buffer;
+  std::map<uint32_t, Queued*> by_sequence;
+  std::map<uint32_t, Status> answers;
+  Queued* last = nullptr;
+  for (Queued* q = begin; q != end; ++q) {
+    if (!q->msg) {
+      results[q->result_index] = OutOfMemory(q->operation);
+      continue;
+    }
+    nl_complete_msg(request_socket_, q->msg.get());
+    last = q;
+  }
+  for (Queued* q = begin; q != end; ++q) {
+    if (!q->msg) continue;
+    nlmsghdr* header = nlmsg_hdr(q->msg.get());
+    // Only the last request is acknowledged; the others answer on failure.
+    header->nlmsg_flags &= ~NLM_F_ACK;
+    if (q == last) header->nlmsg_flags |= NLM_F_ACK;
+    by_sequence[header->nlmsg_seq] = q;
+    const auto* bytes = reinterpret_cast<const uint8_t*>(header);
+    buffer.insert(buffer.end(), bytes, bytes + header->nlmsg_len);
+    buffer.resize(NLMSG_ALIGN(buffer.size()), 0);
+  }
+  if (last == nullptr) return;
+  const uint32_t last_sequence = nlmsg_hdr(last->msg.get())->nlmsg_seq;
+  auto finish = [&](const std::optional<KernelError>& lost) {
+    for (auto& [sequence, q] : by_sequence) {
+      Status status;
+      auto answer = answers.find(sequence);
+      if (answer != answers.end()) {
+        status = answer->second;
+      } else if (lost) {
+        status = MakeError(q->operation, lost->error_number,
+                           lost->kernel_message + " (outcome unknown: resynchronize)");
+      }
+      results[q->result_index] = status;
+      if (q->on_done) q->on_done(status);
+    }
+  };
+
+  errno = 0;
+  const int sent = nl_sendto(request_socket_, buffer.data(), buffer.size());
+  if (sent < 0) {
+    // Nothing reached the kernel.
+    for (auto& [sequence, q] : by_sequence) answers[sequence] = LibnlError(q->operation + " (send)", sent, errno);
+    finish(std::nullopt);
+    return;
+  }
+  const int fd = nl_socket_get_fd(request_socket_);
+  while (true) {
+    bool truncated = false;
+    ssize_t received = ReceiveDatagram(fd, receive_buffer_, 0, &truncated);
+    if (received < 0) {
+      if (errno == EINTR) continue;
+      const int error = (errno == EAGAIN || errno == EWOULDBLOCK) ? ETIMEDOUT : errno;
+      finish(MakeError("batch", error, "no complete answer from the kernel"));
+      return;
+    }
+    if (truncated) {
+      finish(MakeError("batch", EMSGSIZE, "netlink answer larger than the buffer"));
+      return;
+    }
+    auto messages = SplitMessages(receive_buffer_.data(), static_cast<size_t>(received));
+    if (!messages.ok()) {
+      finish(messages.error());
+      return;
+    }
+    bool done = false;
+    for (const nlmsghdr* header : messages.value()) {
+      auto q = by_sequence.find(header->nlmsg_seq);
+      if (q == by_sequence.end() || header->nlmsg_type != NLMSG_ERROR) continue;
+      answers[header->nlmsg_seq] = DecodeAck(header, q->second->operation);
+      if (header->nlmsg_seq == last_sequence) done = true;
+    }
+    if (done) {
+      finish(std::nullopt);
+      return;
+    }
+  }
 }
 
 int XfrmNetlink::PolicyUsers(const PolicyId& id) const {

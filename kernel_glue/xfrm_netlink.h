@@ -9,12 +9,14 @@
 #include <vector>
 
 #include "kernel_glue/xfrm_interface.h"
+#include "kernel_glue/xfrm_messages.h"
 
 struct nl_sock;
 struct nl_msg;
 struct nlmsghdr;
 
 namespace kernel_glue {
+
 
 class XfrmNetlink : public XfrmInterface {
  public:
@@ -43,6 +45,10 @@ class XfrmNetlink : public XfrmInterface {
   Status AddPolicy(const PolicyParams& policy) override;
   Status UpdatePolicy(const PolicyParams& policy) override;
   Status DeletePolicy(const PolicyId& id) override;
+  // Sends the requests in batches that ask the kernel to acknowledge only
+  // the last one: failures still come back, one per failing request, so
+  // each operation gets its own Status, in two system calls per batch.
+  std::vector<Status> Apply(const std::vector<XfrmOperation>& operations) override;
   Result<OwnedState> ListOwned() override;
   Status FlushOwned() override;
   int event_fd() const override;
@@ -63,6 +69,16 @@ class XfrmNetlink : public XfrmInterface {
   Status Transact(nl_msg* msg, const std::string& operation,
                   const std::function<Status(const nlmsghdr*)>& on_message);
   Status InstallPolicy(const PolicyParams& policy, bool update);
+
+  struct Queued {
+    size_t result_index = 0;
+    NlMsgPtr msg;
+    std::string operation;
+    // Bookkeeping (policy use counts) once the kernel's answer is known.
+    std::function<void(const Status&)> on_done;
+  };
+  void SendBatch(std::vector<Queued>& queue, std::vector<Status>& results);
+  void SendChunk(Queued* begin, Queued* end, std::vector<Status>& results);
 
   Options options_;
   nl_sock* request_socket_ = nullptr;

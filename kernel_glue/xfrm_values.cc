@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 
 #include "kernel_glue/xfrm_interface.h"
 #include "kernel_glue/xfrm_rules.h"
@@ -272,6 +273,25 @@ std::string PolicyKey(const PolicyId& id) {
   AppendBytes(key, &s.dst_port, sizeof(s.dst_port));
   AppendMark(key, id.mark);
   return key;
+}
+
+std::vector<Status> XfrmInterface::Apply(const std::vector<XfrmOperation>& operations) {
+  std::vector<Status> results;
+  results.reserve(operations.size());
+  for (const XfrmOperation& operation : operations) {
+    results.push_back(std::visit(
+        [this](const auto& op) -> Status {
+          using Op = std::decay_t<decltype(op)>;
+          if constexpr (std::is_same_v<Op, AddSaOp>) return AddSa(op.sa);
+          if constexpr (std::is_same_v<Op, UpdateSaOp>) return UpdateSa(op.sa);
+          if constexpr (std::is_same_v<Op, DeleteSaOp>) return DeleteSa(op.id);
+          if constexpr (std::is_same_v<Op, AddPolicyOp>) return AddPolicy(op.policy);
+          if constexpr (std::is_same_v<Op, UpdatePolicyOp>) return UpdatePolicy(op.policy);
+          if constexpr (std::is_same_v<Op, DeletePolicyOp>) return DeletePolicy(op.id);
+        },
+        operation));
+  }
+  return results;
 }
 
 }  // namespace kernel_glue

@@ -172,6 +172,39 @@ TEST_F(HostXfrmTest, SharedPolicyIsReferenceCounted) {
   EXPECT_EQ(refused.error().error_number, EEXIST);
 }
 
+TEST_F(HostXfrmTest, BatchReportsEachOperation) {
+  PolicyParams first = Policy("192.0.2.1", "192.0.2.2", Direction::kOut);
+  PolicyParams second = Policy("192.0.2.1", "192.0.2.3", Direction::kOut);
+  PolicyParams taken = Policy("192.0.2.1", "192.0.2.4", Direction::kOut);
+  PolicyParams third = Policy("192.0.2.1", "192.0.2.5", Direction::kOut);
+  PolicyParams foreign = Policy("192.0.2.1", "192.0.2.6", Direction::kOut);
+  foreign.priority = 7;
+  // Someone else holds `taken` already: only the kernel can refuse it.
+  auto other = XfrmNetlink::Open(XfrmNetlink::Options{});
+  ASSERT_TRUE(other.ok());
+  ASSERT_TRUE(other.value()->AddPolicy(taken).ok());
+
+  std::vector<Status> results = glue_->Apply({
+      AddPolicyOp{first}, AddPolicyOp{second}, AddPolicyOp{taken},
+      DeletePolicyOp{Policy("192.0.2.9", "192.0.2.8", Direction::kIn).id},
+      AddPolicyOp{third}, AddPolicyOp{first}, AddPolicyOp{foreign}});
+  ASSERT_EQ(results.size(), 7u);
+  EXPECT_TRUE(results[0].ok());
+  EXPECT_TRUE(results[1].ok());
+  ASSERT_FALSE(results[2].ok());
+  EXPECT_EQ(results[2].error().error_number, EEXIST);
+  EXPECT_NE(results[2].error().operation.find("192.0.2.4"), std::string::npos);
+  ASSERT_FALSE(results[3].ok());
+  EXPECT_EQ(results[3].error().error_number, ENOENT);
+  EXPECT_TRUE(results[4].ok()) << "a failure stopped the requests after it";
+  EXPECT_TRUE(results[5].ok());
+  EXPECT_EQ(glue_->PolicyUsers(first.id), 2);
+  ASSERT_FALSE(results[6].ok());
+  EXPECT_EQ(results[6].error().error_number, EPERM);
+  EXPECT_EQ(glue_->PolicyUsers(taken.id), 0);
+  EXPECT_EQ(Owned().size(), 4u);  // first, second, third, and the other instance's
+}
+
 TEST_F(HostXfrmTest, FlushRemovesOnlyOwnedState) {
   // Foreign state: another daemon's policies (default priority, and one in
   // a neighbouring band) and an SA-less larval state of its reqid range.
