@@ -755,10 +755,14 @@ int ipsec_cmp_iToken(const ipsec_iToken_t a, const ipsec_iToken_t b) {
       y.auth_method() == IPSEC_API_ATTR_authMeth_NONE) {
     return 1;
   }
-  if (!x.pub_key_id().empty() || !y.pub_key_id().empty()) {
+  // Keys decide when both sides have one; a name-only iToken (an expected
+  // peer from get_new_iToken or an import) matches by identity.
+  if (!x.pub_key_id().empty() && !y.pub_key_id().empty()) {
     return x.pub_key_id() == y.pub_key_id() ? 0 : 1;
   }
-  return x.identity() == y.identity() && x.certificate_dn() == y.certificate_dn() &&
+  if (x.identity() != y.identity()) return 1;
+  if (x.auth_method() == IPSEC_API_ATTR_ANY || y.auth_method() == IPSEC_API_ATTR_ANY) return 0;
+  return x.auth_method() == y.auth_method() && x.certificate_dn() == y.certificate_dn() &&
                  x.certificate_authority_dn() == y.certificate_authority_dn()
              ? 0
              : 1;
