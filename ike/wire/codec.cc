@@ -867,6 +867,12 @@ Result<Bytes> EncodeMessage(const Message& message) {
   return out;
 }
 
+Result<Bytes> EncodeIdPayloadBody(const IdPayload& id) {
+  Bytes out;
+  if (auto error = EncodeId(id, out)) return *error;
+  return out;
+}
+
 Result<SkLocation> LocateSk(std::span<const uint8_t> datagram) {
   auto header = DecodeHeader(datagram);
   if (!header) return header.error();

@@ -98,6 +98,12 @@ Result<EncodedChain> EncodePayloadChain(const std::vector<Payload>& payloads);
 // Encodes header and payloads; first_payload and length are computed.
 Result<Bytes> EncodeMessage(const Message& message);
 
+// The body of an ID payload without its generic header (ID Type, three zero
+// reserved octets, identification data): the RestOfInitIDPayload /
+// RestOfRespIDPayload that RFC 7296 section 2.15 feeds into the AUTH
+// computation as IDi' / IDr'.
+Result<Bytes> EncodeIdPayloadBody(const IdPayload& id);
+
 // Where the SK (or SKF) payload lies in an encoded message. For AEAD ciphers
 // (RFC 5282) the associated data is message[0, body_offset): the IKE header
 // through the end of the SK payload header (for SKF including the fragment

@@ -223,6 +223,16 @@ TEST(CodecRoundTrip, EncryptedPayloadIsRejectedInsideAnEncryptedChain) {
   EXPECT_EQ(decoded.error().offset, 100u);
 }
 
+TEST(CodecLayout, IdPayloadBodyForAuthComputation) {
+  auto body = EncodeIdPayloadBody(IdPayload{IdType::kFqdn, {'g', 'w'}});
+  ASSERT_TRUE(body.ok());
+  EXPECT_EQ(body.value(), (Bytes{2, 0, 0, 0, 'g', 'w'}));
+  // It is exactly the IDi payload minus its generic header.
+  const Bytes message = MustEncode(WithPayloads({MakePayload(IdiPayload{{IdType::kFqdn, {'g', 'w'}}})}));
+  EXPECT_EQ(Bytes(message.begin() + kHeaderSize + 4, message.end()), body.value());
+  EXPECT_FALSE(EncodeIdPayloadBody(IdPayload{IdType::kIpv4Addr, {1, 2, 3}}).ok());
+}
+
 // --- SK location -------------------------------------------------------------
 
 TEST(LocateSk, GivesAadAndBodyOfSk) {
