@@ -127,8 +127,8 @@ struct TrafficSelector {
   uint16_t start_port = 0;
   uint16_t end_port = 65535;
   // 4 bytes each for kIpv4AddrRange, 16 for kIpv6AddrRange. For TS types this
-  // codec does not know, start_address holds the opaque selector body (after
-  // the type and length octets) and end_address is empty.
+  // codec does not know, start_address holds the opaque rest of the selector
+  // (after type, protocol and length), end_address is empty and ports are 0.
   Bytes start_address;
   Bytes end_address;
   bool operator==(const TrafficSelector&) const = default;
