@@ -186,6 +186,14 @@ TEST(CodecRoundTrip, IdNullAndRawPublicKeyCertificate) {
   EXPECT_EQ(decoded->payloads, message.payloads);
 }
 
+TEST(CodecRoundTrip, UnknownTrafficSelectorTypeIsKeptOpaque) {
+  TrafficSelector fc{static_cast<TsType>(9), 4, 0, 0, {1, 2, 3, 4, 5, 6}, {}};
+  Message message = WithPayloads({MakePayload(TsiPayload{{{fc}}})});
+  auto decoded = DecodeMessage(MustEncode(message));
+  ASSERT_TRUE(decoded.ok()) << decoded.error().message;
+  EXPECT_EQ(decoded->payloads, message.payloads);
+}
+
 TEST(CodecRoundTrip, CriticalBitOfKnownPayloadIsKept) {
   Message message = WithPayloads({MakePayload(VendorIdPayload{{1, 2}}, true)});
   const Bytes bytes = MustEncode(message);
