@@ -10,7 +10,7 @@ if [[ ${1:-} != --inside ]]; then
     root=$(cd "$(dirname "$(realpath "$0")")/../../.." && pwd)
   fi
   tool=${XFRM_TOOL:-}
-  for candidate in "$0.runfiles/__main__/tests/kernel/xfrm_tool" "$root/bazel-bin/tests/kernel/xfrm_tool"; do
+  for candidate in "$0".runfiles/*/tests/kernel/xfrm_tool "$root/bazel-bin/tests/kernel/xfrm_tool"; do
     [[ -z $tool && -x $candidate ]] && tool=$candidate
   done
   [[ -n $tool ]] || { echo "xfrm_tool not found (bazel build //tests/kernel:xfrm_tool)" >&2; exit 2; }
