@@ -126,6 +126,7 @@ struct IkeSa {
   State state = State::kInitSent;
   uint64_t spi_i = 0, spi_r = 0;
   Endpoint local, remote;
+  Endpoint init_remote;  // responder: where IKE_SA_INIT came from
   bool nat_local = false, nat_remote = false;
   policy::PolicySnapshotPtr policy;
   const policy::PadEntry* pad = nullptr;  // known after IKE_AUTH (responder)
@@ -412,10 +413,10 @@ class SaManagerImpl {
     if (sa.pending && sa.pending->child && sa.pending->child->spi_in)
       spis_.Release(sa.local.address, sa.pending->child->spi_in);
     for (uint8_t k = 1; k <= 5; ++k) Disarm(sa, IkeTimer(k));
-    if (sa.state == State::kHalfOpen) {
-      --half_open_count_;
-      half_open_.erase({sa.spi_i, sa.remote.address.value, sa.remote.port});
-    }
+    if (sa.state == State::kHalfOpen) --half_open_count_;
+    if (!sa.initiator)
+      init_index_.erase(
+          {sa.spi_i, sa.init_remote.address.value, sa.init_remote.port});
     LogLine(reason == FailureReason::kDeletedLocally ||
                     reason == FailureReason::kDeletedByPeer
                 ? LogLevel::kInfo
@@ -950,11 +951,13 @@ class SaManagerImpl {
 
   void RespondInit(const DatagramReceived& d, const wire::Header& h) {
     // A retransmitted request: answer with the same response.
-    auto half = half_open_.find({h.initiator_spi, d.remote.address.value,
-                                 d.remote.port});
-    if (half != half_open_.end()) {
-      if (IkeSa* sa = FindSa(half->second)) {
-        if (d.bytes == sa->init_request && !sa->init_response.empty())
+    // (Also a replay of one whose SA exists: ignored, no new state.)
+    auto known = init_index_.find({h.initiator_spi, d.remote.address.value,
+                                   d.remote.port});
+    if (known != init_index_.end()) {
+      if (IkeSa* sa = FindSa(known->second)) {
+        if (sa->state == State::kHalfOpen && d.bytes == sa->init_request &&
+            !sa->init_response.empty())
           Emit(SendDatagram{sa->local, sa->remote, sa->init_response,
                             sa->marker()});
       }
@@ -1044,7 +1047,9 @@ class SaManagerImpl {
     sa.nr = random_.Generate(kNonceSize);
     sa.state = State::kHalfOpen;
     ++half_open_count_;
-    half_open_[{sa.spi_i, sa.remote.address.value, sa.remote.port}] = sa.handle;
+    sa.init_remote = d.remote;
+    init_index_[{sa.spi_i, sa.remote.address.value, sa.remote.port}] =
+        sa.handle;
     auto ke = crypto::KeyExchange::Generate(set.ke, random_);
     if (!ke.ok()) {
       RemoveSa(sa, FailureReason::kInternalError);
@@ -1719,8 +1724,6 @@ class SaManagerImpl {
     sa.peer = peer.identity;
     Disarm(sa, IkeTimer::kHalfOpen);
     --half_open_count_;
-    half_open_.erase({sa.spi_i, sa.remote.address.value, sa.remote.port});
-    half_open_.erase({sa.spi_i, d.remote.address.value, d.remote.port});
     sa.state = State::kEstablished;
     // Keep only the init messages' memory no longer needed.
     sa.init_request.clear();
@@ -2021,6 +2024,13 @@ class SaManagerImpl {
           }
         }
       } else if (auto* n = std::get_if<wire::NotifyPayload>(&p.body)) {
+        if (n->type == NotifyType::kAuthenticationFailed) {
+          // 2.21.2: the initiator rejected our IKE_AUTH answer.
+          SendResponse(sa, h, ExchangeType::kInformational, {});
+          RemoveSa(sa, FailureReason::kAuthenticationFailed,
+                   NotifyType::kAuthenticationFailed);
+          return;
+        }
         if (n->type == NotifyType::kInvalidSpi && n->data.size() == 4) {
           // The peer got ESP for an SPI it does not know: our outbound SA.
           uint32_t spi = SpiFromBytes32(n->data);
@@ -2423,7 +2433,9 @@ class SaManagerImpl {
 
   std::unordered_map<IkeSaHandle, std::unique_ptr<IkeSa>> sas_;
   std::unordered_map<uint64_t, IkeSaHandle> by_spi_;
-  std::unordered_map<HalfOpenKey, IkeSaHandle, HalfOpenKeyHash> half_open_;
+  // Responder SAs by (SPIi, initiator address): recognises retransmitted
+  // and replayed IKE_SA_INIT requests.
+  std::unordered_map<HalfOpenKey, IkeSaHandle, HalfOpenKeyHash> init_index_;
   std::unordered_map<ChildSaHandle, IkeSaHandle> child_owner_;
   std::unordered_map<uint32_t, ChildSaHandle> spi_to_child_;
   size_t half_open_count_ = 0;
