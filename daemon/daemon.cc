@@ -1,0 +1,731 @@
+#include "daemon/daemon.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
+#include "config/loader.h"
+#include "daemon/credentials.h"
+#include "daemon/log.h"
+
+namespace btnsd::daemon {
+
+namespace asio = boost::asio;
+using ike::policy::IpAddress;
+using ike::policy::IpFamily;
+
+// ------------------------------------------------------------ SPI allocator
+
+// XFRM_MSG_ALLOCSPI on the protocol thread's own netlink socket. The larval
+// SA carries the first owned reqid, so a crash leaves nothing FlushOwned
+// would not find.
+class Daemon::SpiAllocator : public ike::sa::SpiAllocator {
+ public:
+  SpiAllocator(KernelAccess access, KernelTags tags)
+      : access_(access), tags_(tags) {}
+  uint32_t Allocate(const IpAddress& local, const IpAddress& remote) override {
+    std::lock_guard lock(*access_.mutex);
+    auto spi = access_.xfrm->AllocateSpi(ToKernel(remote), ToKernel(local),
+                                         tags_.ownership.reqid_min);
+    if (!spi.ok()) {
+      BTNSD_LOG(Level::kError, "spi-allocation-failed",
+                {"error", spi.error().ToString()});
+      return 0;
+    }
+    return spi.value();
+  }
+  void Release(const IpAddress& local, uint32_t spi) override {
+    std::lock_guard lock(*access_.mutex);
+    kernel_glue::SaId id{ToKernel(local), spi, kernel_glue::kIpProtoEsp,
+                         tags_.mark};
+    auto status = access_.xfrm->DeleteSa(id);
+    if (!status.ok() && status.error().error_number != ENOENT &&
+        status.error().error_number != ESRCH)
+      BTNSD_LOG(Level::kWarning, "spi-release-failed",
+                {"error", status.error().ToString()});
+  }
+
+ private:
+  KernelAccess access_;
+  KernelTags tags_;
+};
+
+// ------------------------------------------------------------ sockets
+
+struct Daemon::IkeSocket {
+  explicit IkeSocket(asio::io_context& io) : socket(io) {}
+  asio::ip::udp::socket socket;
+  IpAddress address;    // as configured (may be unspecified)
+  uint16_t port = 0;    // bound port
+  bool nat_port = false;  // RFC 3948 non-ESP marker on this port
+};
+
+namespace {
+
+std::optional<asio::ip::address> ToAsio(const IpAddress& address) {
+  const std::vector<uint8_t> bytes = address.ToBytes();
+  if (address.family == IpFamily::kV4) {
+    asio::ip::address_v4::bytes_type b{};
+    std::copy(bytes.begin(), bytes.end(), b.begin());
+    return asio::ip::address(asio::ip::address_v4(b));
+  }
+  asio::ip::address_v6::bytes_type b{};
+  std::copy(bytes.begin(), bytes.end(), b.begin());
+  return asio::ip::address(asio::ip::address_v6(b));
+}
+
+std::optional<ike::sa::Endpoint> FromSockaddr(const sockaddr_storage& storage) {
+  if (storage.ss_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(&storage);
+    auto address = IpAddress::FromBytes(
+        reinterpret_cast<const uint8_t*>(&in->sin_addr), 4);
+    if (!address) return std::nullopt;
+    return ike::sa::Endpoint{*address, ntohs(in->sin_port)};
+  }
+  if (storage.ss_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&storage);
+    auto address = IpAddress::FromBytes(in6->sin6_addr.s6_addr, 16);
+    if (!address) return std::nullopt;
+    return ike::sa::Endpoint{*address, ntohs(in6->sin6_port)};
+  }
+  return std::nullopt;
+}
+
+std::string EndpointText(const ike::sa::Endpoint& endpoint) {
+  if (endpoint.address.family == IpFamily::kV6)
+    return "[" + endpoint.address.ToString() + "]:" + std::to_string(endpoint.port);
+  return endpoint.address.ToString() + ":" + std::to_string(endpoint.port);
+}
+
+Level ToLevel(ike::sa::LogLevel level) {
+  switch (level) {
+    case ike::sa::LogLevel::kError: return Level::kError;
+    case ike::sa::LogLevel::kWarning: return Level::kWarning;
+    case ike::sa::LogLevel::kInfo: return Level::kInfo;
+    case ike::sa::LogLevel::kDebug: return Level::kDebug;
+  }
+  return Level::kInfo;
+}
+
+constexpr size_t kReceiveBufferBytes = 65536;
+// Datagrams read per readiness wake-up before yielding to timers and the
+// other sockets, so one flooded socket cannot starve the rest.
+constexpr int kReceiveBurst = 64;
+
+}  // namespace
+
+// ------------------------------------------------------------ daemon
+
+Daemon::Daemon(std::string config_path, ike::policy::PolicySnapshotPtr snapshot,
+               ike::sa::CredentialStore credentials, DaemonDependencies deps,
+               ike::sa::EngineSettings settings)
+    : config_path_(std::move(config_path)),
+      snapshot_(std::move(snapshot)),
+      deps_(std::move(deps)),
+      tags_(ToKernelTags(snapshot_->daemon.ownership)),
+      receive_buffer_(kReceiveBufferBytes) {
+  spi_allocator_ = std::make_unique<SpiAllocator>(deps_.spi_kernel, tags_);
+  manager_ = std::make_unique<ike::sa::SaManager>(
+      settings, snapshot_, std::move(credentials), *deps_.random,
+      *spi_allocator_);
+  kernel_state_ = std::make_unique<KernelState>(*deps_.kernel.xfrm,
+                                                *deps_.kernel.mutex, tags_);
+  if (!deps_.load_config) {
+    deps_.load_config = [](const std::string& path,
+                           std::vector<std::string>& errors) {
+      auto result = btnsd::config::LoadConfigFile(path);
+      for (const auto& error : result.errors) errors.push_back(error.ToString());
+      return result.snapshot;
+    };
+  }
+}
+
+Daemon::~Daemon() {
+  if (kernel_thread_running_) {
+    kernel_work_.reset();
+    kernel_io_.stop();
+    kernel_thread_.join();
+  }
+}
+
+ike::sa::Instant Daemon::Now() const {
+  return ike::sa::Instant(std::chrono::duration_cast<ike::sa::Duration>(
+      std::chrono::steady_clock::now().time_since_epoch()));
+}
+
+bool Daemon::Start() {
+  // Whatever an earlier run left behind is stale: its IKE SAs died with it.
+  if (!kernel_state_->FlushOwned()) return false;
+  if (!OpenSockets()) return false;
+  const size_t trap_failures = kernel_state_->SyncTraps(*snapshot_);
+  if (trap_failures != 0)
+    BTNSD_LOG(Level::kWarning, "traps-incomplete", {"failed", trap_failures});
+  WatchKernelEvents();
+  kernel_work_.emplace(kernel_io_.get_executor());
+  kernel_thread_ = std::thread([this] { kernel_io_.run(); });
+  kernel_thread_running_ = true;
+  for (const auto& entry : snapshot_->spd.entries()) {
+    if (entry.action == ike::policy::SpdAction::kProtect &&
+        entry.protect.start == ike::policy::StartAction::kStart) {
+      const std::string name = entry.name;
+      Post([this, name] {
+        BTNSD_LOG(Level::kInfo, "initiate", {"spd", name}, {"why", "start"});
+        Dispatch(ike::sa::InitiateRequest{name, std::nullopt, std::nullopt,
+                                          std::nullopt});
+      });
+    }
+  }
+  BTNSD_LOG(Level::kInfo, "started", {"config", config_path_},
+            {"sockets", sockets_.size()}, {"pad", snapshot_->pad.entries().size()},
+            {"spd", snapshot_->spd.entries().size()});
+  return true;
+}
+
+bool Daemon::OpenSockets() {
+  for (const auto& listen : snapshot_->daemon.listen) {
+    auto socket = std::make_unique<IkeSocket>(io_);
+    socket->address = listen.address;
+    socket->nat_port = listen.port == snapshot_->daemon.nat_port;
+    const auto address = ToAsio(listen.address);
+    const asio::ip::udp::endpoint endpoint(*address, listen.port);
+    const std::string where = EndpointText({listen.address, listen.port});
+    boost::system::error_code error;
+    socket->socket.open(endpoint.protocol(), error);
+    if (error) {
+      // A host without IPv6 still runs on IPv4 when listening on "any".
+      const bool optional = listen.address.value == 0 &&
+                            listen.address.family == IpFamily::kV6;
+      BTNSD_LOG(optional ? Level::kWarning : Level::kError, "socket-open-failed",
+                {"address", where}, {"error", error.message()});
+      if (optional) continue;
+      return false;
+    }
+    const int fd = socket->socket.native_handle();
+    const int one = 1;
+    if (listen.address.family == IpFamily::kV6) {
+      setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+      setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+    } else {
+      setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one);
+    }
+    socket->socket.set_option(asio::socket_base::reuse_address(true), error);
+    socket->socket.bind(endpoint, error);
+    if (error) {
+      BTNSD_LOG(Level::kError, "socket-bind-failed", {"address", where},
+                {"error", error.message()});
+      return false;
+    }
+    socket->port = socket->socket.local_endpoint().port();
+    {
+      // IKE itself must never be caught by our (or anyone's) policies.
+      std::lock_guard lock(*deps_.kernel.mutex);
+      auto status = deps_.kernel.xfrm->SetSocketBypass(fd);
+      if (!status.ok()) {
+        BTNSD_LOG(Level::kError, "socket-bypass-failed", {"address", where},
+                  {"error", status.error().ToString()});
+        return false;
+      }
+      if (socket->nat_port) {
+        status = deps_.kernel.xfrm->EnableUdpEncap(fd);
+        if (!status.ok()) {
+          BTNSD_LOG(Level::kError, "socket-udp-encap-failed", {"address", where},
+                    {"error", status.error().ToString()});
+          return false;
+        }
+      }
+    }
+    socket->socket.non_blocking(true, error);
+    BTNSD_LOG(Level::kInfo, "listening", {"address", where},
+              {"nat_t", socket->nat_port ? "yes" : "no"});
+    sockets_.push_back(std::move(socket));
+  }
+  if (sockets_.empty()) {
+    BTNSD_LOG(Level::kError, "no-sockets", {"why", "no listen address could be opened"});
+    return false;
+  }
+  for (auto& socket : sockets_) ArmReceive(*socket);
+  return true;
+}
+
+std::vector<ike::sa::Endpoint> Daemon::bound_endpoints() const {
+  std::vector<ike::sa::Endpoint> out;
+  for (const auto& socket : sockets_) out.push_back({socket->address, socket->port});
+  return out;
+}
+
+void Daemon::ArmReceive(IkeSocket& socket) {
+  socket.socket.async_wait(asio::socket_base::wait_read,
+                           [this, &socket](const boost::system::error_code& error) {
+                             if (error || stopping_) return;
+                             ReceiveReady(socket);
+                             ArmReceive(socket);
+                           });
+}
+
+void Daemon::ReceiveReady(IkeSocket& socket) {
+  const int fd = socket.socket.native_handle();
+  for (int burst = 0; burst < kReceiveBurst; ++burst) {
+    sockaddr_storage peer{};
+    iovec iov{receive_buffer_.data(), receive_buffer_.size()};
+    alignas(cmsghdr) uint8_t control[256];
+    msghdr message{};
+    message.msg_name = &peer;
+    message.msg_namelen = sizeof peer;
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    const ssize_t length = recvmsg(fd, &message, MSG_DONTWAIT);
+    if (length < 0) return;  // EAGAIN: drained; errors: retry on next wake-up
+    ++counters_.datagrams_received;
+    auto remote = FromSockaddr(peer);
+    if (!remote || (message.msg_flags & MSG_TRUNC) != 0) {
+      ++counters_.datagrams_dropped;
+      continue;
+    }
+    ike::sa::Endpoint local{socket.address, socket.port};
+    for (cmsghdr* c = CMSG_FIRSTHDR(&message); c != nullptr;
+         c = CMSG_NXTHDR(&message, c)) {
+      if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+        in_pktinfo info;
+        std::memcpy(&info, CMSG_DATA(c), sizeof info);
+        if (auto a = IpAddress::FromBytes(
+                reinterpret_cast<const uint8_t*>(&info.ipi_addr), 4))
+          local.address = *a;
+      } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+        in6_pktinfo info;
+        std::memcpy(&info, CMSG_DATA(c), sizeof info);
+        if (auto a = IpAddress::FromBytes(info.ipi6_addr.s6_addr, 16))
+          local.address = *a;
+      }
+    }
+    const uint8_t* data = receive_buffer_.data();
+    size_t size = static_cast<size_t>(length);
+    if (socket.nat_port) {
+      // RFC 3948: IKE on the NAT port starts with four zero octets; the
+      // kernel consumes ESP and keepalives, anything else is not for us.
+      if (size < 4 || data[0] != 0 || data[1] != 0 || data[2] != 0 || data[3] != 0) {
+        ++counters_.datagrams_dropped;
+        continue;
+      }
+      data += 4;
+      size -= 4;
+    }
+    ike::sa::DatagramReceived event{local, *remote,
+                                    std::vector<uint8_t>(data, data + size)};
+    BTNSD_LOG(Level::kTrace, "datagram-received", {"local", EndpointText(local)},
+              {"remote", EndpointText(*remote)}, {"bytes", size});
+    Dispatch(event);
+  }
+}
+
+void Daemon::Dispatch(const ike::sa::Event& event) {
+  ike::sa::Actions actions;
+  try {
+    manager_->Handle(event, Now(), actions);
+  } catch (const std::exception& error) {
+    // The engine promises not to throw; if it does, one event is lost, not
+    // the daemon.
+    BTNSD_LOG(Level::kError, "engine-exception", {"error", error.what()});
+  }
+  Execute(actions);
+}
+
+void Daemon::Execute(ike::sa::Actions& actions) {
+  for (auto& action : actions) {
+    if (auto* send = std::get_if<ike::sa::SendDatagram>(&action)) {
+      if (in_flight_ == 0 || !kernel_thread_running_) {
+        SendNow(*send);
+      } else {
+        // Behind kernel work of an earlier action: keep the order.
+        ++in_flight_;
+        KernelJob([this, datagram = std::move(*send)]() mutable {
+          asio::post(io_, [this, datagram = std::move(datagram)] {
+            --in_flight_;
+            SendNow(datagram);
+          });
+        });
+      }
+    } else if (auto* arm = std::get_if<ike::sa::ArmTimer>(&action)) {
+      ArmTimer(*arm);
+    } else if (auto* cancel = std::get_if<ike::sa::CancelTimer>(&action)) {
+      CancelTimer(cancel->timer);
+    } else if (auto* install = std::get_if<ike::sa::InstallChildSa>(&action)) {
+      ++counters_.kernel_jobs;
+      KernelJob([this, sa = std::move(*install)] { kernel_state_->InstallSa(sa); });
+    } else if (auto* remove = std::get_if<ike::sa::DeleteChildSa>(&action)) {
+      ++counters_.kernel_jobs;
+      KernelJob([this, sa = *remove] { kernel_state_->DeleteSa(sa); });
+    } else if (auto* policy = std::get_if<ike::sa::InstallPolicy>(&action)) {
+      ++counters_.kernel_jobs;
+      KernelJob([this, p = *policy] { kernel_state_->InstallPolicy(p); });
+    } else if (auto* unpolicy = std::get_if<ike::sa::RemovePolicy>(&action)) {
+      ++counters_.kernel_jobs;
+      KernelJob([this, p = *unpolicy] { kernel_state_->RemovePolicy(p); });
+    } else {
+      LogAction(action);
+    }
+  }
+}
+
+void Daemon::KernelJob(std::function<void()> job) {
+  if (!kernel_thread_running_) {
+    job();
+    return;
+  }
+  ++in_flight_;
+  asio::post(kernel_io_, [this, job = std::move(job)] {
+    job();
+    asio::post(io_, [this] { --in_flight_; });
+  });
+}
+
+void Daemon::SendNow(const ike::sa::SendDatagram& datagram) {
+  // The socket bound to the local port and family, preferring an exact
+  // address; a wildcard socket sends with the source address set.
+  IkeSocket* chosen = nullptr;
+  for (auto& socket : sockets_) {
+    if (socket->port != datagram.local.port ||
+        socket->address.family != datagram.remote.address.family)
+      continue;
+    if (socket->address == datagram.local.address) {
+      chosen = socket.get();
+      break;
+    }
+    if (socket->address.value == 0 && chosen == nullptr) chosen = socket.get();
+  }
+  if (chosen == nullptr) {
+    ++counters_.send_errors;
+    BTNSD_LOG(Level::kError, "send-failed", {"local", EndpointText(datagram.local)},
+              {"remote", EndpointText(datagram.remote)},
+              {"error", "no socket bound to this local address and port"});
+    return;
+  }
+  std::vector<uint8_t> marked;
+  const std::vector<uint8_t>* bytes = &datagram.bytes;
+  if (datagram.non_esp_marker) {
+    marked.assign(4, 0);
+    marked.insert(marked.end(), datagram.bytes.begin(), datagram.bytes.end());
+    bytes = &marked;
+  }
+  sockaddr_storage peer{};
+  socklen_t peer_length = 0;
+  const std::vector<uint8_t> remote_bytes = datagram.remote.address.ToBytes();
+  alignas(cmsghdr) uint8_t control[64] = {};
+  msghdr message{};
+  iovec iov{const_cast<uint8_t*>(bytes->data()), bytes->size()};
+  message.msg_iov = &iov;
+  message.msg_iovlen = 1;
+  const bool set_source =
+      chosen->address.value == 0 && datagram.local.address.value != 0 &&
+      datagram.local.address.family == datagram.remote.address.family;
+  const std::vector<uint8_t> local_bytes = datagram.local.address.ToBytes();
+  if (datagram.remote.address.family == IpFamily::kV4) {
+    auto* in = reinterpret_cast<sockaddr_in*>(&peer);
+    in->sin_family = AF_INET;
+    in->sin_port = htons(datagram.remote.port);
+    std::memcpy(&in->sin_addr, remote_bytes.data(), 4);
+    peer_length = sizeof *in;
+    if (set_source) {
+      message.msg_control = control;
+      message.msg_controllen = CMSG_SPACE(sizeof(in_pktinfo));
+      cmsghdr* c = CMSG_FIRSTHDR(&message);
+      c->cmsg_level = IPPROTO_IP;
+      c->cmsg_type = IP_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(in_pktinfo));
+      in_pktinfo info{};
+      std::memcpy(&info.ipi_spec_dst, local_bytes.data(), 4);
+      std::memcpy(CMSG_DATA(c), &info, sizeof info);
+    }
+  } else {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&peer);
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(datagram.remote.port);
+    std::memcpy(in6->sin6_addr.s6_addr, remote_bytes.data(), 16);
+    peer_length = sizeof *in6;
+    if (set_source) {
+      message.msg_control = control;
+      message.msg_controllen = CMSG_SPACE(sizeof(in6_pktinfo));
+      cmsghdr* c = CMSG_FIRSTHDR(&message);
+      c->cmsg_level = IPPROTO_IPV6;
+      c->cmsg_type = IPV6_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(in6_pktinfo));
+      in6_pktinfo info{};
+      std::memcpy(info.ipi6_addr.s6_addr, local_bytes.data(), 16);
+      std::memcpy(CMSG_DATA(c), &info, sizeof info);
+    }
+  }
+  message.msg_name = &peer;
+  message.msg_namelen = peer_length;
+  if (sendmsg(chosen->socket.native_handle(), &message, MSG_DONTWAIT) < 0) {
+    ++counters_.send_errors;
+    BTNSD_LOG(Level::kWarning, "send-failed", {"local", EndpointText(datagram.local)},
+              {"remote", EndpointText(datagram.remote)},
+              {"error", std::strerror(errno)});
+    return;
+  }
+  ++counters_.datagrams_sent;
+  BTNSD_LOG(Level::kTrace, "datagram-sent", {"local", EndpointText(datagram.local)},
+            {"remote", EndpointText(datagram.remote)}, {"bytes", bytes->size()});
+}
+
+void Daemon::ArmTimer(const ike::sa::ArmTimer& arm) {
+  auto& timer = timers_[arm.timer];
+  if (!timer) timer = std::make_unique<asio::steady_timer>(io_);
+  timer->expires_after(arm.delay);
+  const ike::sa::TimerId id = arm.timer;
+  timer->async_wait([this, id](const boost::system::error_code& error) {
+    if (error || stopping_) return;  // cancelled or re-armed
+    timers_.erase(id);
+    Dispatch(ike::sa::TimerFired{id});
+  });
+}
+
+void Daemon::CancelTimer(ike::sa::TimerId id) {
+  auto it = timers_.find(id);
+  if (it == timers_.end()) return;
+  it->second->cancel();
+  timers_.erase(it);
+}
+
+void Daemon::LogAction(const ike::sa::Action& action) {
+  using namespace ike::sa;
+  if (auto* log = std::get_if<Log>(&action)) {
+    if (log->reason != FailureReason::kNone) {
+      BTNSD_LOG(ToLevel(log->level), "engine", {"ike_sa", log->ike_sa},
+                {"reason", std::string(FailureReasonName(log->reason))},
+                {"msg", log->text});
+    } else {
+      BTNSD_LOG(ToLevel(log->level), "engine", {"ike_sa", log->ike_sa},
+                {"msg", log->text});
+    }
+  } else if (auto* up = std::get_if<IkeSaUp>(&action)) {
+    BTNSD_LOG(Level::kInfo, "ike-sa-up", {"ike_sa", up->ike_sa},
+              {"local", EndpointText(up->local)}, {"remote", EndpointText(up->remote)},
+              {"initiator", up->initiator ? "yes" : "no"},
+              {"peer_id", up->peer.asserted_id.ToString()},
+              {"pad", up->peer.pad_entry},
+              {"authenticated", up->peer.authenticated ? "yes" : "no"});
+  } else if (auto* child = std::get_if<ChildSaUp>(&action)) {
+    char spis[40];
+    std::snprintf(spis, sizeof spis, "%08x/%08x", child->inbound_spi,
+                  child->outbound_spi);
+    BTNSD_LOG(Level::kInfo, "child-sa-up", {"ike_sa", child->ike_sa},
+              {"child_sa", child->child_sa}, {"replaces", child->replaces},
+              {"spd", child->spd_entry}, {"spi_in_out", spis},
+              {"mode", std::string(ike::policy::IpsecModeName(child->mode))});
+  } else if (auto* down = std::get_if<IkeSaDown>(&action)) {
+    BTNSD_LOG(Level::kInfo, "ike-sa-down", {"ike_sa", down->ike_sa},
+              {"reason", std::string(FailureReasonName(down->reason))});
+  } else if (auto* child_down = std::get_if<ChildSaDown>(&action)) {
+    BTNSD_LOG(Level::kInfo, "child-sa-down", {"ike_sa", child_down->ike_sa},
+              {"child_sa", child_down->child_sa},
+              {"reason", std::string(FailureReasonName(child_down->reason))});
+  }
+}
+
+void Daemon::WatchKernelEvents() {
+  const int fd = deps_.kernel.xfrm->event_fd();
+  if (fd < 0) return;
+  // A copy, so the descriptor object may close it without closing the
+  // kernel_glue socket.
+  const int copy = dup(fd);
+  if (copy < 0) return;
+  kernel_events_ = std::make_unique<asio::posix::stream_descriptor>(kernel_io_, copy);
+  ArmKernelEvents();
+}
+
+void Daemon::ArmKernelEvents() {
+  kernel_events_->async_wait(asio::posix::stream_descriptor::wait_read,
+                             [this](const boost::system::error_code& error) {
+                               if (error || stopping_) return;
+                               KernelEventsReady();
+                               ArmKernelEvents();
+                             });
+}
+
+void Daemon::KernelEventsReady() {
+  kernel_glue::Result<std::vector<kernel_glue::KernelEvent>> events =
+      std::vector<kernel_glue::KernelEvent>{};
+  {
+    std::lock_guard lock(*deps_.kernel.mutex);
+    events = deps_.kernel.xfrm->ProcessEvents();
+  }
+  if (!events.ok()) {
+    BTNSD_LOG(Level::kWarning, "kernel-events-failed",
+              {"error", events.error().ToString()});
+    return;
+  }
+  const uint16_t ike_port = snapshot_->daemon.ike_port;
+  for (const auto& event : events.value()) {
+    if (auto* acquire = std::get_if<kernel_glue::AcquireEvent>(&event)) {
+      auto converted = FromKernelAcquire(*acquire, ike_port);
+      if (!converted) continue;
+      BTNSD_LOG(Level::kInfo, "kernel-acquire", {"selector", acquire->selector.ToString()});
+      asio::post(io_, [this, e = *converted] { Dispatch(e); });
+    } else if (auto* expire = std::get_if<kernel_glue::ExpireEvent>(&event)) {
+      auto converted = FromKernelExpire(*expire);
+      if (!converted) continue;
+      BTNSD_LOG(Level::kInfo, "kernel-expire", {"sa", expire->id.ToString()},
+                {"hard", expire->hard ? "yes" : "no"});
+      asio::post(io_, [this, e = *converted] { Dispatch(e); });
+    } else if (auto* mapping = std::get_if<kernel_glue::MappingEvent>(&event)) {
+      // The engine has no event for a changed NAT mapping yet.
+      BTNSD_LOG(Level::kWarning, "kernel-mapping-ignored", {"sa", mapping->id.ToString()},
+                {"new_src", mapping->new_src.ToString()});
+    } else if (auto* resync = std::get_if<kernel_glue::ResyncNeeded>(&event)) {
+      BTNSD_LOG(Level::kWarning, "kernel-events-lost", {"error", resync->cause.ToString()});
+    }
+  }
+}
+
+void Daemon::Post(std::function<void()> task) { asio::post(io_, std::move(task)); }
+
+void Daemon::Stop() {
+  asio::post(io_, [this] {
+    if (stopping_.exchange(true)) return;
+    io_.stop();
+  });
+}
+
+void Daemon::HandleSignals() {
+  signals_ = std::make_unique<asio::signal_set>(io_, SIGTERM, SIGINT, SIGHUP);
+  signals_->async_wait([this](const boost::system::error_code& error, int signal) {
+    if (error) return;
+    if (signal == SIGHUP) {
+      BTNSD_LOG(Level::kInfo, "reload-requested", {"signal", "SIGHUP"});
+      Reload();
+      HandleSignals();
+      return;
+    }
+    BTNSD_LOG(Level::kInfo, "stop-requested",
+              {"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"});
+    Stop();
+  });
+}
+
+bool Daemon::Reload() {
+  std::vector<std::string> errors;
+  auto next = deps_.load_config(config_path_, errors);
+  if (!next) {
+    ++counters_.reloads_rejected;
+    for (const auto& error : errors)
+      BTNSD_LOG(Level::kError, "config-error", {"error", error});
+    BTNSD_LOG(Level::kError, "reload-rejected", {"config", config_path_},
+              {"errors", errors.size()}, {"why", "running configuration kept"});
+    return false;
+  }
+  CredentialLoad credentials = LoadCredentials(*next);
+  if (!credentials.ok()) {
+    ++counters_.reloads_rejected;
+    for (const auto& error : credentials.errors)
+      BTNSD_LOG(Level::kError, "credential-error", {"error", error});
+    BTNSD_LOG(Level::kError, "reload-rejected", {"config", config_path_},
+              {"why", "running configuration kept"});
+    return false;
+  }
+  const ike::policy::SnapshotDiff diff = ike::policy::Diff(*snapshot_, *next);
+  if (next->daemon != snapshot_->daemon)
+    BTNSD_LOG(Level::kWarning, "reload-daemon-settings",
+              {"why", "listen addresses, ports and ownership apply after a restart"});
+  snapshot_ = next;
+  manager_->UpdatePolicy(next);
+  manager_->UpdateCredentials(std::move(credentials.store));
+  KernelJob([this, next] { kernel_state_->SyncTraps(*next); });
+  // CHILD_SAs of removed SPD entries go; changed ones are rekeyed under the
+  // new policy (the old SA keeps carrying traffic until the new one is up).
+  auto contains = [](const std::vector<std::string>& names, const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  for (const auto& ike_sa : manager_->List()) {
+    for (const auto& child : ike_sa.children) {
+      if (contains(diff.spd.removed, child.spd_entry)) {
+        Dispatch(ike::sa::DeleteRequest{ike_sa.handle, child.handle});
+      } else if (contains(diff.spd.changed, child.spd_entry)) {
+        Dispatch(ike::sa::RekeyRequest{0, child.handle});
+      }
+    }
+  }
+  for (const auto& entry : next->spd.entries()) {
+    const bool starts = entry.action == ike::policy::SpdAction::kProtect &&
+                        entry.protect.start == ike::policy::StartAction::kStart;
+    if (starts && (contains(diff.spd.added, entry.name) ||
+                   contains(diff.spd.changed, entry.name))) {
+      bool running = false;
+      for (const auto& ike_sa : manager_->List())
+        for (const auto& child : ike_sa.children)
+          running = running || child.spd_entry == entry.name;
+      if (!running)
+        Dispatch(ike::sa::InitiateRequest{entry.name, std::nullopt,
+                                          std::nullopt, std::nullopt});
+    }
+  }
+  ++counters_.reloads;
+  BTNSD_LOG(Level::kInfo, "reloaded", {"config", config_path_},
+            {"spd_added", diff.spd.added.size()},
+            {"spd_removed", diff.spd.removed.size()},
+            {"spd_changed", diff.spd.changed.size()},
+            {"pad_changed", diff.pad.added.size() + diff.pad.removed.size() +
+                                diff.pad.changed.size()});
+  return true;
+}
+
+void Daemon::Run() {
+  io_.run();
+  Shutdown();
+}
+
+void Daemon::Shutdown() {
+  stopping_ = true;
+  // Let queued kernel work finish, then run what it handed back.
+  if (kernel_thread_running_) {
+    if (kernel_events_) {
+      asio::post(kernel_io_, [this] { kernel_events_.reset(); });
+    }
+    kernel_work_.reset();
+    kernel_thread_.join();
+    kernel_thread_running_ = false;
+    io_.restart();
+    io_.poll();
+  }
+  in_flight_ = 0;
+  // Tell the peers (best effort: no answers are awaited).
+  for (const auto& ike_sa : manager_->List())
+    Dispatch(ike::sa::DeleteRequest{ike_sa.handle, 0});
+  for (auto& [id, timer] : timers_) timer->cancel();
+  timers_.clear();
+  kernel_state_->FlushOwned();
+  for (auto& socket : sockets_) {
+    boost::system::error_code ignored;
+    socket->socket.close(ignored);
+  }
+  BTNSD_LOG(Level::kInfo, "stopped", {"datagrams_in", counters_.datagrams_received},
+            {"datagrams_out", counters_.datagrams_sent});
+}
+
+bool NotifySystemd(const std::string& state) {
+  const char* path = std::getenv("NOTIFY_SOCKET");
+  if (path == nullptr || path[0] == '\0') return false;
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const size_t length = std::strlen(path);
+  if (length >= sizeof address.sun_path) return false;
+  std::memcpy(address.sun_path, path, length);
+  if (path[0] == '@') address.sun_path[0] = '\0';  // abstract namespace
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  const socklen_t address_length =
+      static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + length);
+  const ssize_t sent = sendto(fd, state.data(), state.size(), MSG_NOSIGNAL,
+                              reinterpret_cast<sockaddr*>(&address), address_length);
+  close(fd);
+  return sent == static_cast<ssize_t>(state.size());
+}
+
+}  // namespace btnsd::daemon

@@ -1,0 +1,65 @@
+// Executes the engine's kernel actions against an XfrmInterface and keeps
+// the one piece of state XFRM itself cannot: trap policies of the SPD that a
+// CHILD_SA's policy replaces while the SA lives (same selector, same
+// direction) and that come back when the SA goes.
+//
+// Not thread-safe by itself: the daemon calls it from its kernel thread only;
+// `mutex` serializes with the SPI allocator when both share one
+// XfrmInterface (tests with XfrmInMemory).
+#pragma once
+
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "daemon/kernel_translate.h"
+#include "ike/policy/snapshot.h"
+#include "ike/sa/engine.h"
+#include "kernel_glue/xfrm_interface.h"
+
+namespace btnsd::daemon {
+
+class KernelState {
+ public:
+  KernelState(kernel_glue::XfrmInterface& xfrm, std::mutex& mutex,
+              KernelTags tags);
+
+  // Each returns false (and logs the kernel's answer) on failure.
+  bool InstallSa(const ike::sa::InstallChildSa& sa);
+  bool DeleteSa(const ike::sa::DeleteChildSa& sa);
+  bool InstallPolicy(const ike::sa::InstallPolicy& policy);
+  bool RemovePolicy(const ike::sa::RemovePolicy& policy);
+
+  // Makes the installed trap policies those of `snapshot`'s SPD entries with
+  // start action trap: new ones are added, vanished ones removed, changed
+  // ones replaced. Returns the number of entries that could not be trapped.
+  size_t SyncTraps(const ike::policy::PolicySnapshot& snapshot);
+
+  // Deletes every SA and policy we own (start-up and shutdown).
+  bool FlushOwned();
+
+  // The reqid a trap of the SPD entry at `index` carries.
+  uint32_t TrapReqid(size_t index) const;
+
+  size_t trap_count() const;
+  size_t child_policy_count() const;
+
+ private:
+  struct Slot {
+    std::optional<kernel_glue::PolicyParams> trap;
+    std::optional<kernel_glue::PolicyParams> child;
+    int child_users = 0;
+  };
+  bool SetTrap(const kernel_glue::PolicyParams& params);
+  bool ClearTrap(const std::string& key);
+
+  kernel_glue::XfrmInterface& xfrm_;
+  std::mutex& mutex_;
+  KernelTags tags_;
+  std::map<std::string, Slot> slots_;
+};
+
+}  // namespace btnsd::daemon

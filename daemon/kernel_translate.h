@@ -1,0 +1,72 @@
+// The one place where the engine's (ike::sa / ike::policy) types become
+// kernel_glue's XFRM types and back. Nothing else in the daemon converts.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "ike/policy/snapshot.h"
+#include "ike/sa/engine.h"
+#include "kernel_glue/xfrm_interface.h"
+
+namespace btnsd::daemon {
+
+// A translation result: the value, or a text naming what could not be
+// expressed in XFRM terms.
+template <typename T>
+using Translated = std::variant<T, std::string>;
+
+kernel_glue::IpAddress ToKernel(const ike::policy::IpAddress& address);
+std::optional<ike::policy::IpAddress> FromKernel(
+    const kernel_glue::IpAddress& address);
+
+// Which kernel objects are ours, and the mark they carry (if any).
+struct KernelTags {
+  kernel_glue::Ownership ownership;
+  std::optional<kernel_glue::Mark> mark;
+};
+KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership);
+
+// One range as the smallest list of prefixes covering exactly it.
+std::vector<std::pair<ike::policy::IpAddress, int>> RangeToPrefixes(
+    const ike::policy::IpRange& range);
+
+// Kernel selectors for a pair of traffic selectors: the cross product of the
+// prefixes of both ranges. A port range that is neither one port nor any
+// port cannot be expressed (the kernel matches one port or all).
+Translated<std::vector<kernel_glue::Selector>> ToKernelSelectors(
+    const ike::policy::TrafficSelector& source,
+    const ike::policy::TrafficSelector& destination);
+
+Translated<kernel_glue::SaParams> ToKernelSa(const ike::sa::InstallChildSa& sa,
+                                             const KernelTags& tags);
+kernel_glue::SaId ToKernelSaId(const ike::sa::DeleteChildSa& sa,
+                               const KernelTags& tags);
+
+kernel_glue::Direction ToKernelDirection(ike::sa::PolicyDirection direction);
+
+// More specific selectors get a lower (preferred) priority inside the band.
+uint32_t PolicyPriority(const kernel_glue::Selector& selector,
+                        const KernelTags& tags);
+
+Translated<std::vector<kernel_glue::PolicyParams>> ToKernelPolicies(
+    const ike::sa::InstallPolicy& policy, const KernelTags& tags);
+Translated<std::vector<kernel_glue::PolicyId>> ToKernelPolicyIds(
+    const ike::sa::RemovePolicy& policy, const KernelTags& tags);
+
+// Outbound trap policies of an SPD entry with start action trap: traffic
+// that matches them without an SA makes the kernel raise ACQUIRE. `reqid`
+// ties the template to the SAs the engine will install for the entry.
+Translated<std::vector<kernel_glue::PolicyParams>> TrapPolicies(
+    const ike::policy::SpdEntry& entry, uint32_t reqid, const KernelTags& tags);
+
+// Kernel events as engine events. `ike_port` is where our IKE socket of the
+// acquire's source address listens.
+std::optional<ike::sa::KernelAcquire> FromKernelAcquire(
+    const kernel_glue::AcquireEvent& acquire, uint16_t ike_port);
+std::optional<ike::sa::KernelExpire> FromKernelExpire(
+    const kernel_glue::ExpireEvent& expire);
+
+}  // namespace btnsd::daemon

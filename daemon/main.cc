@@ -1,0 +1,128 @@
+// btnsd: the IKEv2 daemon with a built-in BTNS API.
+//
+//   btnsd [--config FILE] [--foreground] [--check-config]
+//
+// Exit status: 0 clean stop (or a valid config with --check-config),
+// 1 configuration or start-up error, 2 wrong command line.
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "config/loader.h"
+#include "daemon/credentials.h"
+#include "daemon/daemon.h"
+#include "daemon/kernel_translate.h"
+#include "daemon/log.h"
+#include "ike/crypto/random.h"
+#include "kernel_glue/xfrm_netlink.h"
+
+namespace {
+
+using btnsd::daemon::Level;
+
+void Usage(FILE* out) {
+  std::fprintf(out,
+               "usage: btnsd [--config FILE] [--foreground] [--check-config]\n"
+               "  --config FILE   policy file (default %s)\n"
+               "  --foreground    stay attached (btnsd never forks; accepted for "
+               "systemd units and scripts)\n"
+               "  --check-config  validate FILE and its key files, print errors, "
+               "exit\n",
+               btnsd::config::kDefaultConfigPath);
+}
+
+Level FromPolicyLevel(ike::policy::LogLevel level) {
+  switch (level) {
+    case ike::policy::LogLevel::kError: return Level::kError;
+    case ike::policy::LogLevel::kWarning: return Level::kWarning;
+    case ike::policy::LogLevel::kInfo: return Level::kInfo;
+    case ike::policy::LogLevel::kDebug: return Level::kDebug;
+    case ike::policy::LogLevel::kTrace: return Level::kTrace;
+  }
+  return Level::kInfo;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string config_path = btnsd::config::kDefaultConfigPath;
+  bool check_only = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--config" && i + 1 < argc) {
+      config_path = argv[++i];
+    } else if (arg.rfind("--config=", 0) == 0) {
+      config_path = arg.substr(9);
+    } else if (arg == "--foreground") {
+      // btnsd always runs in the foreground; systemd supervises it.
+    } else if (arg == "--check-config") {
+      check_only = true;
+    } else if (arg == "--help" || arg == "-h") {
+      Usage(stdout);
+      return 0;
+    } else {
+      std::fprintf(stderr, "btnsd: unknown argument '%s'\n", arg.c_str());
+      Usage(stderr);
+      return 2;
+    }
+  }
+
+  auto loaded = btnsd::config::LoadConfigFile(config_path);
+  if (!loaded.ok()) {
+    for (const auto& error : loaded.errors)
+      std::fprintf(stderr, "%s\n", error.ToString().c_str());
+    std::fprintf(stderr, "btnsd: %zu error(s) in %s; not starting\n",
+                 loaded.errors.size(), config_path.c_str());
+    return 1;
+  }
+  btnsd::daemon::CredentialLoad credentials =
+      btnsd::daemon::LoadCredentials(*loaded.snapshot);
+  if (!credentials.ok()) {
+    for (const auto& error : credentials.errors)
+      std::fprintf(stderr, "%s: %s\n", config_path.c_str(), error.c_str());
+    return 1;
+  }
+  if (check_only) {
+    std::printf("%s: ok (%zu PAD entries, %zu SPD entries)\n",
+                config_path.c_str(), loaded.snapshot->pad.entries().size(),
+                loaded.snapshot->spd.entries().size());
+    return 0;
+  }
+  btnsd::daemon::Logger::SetLevel(FromPolicyLevel(loaded.snapshot->daemon.log_level));
+
+  // Two netlink sockets: SPI allocation on the protocol thread, everything
+  // else (and the event subscription) on the kernel thread.
+  const btnsd::daemon::KernelTags tags =
+      btnsd::daemon::ToKernelTags(loaded.snapshot->daemon.ownership);
+  kernel_glue::XfrmNetlink::Options options;
+  options.ownership = tags.ownership;
+  auto kernel = kernel_glue::XfrmNetlink::Open(options);
+  options.subscribe_events = false;
+  auto spi_kernel = kernel_glue::XfrmNetlink::Open(options);
+  if (!kernel.ok() || !spi_kernel.ok()) {
+    BTNSD_LOG(Level::kError, "kernel-open-failed",
+              {"error", (!kernel.ok() ? kernel.error() : spi_kernel.error()).ToString()});
+    return 1;
+  }
+  std::mutex kernel_mutex;
+  std::mutex spi_mutex;
+  ike::crypto::SystemRandomSource random;
+  btnsd::daemon::DaemonDependencies deps;
+  deps.kernel = {kernel.value().get(), &kernel_mutex};
+  deps.spi_kernel = {spi_kernel.value().get(), &spi_mutex};
+  deps.random = &random;
+
+  btnsd::daemon::Daemon daemon(config_path, loaded.snapshot,
+                               std::move(credentials.store), std::move(deps));
+  daemon.HandleSignals();
+  if (!daemon.Start()) {
+    BTNSD_LOG(Level::kError, "start-failed", {"config", config_path});
+    return 1;
+  }
+  btnsd::daemon::NotifySystemd("READY=1");
+  daemon.Run();
+  btnsd::daemon::NotifySystemd("STOPPING=1");
+  return 0;
+}

@@ -1,0 +1,188 @@
+// The kernel side of the engine's actions, against the in-memory XFRM.
+#include "daemon/kernel_state.h"
+
+#include <mutex>
+
+#include "gtest/gtest.h"
+#include "kernel_glue/xfrm_in_memory.h"
+
+namespace btnsd::daemon {
+namespace {
+
+using ike::policy::IpAddress;
+using ike::policy::IpRange;
+using ike::policy::TrafficSelector;
+
+IpAddress Ip(const char* text) { return *IpAddress::Parse(text); }
+TrafficSelector Host(const char* a) { return TrafficSelector{IpRange::Host(Ip(a)), 0, {}}; }
+
+class KernelStateTest : public ::testing::Test {
+ protected:
+  KernelStateTest()
+      : tags_(ToKernelTags(ike::policy::KernelOwnership{})),
+        xfrm_(tags_.ownership),
+        state_(xfrm_, mutex_, tags_) {}
+
+  ike::sa::InstallChildSa Sa(ike::sa::SaDirection direction, uint32_t spi) {
+    ike::sa::InstallChildSa sa;
+    sa.ike_sa = 1;
+    sa.child_sa = 1;
+    sa.direction = direction;
+    sa.spi = spi;
+    const bool in = direction == ike::sa::SaDirection::kInbound;
+    sa.source = Ip(in ? "192.0.2.2" : "192.0.2.1");
+    sa.destination = Ip(in ? "192.0.2.1" : "192.0.2.2");
+    sa.reqid = 0x10001;
+    sa.transform.encryption = ike::wire::EncrId::kAesGcm16;
+    sa.transform.aead = true;
+    sa.encryption_key.assign(20, 7);
+    return sa;
+  }
+  ike::sa::InstallPolicy Policy(uint32_t reqid = 0x10001) {
+    ike::sa::InstallPolicy p;
+    p.child_sa = 1;
+    p.direction = ike::sa::PolicyDirection::kOut;
+    p.source = Host("192.0.2.1");
+    p.destination = Host("192.0.2.2");
+    p.tunnel_source = Ip("192.0.2.1");
+    p.tunnel_destination = Ip("192.0.2.2");
+    p.reqid = reqid;
+    return p;
+  }
+  kernel_glue::PolicyId OutId() {
+    return kernel_glue::PolicyId{
+        kernel_glue::Selector::HostToHost(ToKernel(Ip("192.0.2.1")),
+                                          ToKernel(Ip("192.0.2.2"))),
+        kernel_glue::Direction::kOut, std::nullopt};
+  }
+  ike::policy::PolicySnapshot TrapSnapshot() {
+    ike::policy::SpdEntry entry;
+    entry.name = "to-b";
+    entry.selector.local = IpRange::Host(Ip("192.0.2.1"));
+    entry.selector.remote = IpRange::Host(Ip("192.0.2.2"));
+    entry.action = ike::policy::SpdAction::kProtect;
+    entry.protect.start = ike::policy::StartAction::kTrap;
+    ike::policy::SpdEntry started = entry;
+    started.name = "started";
+    started.selector.remote = IpRange::Host(Ip("192.0.2.3"));
+    started.protect.start = ike::policy::StartAction::kStart;
+    ike::policy::PolicySnapshot snapshot;
+    snapshot.spd = ike::policy::Spd({entry, started});
+    return snapshot;
+  }
+
+  KernelTags tags_;
+  kernel_glue::XfrmInMemory xfrm_;
+  std::mutex mutex_;
+  KernelState state_;
+};
+
+TEST_F(KernelStateTest, InboundFillsTheAllocatedLarvalSaOutboundIsAdded) {
+  kernel_glue::XfrmInterface& kernel = xfrm_;
+  auto spi = kernel.AllocateSpi(ToKernel(Ip("192.0.2.2")), ToKernel(Ip("192.0.2.1")),
+                               tags_.ownership.reqid_min);
+  ASSERT_TRUE(spi.ok());
+  EXPECT_TRUE(state_.InstallSa(Sa(ike::sa::SaDirection::kInbound, spi.value())));
+  EXPECT_TRUE(state_.InstallSa(Sa(ike::sa::SaDirection::kOutbound, 0xabcd0001)));
+  EXPECT_EQ(xfrm_.sa_count(), 2u);
+  kernel_glue::SaId inbound_id;
+  inbound_id.dst = ToKernel(Ip("192.0.2.1"));
+  inbound_id.spi = spi.value();
+  auto inbound = xfrm_.QuerySa(inbound_id);
+  ASSERT_TRUE(inbound.ok());
+  EXPECT_EQ(inbound.value().reqid, 0x10001u) << "the larval SA was filled";
+  // An inbound SA whose larval state vanished is added afresh.
+  EXPECT_TRUE(state_.InstallSa(Sa(ike::sa::SaDirection::kInbound, 0x7777)));
+  EXPECT_EQ(xfrm_.sa_count(), 3u);
+}
+
+TEST_F(KernelStateTest, DeleteToleratesAnSaTheKernelAlreadyRemoved) {
+  EXPECT_TRUE(state_.InstallSa(Sa(ike::sa::SaDirection::kOutbound, 0xabcd0001)));
+  ike::sa::DeleteChildSa del{1, 1, ike::sa::SaDirection::kOutbound, Ip("192.0.2.2"),
+                             0xabcd0001};
+  EXPECT_TRUE(state_.DeleteSa(del));
+  EXPECT_EQ(xfrm_.sa_count(), 0u);
+  EXPECT_TRUE(state_.DeleteSa(del)) << "ENOENT is the wanted state";
+  xfrm_.FailNextOperation(EPERM, "refused");
+  EXPECT_FALSE(state_.DeleteSa(del));
+}
+
+TEST_F(KernelStateTest, FailedInstallsReportFalse) {
+  xfrm_.FailNextOperation(ENOMEM);
+  EXPECT_FALSE(state_.InstallSa(Sa(ike::sa::SaDirection::kOutbound, 0xabcd0001)));
+  auto sa = Sa(ike::sa::SaDirection::kOutbound, 0xabcd0002);
+  sa.reqid = 5;  // outside the owned range: kernel_glue refuses it
+  EXPECT_FALSE(state_.InstallSa(sa));
+  EXPECT_EQ(xfrm_.sa_count(), 0u);
+}
+
+TEST_F(KernelStateTest, ChildPolicyReplacesTheTrapAndGivesItBack) {
+  EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
+  EXPECT_EQ(state_.trap_count(), 1u) << "only start: trap entries get traps";
+  ASSERT_EQ(xfrm_.policy_count(), 1u);
+  auto listed = xfrm_.ListOwned();
+  ASSERT_TRUE(listed.ok());
+  const uint32_t trap_reqid = listed.value().policies.at(0).params.templates.at(0).reqid;
+  EXPECT_EQ(trap_reqid, state_.TrapReqid(0));
+
+  EXPECT_TRUE(state_.InstallPolicy(Policy(0x10001)));
+  listed = xfrm_.ListOwned();
+  ASSERT_EQ(listed.value().policies.size(), 1u) << "replaced in place, no gap";
+  EXPECT_EQ(listed.value().policies.at(0).params.templates.at(0).reqid, 0x10001u);
+
+  // A second CHILD_SA with the same selector (a rekey) shares the policy.
+  EXPECT_TRUE(state_.InstallPolicy(Policy(0x10001)));
+  ike::sa::RemovePolicy remove{1, ike::sa::PolicyDirection::kOut, Host("192.0.2.1"),
+                               Host("192.0.2.2")};
+  EXPECT_TRUE(state_.RemovePolicy(remove));
+  EXPECT_EQ(xfrm_.ListOwned().value().policies.at(0).params.templates.at(0).reqid,
+            0x10001u);
+  EXPECT_TRUE(state_.RemovePolicy(remove));
+  listed = xfrm_.ListOwned();
+  ASSERT_EQ(listed.value().policies.size(), 1u);
+  EXPECT_EQ(listed.value().policies.at(0).params.templates.at(0).reqid, trap_reqid)
+      << "the trap is back once the CHILD_SA is gone";
+  EXPECT_EQ(state_.child_policy_count(), 0u);
+}
+
+TEST_F(KernelStateTest, PoliciesWithoutTrapAreDeletedWithTheirLastUser) {
+  EXPECT_TRUE(state_.InstallPolicy(Policy()));
+  EXPECT_EQ(xfrm_.policy_count(), 1u);
+  ike::sa::RemovePolicy remove{1, ike::sa::PolicyDirection::kOut, Host("192.0.2.1"),
+                               Host("192.0.2.2")};
+  EXPECT_TRUE(state_.RemovePolicy(remove));
+  EXPECT_EQ(xfrm_.policy_count(), 0u);
+  EXPECT_TRUE(state_.RemovePolicy(remove)) << "removing twice is harmless";
+}
+
+TEST_F(KernelStateTest, SyncTrapsRemovesVanishedEntriesAndReportsUntrappable) {
+  EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
+  EXPECT_EQ(xfrm_.policy_count(), 1u);
+  ike::policy::PolicySnapshot wide;
+  ike::policy::SpdEntry entry;
+  entry.name = "everything";
+  entry.action = ike::policy::SpdAction::kProtect;  // remote: any -> no trap
+  wide.spd = ike::policy::Spd({entry});
+  EXPECT_EQ(state_.SyncTraps(wide), 1u);
+  EXPECT_EQ(state_.trap_count(), 0u);
+  EXPECT_EQ(xfrm_.policy_count(), 0u);
+}
+
+TEST_F(KernelStateTest, FlushRemovesOwnedStateOnly) {
+  kernel_glue::SaParams foreign;
+  foreign.id = {ToKernel(Ip("192.0.2.9")), 0x999, 50, std::nullopt};
+  foreign.src = ToKernel(Ip("192.0.2.1"));
+  foreign.reqid = 7;
+  foreign.encryption_key.assign(20, 1);
+  xfrm_.AddForeignSa(foreign);
+  EXPECT_TRUE(state_.InstallSa(Sa(ike::sa::SaDirection::kOutbound, 0xabcd0001)));
+  EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
+  EXPECT_TRUE(state_.FlushOwned());
+  EXPECT_EQ(xfrm_.sa_count(), 1u);
+  EXPECT_TRUE(xfrm_.HasSa(foreign.id));
+  EXPECT_EQ(xfrm_.policy_count(), 0u);
+  EXPECT_EQ(state_.trap_count(), 0u);
+}
+
+}  // namespace
+}  // namespace btnsd::daemon
