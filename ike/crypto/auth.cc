@@ -1,6 +1,8 @@
 #include "ike/crypto/auth.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <string_view>
 
 #include <botan/alg_id.h>
@@ -268,8 +270,16 @@ Bytes BuildSignedOctets(const Prf& prf, ByteView real_message,
 
 Result<Bytes> ComputeSharedKeyAuth(PrfId prf_id, ByteView shared_secret,
                                    ByteView signed_octets) {
-  auto prf = Prf::Create(prf_id);
-  if (!prf) return prf.error();
+  // One Prf per thread and PRF ID: creating Botan's HMAC by name costs as
+  // much as the two HMACs below.
+  thread_local std::map<PrfId, Prf> cache;
+  auto it = cache.find(prf_id);
+  if (it == cache.end()) {
+    auto created = Prf::Create(prf_id);
+    if (!created) return created.error();
+    it = cache.emplace(prf_id, std::move(*created)).first;
+  }
+  const Prf* prf = &it->second;
   ByteView pad(reinterpret_cast<const uint8_t*>(kKeyPad.data()),
                kKeyPad.size());
   Secret inner = prf->Compute(shared_secret, pad);
@@ -347,9 +357,10 @@ Result<Bytes> SignatureAlgorithmIdentifier(KeyType key_type,
   return unsupported();
 }
 
-Result<Bytes> SignAuth(const PrivateKey& key, AuthMethod method,
-                       const SignatureOptions& options,
-                       ByteView signed_octets, RandomSource& random) {
+Result<AuthSigner> AuthSigner::Create(const PrivateKey& key,
+                                      AuthMethod method,
+                                      const SignatureOptions& options,
+                                      RandomSource& random) {
   std::string padding;
   Botan::Signature_Format format = Botan::IEEE_1363;
   Bytes prefix;
@@ -375,16 +386,45 @@ Result<Bytes> SignAuth(const PrivateKey& key, AuthMethod method,
     padding = scheme->padding;
   }
   try {
-    Botan::PK_Signer signer(key.botan(), random.AsBotan(), padding, format);
-    std::vector<uint8_t> sig = signer.sign_message(
-        signed_octets.data(), signed_octets.size(), random.AsBotan());
-    prefix.insert(prefix.end(), sig.begin(), sig.end());
-    return prefix;
+    AuthSigner signer;
+    signer.key_ = key;
+    signer.random_ = &random;
+    signer.prefix_ = std::move(prefix);
+    signer.signer_ = std::make_unique<Botan::PK_Signer>(
+        signer.key_.botan(), random.AsBotan(), padding, format);
+    return signer;
   } catch (const std::exception& e) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     std::string("signing with ") + KeyTypeName(key.type()) +
+                     std::string("cannot sign with ") +
+                         KeyTypeName(key.type()) + ": " + e.what());
+  }
+}
+
+AuthSigner::AuthSigner() = default;
+AuthSigner::AuthSigner(AuthSigner&&) noexcept = default;
+AuthSigner& AuthSigner::operator=(AuthSigner&&) noexcept = default;
+AuthSigner::~AuthSigner() = default;
+
+Result<Bytes> AuthSigner::Sign(ByteView signed_octets) {
+  try {
+    std::vector<uint8_t> sig = signer_->sign_message(
+        signed_octets.data(), signed_octets.size(), random_->AsBotan());
+    Bytes out = prefix_;
+    out.insert(out.end(), sig.begin(), sig.end());
+    return out;
+  } catch (const std::exception& e) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     std::string("signing with ") + KeyTypeName(key_.type()) +
                          " failed: " + e.what());
   }
+}
+
+Result<Bytes> SignAuth(const PrivateKey& key, AuthMethod method,
+                       const SignatureOptions& options,
+                       ByteView signed_octets, RandomSource& random) {
+  auto signer = AuthSigner::Create(key, method, options, random);
+  if (!signer) return signer.error();
+  return signer->Sign(signed_octets);
 }
 
 Status VerifyAuth(const PublicKey& key, AuthMethod method, ByteView auth_data,

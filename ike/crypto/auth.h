@@ -4,6 +4,7 @@
 // 9/10/11 per RFC 4754), plus SIGNATURE_HASH_ALGORITHMS negotiation.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -13,6 +14,10 @@
 #include "ike/crypto/random.h"
 #include "ike/crypto/result.h"
 #include "ike/wire/constants.h"
+
+namespace Botan {
+class PK_Signer;
+}  // namespace Botan
 
 namespace ike::crypto {
 
@@ -55,6 +60,30 @@ struct SignatureOptions {
 Result<Bytes> SignAuth(const PrivateKey& key, AuthMethod method,
                        const SignatureOptions& options,
                        ByteView signed_octets, RandomSource& random);
+
+// A signer kept across handshakes: Botan's per-signer setup (RSA blinding
+// in particular) costs as much as a signature, so the daemon should hold
+// one per credential and method. `random` must outlive it. Not
+// thread-safe.
+class AuthSigner {
+ public:
+  static Result<AuthSigner> Create(const PrivateKey& key, AuthMethod method,
+                                   const SignatureOptions& options,
+                                   RandomSource& random);
+  AuthSigner(AuthSigner&&) noexcept;
+  AuthSigner& operator=(AuthSigner&&) noexcept;
+  ~AuthSigner();
+
+  // Authentication Data, as SignAuth returns it.
+  Result<Bytes> Sign(ByteView signed_octets);
+
+ private:
+  AuthSigner();
+  PrivateKey key_;
+  RandomSource* random_ = nullptr;
+  Bytes prefix_;
+  std::unique_ptr<Botan::PK_Signer> signer_;
+};
 
 // Checks a signature AUTH payload. For kDigitalSignature the hash named by
 // the AlgorithmIdentifier must be one of `acceptable_hashes` (what we

@@ -38,6 +38,20 @@ class SystemRandomSource final : public RandomSource {
   std::unique_ptr<Botan::RandomNumberGenerator> rng_;
 };
 
+// A userspace CSPRNG (Botan ChaCha_RNG seeded and periodically reseeded
+// from the operating system): what the daemon should use for nonces, SPIs
+// and keys, where a system call per request is measurably slower.
+class DrbgRandomSource final : public RandomSource {
+ public:
+  DrbgRandomSource();
+  ~DrbgRandomSource() override;
+  void Fill(std::span<uint8_t> out) override;
+
+ private:
+  std::unique_ptr<Botan::RandomNumberGenerator> system_;
+  std::unique_ptr<Botan::RandomNumberGenerator> rng_;
+};
+
 // A reproducible stream (HMAC_DRBG(SHA-256) from a fixed seed), for tests
 // and benchmarks. Never for production keys.
 class DeterministicRandomSource final : public RandomSource {

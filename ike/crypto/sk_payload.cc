@@ -1,6 +1,9 @@
 #include "ike/crypto/sk_payload.h"
 
+#include <algorithm>
+
 #include <botan/aead.h>
+#include <botan/block_cipher.h>
 #include <botan/cipher_mode.h>
 #include <botan/mac.h>
 
@@ -63,6 +66,9 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
       c.mac_ = Botan::MessageAuthenticationCode::create_or_throw(
           integ->botan_name);
       c.mac_->set_key(integ_key.data(), integ_key.size());
+      c.iv_cipher_ = Botan::BlockCipher::create_or_throw(
+          "AES-" + std::to_string(encr->key_bits));
+      c.iv_cipher_->set_key(key.data(), key.size());
       c.icv_bytes_ = integ->icv_bytes;
     }
   } catch (const std::exception& e) {
@@ -84,9 +90,32 @@ size_t SkCipher::BodyLength(size_t plaintext_length,
   return info_.iv_bytes + plaintext_length + pad + 1 + icv_bytes_;
 }
 
+Result<Bytes> SkCipher::NextIv(RandomSource& random) {
+  if (!iv_seeded_) {
+    uint8_t start[8];
+    random.Fill(start);
+    for (uint8_t b : start) iv_counter_ = (iv_counter_ << 8) | b;
+    iv_budget_ = ~uint64_t(0);
+    iv_seeded_ = true;
+  }
+  if (iv_budget_ == 0) {
+    return MakeError(ErrorCode::kInvalidArgument,
+                     "SK IV counter exhausted: rekey the IKE SA");
+  }
+  --iv_budget_;
+  const uint64_t n = iv_counter_++;
+  uint8_t block[16] = {};
+  for (int i = 0; i < 8; ++i) block[15 - i] = uint8_t(n >> (8 * i));
+  if (iv_cipher_) {
+    iv_cipher_->encrypt(block);
+    return Bytes(block, block + 16);
+  }
+  return Bytes(block + 8, block + 16);
+}
+
 Result<Bytes> SkCipher::Protect(ByteView prefix, ByteView plaintext,
                                 RandomSource& random,
-                                const SkProtectOptions& options) const {
+                                const SkProtectOptions& options) {
   Bytes padding = options.padding
                       ? *options.padding
                       : Bytes(MinimalPadding(plaintext.size()), 0);
@@ -97,35 +126,45 @@ Result<Bytes> SkCipher::Protect(ByteView prefix, ByteView plaintext,
                          " bytes does not align the plaintext to " +
                          std::to_string(info_.block_bytes));
   }
-  Bytes iv = options.iv ? *options.iv : random.Generate(info_.iv_bytes);
+  Bytes iv;
+  if (options.iv) {
+    iv = *options.iv;
+  } else {
+    auto next = NextIv(random);
+    if (!next) return next.error();
+    iv = std::move(*next);
+  }
   if (iv.size() != info_.iv_bytes) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "IV must be " + std::to_string(info_.iv_bytes) + " bytes");
   }
+  // One buffer: IV || plaintext || padding || pad length, encrypted in
+  // place after the IV; the ICV is appended by the AEAD or below.
+  const size_t iv_len = iv.size();
   Botan::secure_vector<uint8_t> buf;
-  buf.reserve(plaintext.size() + padding.size() + 1 + icv_bytes_);
-  buf.assign(plaintext.begin(), plaintext.end());
+  buf.reserve(iv_len + plaintext.size() + padding.size() + 1 + icv_bytes_);
+  buf.assign(iv.begin(), iv.end());
+  buf.insert(buf.end(), plaintext.begin(), plaintext.end());
   buf.insert(buf.end(), padding.begin(), padding.end());
   buf.push_back(static_cast<uint8_t>(padding.size()));
 
-  Bytes body(iv);
   if (aead_enc_) {
-    Bytes nonce(salt_.begin(), salt_.end());
-    nonce.insert(nonce.end(), iv.begin(), iv.end());
+    uint8_t nonce[12];
+    std::copy(salt_.begin(), salt_.end(), nonce);
+    std::copy(iv.begin(), iv.end(), nonce + salt_.size());
     aead_enc_->set_associated_data(prefix.data(), prefix.size());
-    aead_enc_->start(nonce);
-    aead_enc_->finish(buf);  // appends the tag
-    body.insert(body.end(), buf.begin(), buf.end());
+    aead_enc_->start(nonce, salt_.size() + iv_len);
+    aead_enc_->finish(buf, iv_len);  // appends the tag
   } else {
     cbc_enc_->start(iv);
-    cbc_enc_->finish(buf);
-    body.insert(body.end(), buf.begin(), buf.end());
+    cbc_enc_->finish(buf, iv_len);
     mac_->update(prefix.data(), prefix.size());
-    mac_->update(body.data(), body.size());
-    Botan::secure_vector<uint8_t> tag = mac_->final();
-    body.insert(body.end(), tag.begin(), tag.begin() + icv_bytes_);
+    mac_->update(buf.data(), buf.size());
+    uint8_t tag[64];
+    mac_->final(tag);
+    buf.insert(buf.end(), tag, tag + icv_bytes_);
   }
-  return body;
+  return Bytes(buf.begin(), buf.end());
 }
 
 Result<SkPlaintext> SkCipher::Unprotect(ByteView prefix, ByteView body) const {
@@ -144,12 +183,13 @@ Result<SkPlaintext> SkCipher::Unprotect(ByteView prefix, ByteView body) const {
 
   Botan::secure_vector<uint8_t> buf;
   if (aead_dec_) {
-    Bytes nonce(salt_.begin(), salt_.end());
-    nonce.insert(nonce.end(), iv.begin(), iv.end());
+    uint8_t nonce[12];
+    std::copy(salt_.begin(), salt_.end(), nonce);
+    std::copy(iv.begin(), iv.end(), nonce + salt_.size());
     buf.assign(ct.begin(), body.end());  // ciphertext || tag
     try {
       aead_dec_->set_associated_data(prefix.data(), prefix.size());
-      aead_dec_->start(nonce);
+      aead_dec_->start(nonce, salt_.size() + iv.size());
       aead_dec_->finish(buf);  // constant-time tag check inside Botan
     } catch (const std::exception&) {
       return MakeError(ErrorCode::kIntegrityCheckFailed,
@@ -163,8 +203,9 @@ Result<SkPlaintext> SkCipher::Unprotect(ByteView prefix, ByteView body) const {
     }
     mac_->update(prefix.data(), prefix.size());
     mac_->update(body.data(), info_.iv_bytes + ct_len);
-    Botan::secure_vector<uint8_t> tag = mac_->final();
-    if (!ConstantTimeEqual(ByteView(tag.data(), icv_bytes_), icv)) {
+    uint8_t tag[64];
+    mac_->final(tag);
+    if (!ConstantTimeEqual(ByteView(tag, icv_bytes_), icv)) {
       return MakeError(ErrorCode::kIntegrityCheckFailed,
                        "SK payload ICV does not verify");
     }

@@ -20,6 +20,7 @@
 
 namespace Botan {
 class AEAD_Mode;
+class BlockCipher;
 class Cipher_Mode;
 class MessageAuthenticationCode;
 }  // namespace Botan
@@ -27,8 +28,11 @@ class MessageAuthenticationCode;
 namespace ike::crypto {
 
 struct SkProtectOptions {
-  // Explicit IV; random when absent. Reusing an IV with the same key breaks
-  // AEAD security: only known-answer tests set this.
+  // Explicit IV, for known-answer tests only (reusing an IV with the same
+  // key breaks AEAD security). When absent: for AEAD a 64-bit counter that
+  // starts at a random value (RFC 5282 only needs uniqueness per key); for
+  // CBC the encryption of such a counter under the cipher key, the
+  // unpredictable IV of NIST SP 800-38A Appendix C.
   std::optional<Bytes> iv;
   // Padding bytes (their count must align the plaintext to the block size);
   // the minimum number of zero bytes when absent.
@@ -60,9 +64,11 @@ class SkCipher {
   size_t BodyLength(size_t plaintext_length,
                     std::optional<size_t> padding_length = std::nullopt) const;
 
+  // Not const: advances the IV counter. `random` is used once per SkCipher,
+  // to pick the counter's starting point.
   Result<Bytes> Protect(ByteView message_prefix, ByteView plaintext,
                         RandomSource& random,
-                        const SkProtectOptions& options = {}) const;
+                        const SkProtectOptions& options = {});
 
   // Checks the ICV (constant time) before anything else, then the padding.
   Result<SkPlaintext> Unprotect(ByteView message_prefix, ByteView body) const;
@@ -70,6 +76,7 @@ class SkCipher {
  private:
   SkCipher();
   size_t MinimalPadding(size_t plaintext_length) const;
+  Result<Bytes> NextIv(RandomSource& random);
 
   EncrInfo info_;
   size_t icv_bytes_ = 0;
@@ -77,6 +84,10 @@ class SkCipher {
   std::unique_ptr<Botan::AEAD_Mode> aead_enc_, aead_dec_;
   std::unique_ptr<Botan::Cipher_Mode> cbc_enc_, cbc_dec_;
   std::unique_ptr<Botan::MessageAuthenticationCode> mac_;
+  std::unique_ptr<Botan::BlockCipher> iv_cipher_;  // CBC IV generation
+  uint64_t iv_counter_ = 0;
+  uint64_t iv_budget_ = 0;  // IVs left before the counter would wrap
+  bool iv_seeded_ = false;
 };
 
 // Locates the SK payload in a complete IKE message by walking the generic

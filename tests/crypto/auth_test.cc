@@ -144,6 +144,25 @@ TEST(SignatureTest, Ed25519Rfc8032Vectors) {
   EXPECT_EQ(checked, 3);
 }
 
+TEST(SignatureTest, ReusableSignerMatchesOneShotSigning) {
+  PrivateKey ed = LoadKey("ed25519.pem");  // deterministic signatures
+  SignatureOptions opts{HashAlgorithm::kIdentity, false};
+  auto signer = AuthSigner::Create(ed, AuthMethod::kDigitalSignature, opts,
+                                   Rng());
+  ASSERT_TRUE(signer.ok());
+  for (const char* text : {"first handshake", "second handshake"}) {
+    Bytes octets = Str(text);
+    auto a = signer->Sign(View(octets));
+    auto b = SignAuth(ed, AuthMethod::kDigitalSignature, opts, View(octets),
+                      Rng());
+    ASSERT_TRUE(a.ok() && b.ok());
+    EXPECT_EQ(*a, *b);
+  }
+  auto mismatch = AuthSigner::Create(ed, AuthMethod::kEcdsa256, {}, Rng());
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_EQ(mismatch.error().code, ErrorCode::kSignatureInvalid);
+}
+
 // RFC 7427 Appendix A AlgorithmIdentifier encodings.
 TEST(SignatureTest, AlgorithmIdentifiersMatchRfc7427) {
   EXPECT_EQ(*SignatureAlgorithmIdentifier(KeyType::kEcdsaP256,
@@ -300,8 +319,8 @@ TEST(SignatureTest, MalformedAuthDataIsRejectedWithoutCrashing) {
   for (const Bytes& b : bad) {
     auto st = VerifyAuth(p256.public_key(), AuthMethod::kDigitalSignature,
                          View(b), View(octets), kAllHashes);
-    EXPECT_FALSE(st.ok());
-    if (!st.ok()) EXPECT_EQ(st.error().code, ErrorCode::kSignatureInvalid);
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.error().code, ErrorCode::kSignatureInvalid);
   }
 }
 
