@@ -77,7 +77,18 @@ check_pair() {
   wait $server || fail "$name: TCP server ($(cat /var/tmp/serve.log))"
   # Packets counted by the sender's outbound SA and by the receiver's
   # inbound copy of it: 3 echo requests plus the TCP data (300 kB).
-  on left counters --dst "$r" --spi $out --min-packets 20 --min-bytes 300000 || fail "$name: left out SA"
+  local readback
+  readback=$(on left counters --dst "$r" --spi $out --min-packets 20 --min-bytes 300000) ||
+    fail "$name: left out SA"
+  echo "$readback"
+  # The SA as the kernel holds it matches what was asked for.
+  [[ $readback == *"mode=$mode "* ]] || fail "$name: mode not read back"
+  if [[ " $* " == *" --encap "* ]]; then
+    [[ $readback == *"encap=udp:4500->4500"* ]] || fail "$name: UDP encapsulation not read back"
+  fi
+  if [[ " $* " == *" --esn "* ]]; then
+    [[ $readback == *"esn=1"* ]] || fail "$name: ESN not read back"
+  fi
   on right counters --dst "$r" --spi $out --min-packets 20 --min-bytes 300000 || fail "$name: right in SA"
   on right counters --dst "$l" --spi $in --min-packets 10 || fail "$name: right out SA"
   on left flush && on right flush || fail "$name: flush"

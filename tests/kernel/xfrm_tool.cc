@@ -167,12 +167,15 @@ Selector Reverse(const Selector& selector) {
   return reversed;
 }
 
+// Installs one host's half of a CHILD_SA the way the daemon does: both SAs
+// and their policies in one batched Apply.
 int SaPair(const Args& args) {
   auto glue = OpenGlue();
   const IpAddress local = args.Address("local");
   const IpAddress remote = args.Address("remote");
   const Mode mode = args.Get("mode", "transport") == "tunnel" ? Mode::kTunnel : Mode::kTransport;
   const uint32_t reqid = kReqidBase + static_cast<uint32_t>(args.Number("reqid", "1"));
+  std::vector<XfrmOperation> operations;
   for (int direction = 0; direction < 2; ++direction) {
     SaParams sa;
     const bool outbound = direction == 0;
@@ -187,18 +190,22 @@ int SaPair(const Args& args) {
     sa.lifetime.soft_bytes = args.Number("soft-bytes", "0");
     sa.lifetime.hard_bytes = args.Number("hard-bytes", "0");
     if (args.Has("encap")) sa.encap = UdpEncap{4500, 4500};
-    Check(glue->AddSa(sa));
+    operations.push_back(AddSaOp{sa});
   }
-  if (args.Has("no-policies")) return 0;
-  Selector selector = Selector::HostToHost(local, remote);
-  if (mode == Mode::kTunnel && args.Has("local-net")) {
-    args.Network("local-net", &selector.src, &selector.src_prefix);
-    args.Network("remote-net", &selector.dst, &selector.dst_prefix);
+  if (!args.Has("no-policies")) {
+    Selector selector = Selector::HostToHost(local, remote);
+    if (mode == Mode::kTunnel && args.Has("local-net")) {
+      args.Network("local-net", &selector.src, &selector.src_prefix);
+      args.Network("remote-net", &selector.dst, &selector.dst_prefix);
+    }
+    operations.push_back(AddPolicyOp{MakePolicy(selector, Direction::kOut, mode, reqid, local, remote)});
+    operations.push_back(
+        AddPolicyOp{MakePolicy(Reverse(selector), Direction::kIn, mode, reqid, remote, local)});
+    if (mode == Mode::kTunnel)
+      operations.push_back(
+          AddPolicyOp{MakePolicy(Reverse(selector), Direction::kFwd, mode, reqid, remote, local)});
   }
-  Check(glue->AddPolicy(MakePolicy(selector, Direction::kOut, mode, reqid, local, remote)));
-  Check(glue->AddPolicy(MakePolicy(Reverse(selector), Direction::kIn, mode, reqid, remote, local)));
-  if (mode == Mode::kTunnel)
-    Check(glue->AddPolicy(MakePolicy(Reverse(selector), Direction::kFwd, mode, reqid, remote, local)));
+  for (const Status& status : glue->Apply(operations)) Check(status);
   return 0;
 }
 
@@ -210,8 +217,15 @@ int Counters(const Args& args) {
   auto sa = glue->QuerySa(id);
   if (!sa.ok()) Fail(sa.error().ToString());
   const SaCounters& counters = sa.value().counters;
-  std::printf("%s alg=%s bytes=%llu packets=%llu\n", id.ToString().c_str(),
-              sa.value().algorithm.c_str(), static_cast<unsigned long long>(counters.bytes),
+  std::string encap = "none";
+  if (sa.value().encap)
+    encap = "udp:" + std::to_string(sa.value().encap->src_port) + "->" +
+            std::to_string(sa.value().encap->dst_port);
+  std::printf("%s alg=%s mode=%s encap=%s replay=%u esn=%d bytes=%llu packets=%llu\n",
+              id.ToString().c_str(), sa.value().algorithm.c_str(),
+              sa.value().mode == Mode::kTunnel ? "tunnel" : "transport", encap.c_str(),
+              sa.value().replay_window, sa.value().extended_sequence_numbers ? 1 : 0,
+              static_cast<unsigned long long>(counters.bytes),
               static_cast<unsigned long long>(counters.packets));
   if (counters.packets < args.Number("min-packets", "0") ||
       counters.bytes < args.Number("min-bytes", "0")) {
