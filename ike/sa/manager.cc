@@ -118,6 +118,8 @@ struct Task {
   std::string spd_entry;
   std::optional<policy::PacketFiveTuple> trigger;
   FailureReason reason = FailureReason::kDeletedLocally;
+  // After INVALID_KE_PAYLOAD: the group the peer asked for.
+  wire::KeGroup group = wire::KeGroup::kNone;
 };
 
 struct IkeSa {
@@ -400,7 +402,18 @@ class SaManagerImpl {
                        sa.local.address, c.spi_in});
     Emit(DeleteChildSa{sa.handle, c.handle, SaDirection::kOutbound,
                        sa.remote.address, c.spi_out});
-    if (c.owns_policies) EmitPolicies(sa, c, /*install=*/false);
+    if (c.owns_policies) {
+      // A replacement with the same reqid (rekey) keeps the policies.
+      ChildSa* heir = nullptr;
+      for (auto& other : sa.children)
+        if (other.handle != c.handle && other.reqid == c.reqid) heir = &other;
+      if (heir) {
+        heir->owns_policies = true;
+        c.owns_policies = false;
+      } else {
+        EmitPolicies(sa, c, /*install=*/false);
+      }
+    }
     Emit(ChildSaDown{sa.handle, c.handle, reason});
     child_owner_.erase(c.handle);
     spi_to_child_.erase(c.spi_in);
@@ -545,7 +558,7 @@ class SaManagerImpl {
     }
     sa.ke_group = sets[0].ke;
     sa.ni = random_.Generate(kNonceSize);
-    Arm(sa, IkeTimer::kHalfOpen, settings_.half_open_timeout);
+    // The initiator's bound is the retransmission limit (no half-open timer).
     SendInitRequest(sa);
   }
 
@@ -781,12 +794,12 @@ class SaManagerImpl {
       IkeSaHandle h = sa.handle;
       switch (t.kind) {
         case ReqKind::kCreateChild:
-          StartCreateChild(sa, t.spd_entry, t.trigger, nullptr);
+          StartCreateChild(sa, t.spd_entry, t.trigger, nullptr, t.group);
           break;
         case ReqKind::kRekeyChild:
           if (ChildSa* c = sa.FindChild(t.child))
             if (c->state == ChildState::kActive)
-              StartCreateChild(sa, c->spd_entry, std::nullopt, c);
+              StartCreateChild(sa, c->spd_entry, std::nullopt, c, t.group);
           break;
         case ReqKind::kDeleteChild:
           if (ChildSa* c = sa.FindChild(t.child)) {
@@ -2146,13 +2159,14 @@ class SaManagerImpl {
 
   void StartCreateChild(IkeSa& sa, const std::string& entry_name,
                         const std::optional<policy::PacketFiveTuple>& trigger,
-                        ChildSa* rekeyed) {
+                        ChildSa* rekeyed, wire::KeGroup requested) {
     const policy::SpdEntry* e = sa.policy->spd.Find(entry_name);
     if (!e) return;
     auto esp = ProposalsOf(*sa.policy, e->protect.esp_proposals, true);
     // PFS when the first ESP proposal names a group.
-    wire::KeGroup group = wire::KeGroup::kNone;
-    if (!esp.proposals.empty() && !esp.proposals[0].ke.empty())
+    wire::KeGroup group = requested;
+    if (group == wire::KeGroup::kNone && !esp.proposals.empty() &&
+        !esp.proposals[0].ke.empty())
       group = esp.proposals[0].ke[0];
     bool with_ke = group != wire::KeGroup::kNone;
     auto child = PrepareChild(sa, entry_name, trigger, with_ke);
@@ -2413,6 +2427,25 @@ class SaManagerImpl {
   void OnCreateChildResponse(IkeSa& sa, const std::vector<wire::Payload>& ps,
                              Pending& p) {
     ChildNegotiation& child = *p.child;
+    const auto* invalid_ke = FindNotify(ps, NotifyType::kInvalidKePayload);
+    if (invalid_ke && invalid_ke->data.size() == 2 && child.ke) {
+      auto group = wire::KeGroup(
+          uint16_t(invalid_ke->data[0] << 8 | invalid_ke->data[1]));
+      bool offered = std::any_of(child.offered.begin(), child.offered.end(),
+                                 [&](auto& s) { return s.ke == group; });
+      if (offered && group != child.ke->group()) {
+        // 1.3: retry once with the group the responder asked for.
+        LogLine(LogLevel::kInfo, sa.handle, FailureReason::kInvalidKePayload,
+                "CREATE_CHILD_SA: peer asks for KE group " +
+                    std::to_string(uint16_t(group)) + "; retrying");
+        spis_.Release(sa.local.address, child.spi_in);
+        Task t{child.rekeys ? ReqKind::kRekeyChild : ReqKind::kCreateChild,
+               child.rekeys, child.spd_entry};
+        t.group = group;
+        sa.tasks.push_front(std::move(t));
+        return;
+      }
+    }
     if (child.rekeys && !sa.FindChild(child.rekeys)) {
       // The CHILD_SA went away meanwhile (peer deleted it): keep the new
       // one only if the answer is a success.
