@@ -195,6 +195,49 @@ INSTANTIATE_TEST_SUITE_P(AllCiphers, SkPayloadTest,
                          ::testing::ValuesIn(AllSuites()),
                          [](const auto& info) { return info.param.name; });
 
+// RFC 7634 Appendix B: open the published message, then seal it again to
+// the same bytes.
+TEST(SkPayloadKnownAnswer, Rfc7634AppendixB) {
+  auto vectors = testing::ReadVectors("chacha20poly1305_ikev2_rfc7634.txt");
+  ASSERT_EQ(vectors.size(), 1u);
+  const auto& v = vectors[0];
+  using testing::Hex;
+  Bytes key = Hex(v.at("key"));
+  Bytes salt = Hex(v.at("salt"));
+  key.insert(key.end(), salt.begin(), salt.end());
+  TransformSet set{EncrId::kChaCha20Poly1305, 0, PrfId::kHmacSha2_256,
+                   IntegId::kNone, KeGroup::kCurve25519};
+  auto cipher = SkCipher::Create(set, View(key), {});
+  ASSERT_TRUE(cipher.ok()) << cipher.error().message;
+
+  Bytes message = Hex(v.at("header_and_sk"));
+  const size_t prefix_len = message.size();
+  for (const char* part : {"iv", "ciphertext", "icv"}) {
+    Bytes b = Hex(v.at(part));
+    message.insert(message.end(), b.begin(), b.end());
+  }
+  auto loc = FindSkPayload(View(message));
+  ASSERT_TRUE(loc.ok()) << loc.error().message;
+  ASSERT_EQ(loc->body_offset, prefix_len);
+  ByteView prefix = ByteView(message).first(prefix_len);
+  ByteView body = ByteView(message).subspan(prefix_len);
+
+  auto opened = cipher->Unprotect(prefix, body);
+  ASSERT_TRUE(opened.ok()) << opened.error().message;
+  Bytes expected = Hex(v.at("plaintext"));
+  ASSERT_EQ(expected.back(), 0);  // Pad Length 0: no padding
+  expected.pop_back();
+  EXPECT_EQ(opened->payloads, expected);
+  EXPECT_TRUE(opened->padding.empty());
+
+  SkProtectOptions opts;
+  opts.iv = Hex(v.at("iv"));
+  EXPECT_EQ(cipher->BodyLength(opened->payloads.size()), body.size());
+  auto resealed = cipher->Protect(prefix, View(opened->payloads), Rng(), opts);
+  ASSERT_TRUE(resealed.ok());
+  EXPECT_EQ(*resealed, Bytes(body.begin(), body.end()));
+}
+
 // A body whose authenticated plaintext claims more padding than it has.
 TEST(SkPaddingTest, AeadPadLengthBeyondPlaintextIsMalformed) {
   TransformSet set{EncrId::kAesGcm16, 128, PrfId::kHmacSha2_256,
