@@ -2,6 +2,7 @@
 
 #include <botan/ber_dec.h>
 #include <botan/data_src.h>
+#include <botan/rng.h>
 #include <botan/ec_group.h>
 #include <botan/ecdsa.h>
 #include <botan/hash.h>
@@ -113,9 +114,35 @@ Result<PrivateKey> PrivateKey::FromBytes(ByteView data,
               Botan::AlgorithmIdentifier::USE_NULL_PARAM),
           der);
     } else if (LooksLikePem(data, "EC PRIVATE KEY")) {
-      return LoadError(source,
-                       "SEC1 \"EC PRIVATE KEY\" is not supported; convert "
-                       "with: openssl pkcs8 -topk8 -nocrypt");
+      // SEC1 ECPrivateKey (RFC 5915), as written by "openssl ecparam
+      // -genkey": the curve comes from its [0] parameters field.
+      Botan::DataSource_Memory src(data.data(), data.size());
+      Botan::secure_vector<uint8_t> der =
+          Botan::PEM_Code::decode_check_label(src, "EC PRIVATE KEY");
+      size_t version = 0;
+      Botan::secure_vector<uint8_t> scalar;
+      Botan::OID curve;
+      Botan::BER_Decoder(der)
+          .start_cons(Botan::SEQUENCE)
+          .decode(version)
+          .decode(scalar, Botan::OCTET_STRING)
+          .decode_optional(curve, Botan::ASN1_Tag(0),
+                           Botan::ASN1_Tag(Botan::CONSTRUCTED |
+                                           Botan::CONTEXT_SPECIFIC),
+                           Botan::OID())
+          .discard_remaining()
+          .end_cons();
+      if (version != 1 || curve.empty()) {
+        return LoadError(source,
+                         "EC PRIVATE KEY without a named curve; convert "
+                         "with: openssl pkcs8 -topk8 -nocrypt");
+      }
+      // The scalar is given, so no randomness is drawn (Null_RNG throws if
+      // Botan ever tried, e.g. for a zero scalar).
+      Botan::Null_RNG no_rng;
+      key = std::make_unique<Botan::ECDSA_PrivateKey>(
+          no_rng, Botan::EC_Group(curve),
+          Botan::BigInt(scalar.data(), scalar.size()));
     } else {
       Botan::DataSource_Memory src(data.data(), data.size());
       key = Botan::PKCS8::load_key(src);

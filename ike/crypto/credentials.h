@@ -51,7 +51,8 @@ class PublicKey {
 
 class PrivateKey {
  public:
-  // PKCS#8 (PEM "PRIVATE KEY" or DER), or PKCS#1 "RSA PRIVATE KEY" PEM.
+  // PKCS#8 (PEM "PRIVATE KEY" or DER), PKCS#1 "RSA PRIVATE KEY" PEM, or
+  // SEC1 "EC PRIVATE KEY" PEM with a named curve. Encrypted keys: no.
   static Result<PrivateKey> FromBytes(ByteView pem_or_der,
                                       std::string_view source);
 

@@ -29,6 +29,7 @@ TEST(PrivateKeyTest, LoadsEveryKeyType) {
   for (const Case& c : {Case{"ed25519.pem", KeyType::kEd25519},
                         Case{"p256.pem", KeyType::kEcdsaP256},
                         Case{"p256.der", KeyType::kEcdsaP256},
+                        Case{"p256.sec1.pem", KeyType::kEcdsaP256},
                         Case{"p384.pem", KeyType::kEcdsaP384},
                         Case{"p521.pem", KeyType::kEcdsaP521},
                         Case{"rsa2048.pem", KeyType::kRsa},
@@ -44,6 +45,9 @@ TEST(PrivateKeyTest, PemAndDerGiveTheSamePublicKey) {
   auto der = LoadPrivateKeyFile(kKeys + "p256.der");
   ASSERT_TRUE(pem.ok() && der.ok());
   EXPECT_EQ(pem->public_key().spki_der(), der->public_key().spki_der());
+  auto sec1 = LoadPrivateKeyFile(kKeys + "p256.sec1.pem");
+  ASSERT_TRUE(sec1.ok());
+  EXPECT_EQ(pem->public_key().spki_der(), sec1->public_key().spki_der());
   auto pkcs1 = LoadPrivateKeyFile(kKeys + "rsa2048.pkcs1.pem");
   auto pkcs8 = LoadPrivateKeyFile(kKeys + "rsa2048.pem");
   ASSERT_TRUE(pkcs1.ok() && pkcs8.ok());
@@ -64,10 +68,10 @@ TEST(PrivateKeyTest, ErrorsNameTheFileAndTheProblem) {
             std::string::npos)
       << garbage.error().message;
 
-  auto sec1 = LoadPrivateKeyFile(kKeys + "p256.sec1.pem");
-  ASSERT_FALSE(sec1.ok());
-  EXPECT_NE(sec1.error().message.find("p256.sec1.pem"), std::string::npos);
-  EXPECT_NE(sec1.error().message.find("openssl pkcs8 -topk8"),
+  // SEC1 with explicit curve parameters instead of a named curve.
+  auto explicit_params = LoadPrivateKeyFile(kKeys + "p256.explicit.sec1.pem");
+  ASSERT_FALSE(explicit_params.ok());
+  EXPECT_NE(explicit_params.error().message.find("p256.explicit.sec1.pem"),
             std::string::npos);
 
   // A certificate is not a private key.
