@@ -8,7 +8,11 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 runs=${RUNS:-200000}
 max_time=${MAX_TIME:-300}
-work=${FUZZ_WORK_DIR:-$(mktemp -d)}
+work=${FUZZ_WORK_DIR:-}
+if [ -z "$work" ]; then
+  work=$(mktemp -d)
+  remove_work_on_success=1
+fi
 seeds="$root/tests/fuzz/corpus/wire"
 mkdir -p "$work/corpus" "$work/artifacts"
 
@@ -39,3 +43,4 @@ if [ -z "$executions" ] || [ "$executions" -eq 0 ]; then
   echo "fuzzer did not run" >&2
   exit 1
 fi
+if [ -n "${remove_work_on_success:-}" ]; then rm -rf "$work"; fi
