@@ -168,7 +168,8 @@ struct SaParams {
   Lifetime lifetime;
   std::optional<UdpEncap> encap;
   // Traffic the SA may carry; when absent a transport SA is bound to its two
-  // endpoints and a tunnel SA accepts anything (policies decide).
+  // endpoints and a tunnel SA takes any inner traffic of the outer address
+  // family (set it for IPv4-in-IPv6 or IPv6-in-IPv4 tunnels).
   std::optional<Selector> selector;
 };
 
@@ -324,7 +325,8 @@ class XfrmInterface {
                                        uint32_t min_spi = 0x100,
                                        uint32_t max_spi = 0xffffffff) = 0;
   // AddSa fails with EEXIST when the SA exists; UpdateSa fills a larval SA
-  // from AllocateSpi (or replaces an SA) and fails with ENOENT when absent.
+  // from AllocateSpi (or replaces an SA) and fails with ESRCH when absent,
+  // as DeleteSa and QuerySa do.
   virtual Status AddSa(const SaParams& sa) = 0;
   virtual Status UpdateSa(const SaParams& sa) = 0;
   virtual Status DeleteSa(const SaId& id) = 0;
