@@ -2388,6 +2388,7 @@ class SaManagerImpl {
     }
     ChildSaHandle created = sa.children.back().handle;
     if (!child.rekeys) return;
+    old = sa.FindChild(child.rekeys);  // the vector may have moved
     // RFC 7296 section 2.8: the rekey initiator deletes the old CHILD_SA;
     // on a collision (2.8.1) the exchange with the lowest nonce loses and
     // its initiator deletes the SA it created instead.
