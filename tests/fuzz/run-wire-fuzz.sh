@@ -34,9 +34,9 @@ status=$?
 set -e
 tail -n 25 "$work/fuzz.log"
 executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log")
-echo "executions: ${executions:-unknown}, exit status $status, log $work/fuzz.log"
+echo "executions: ${executions:-unknown}, exit status $status"
 if [ "$status" -ne 0 ] || ls "$work/artifacts" | grep -q .; then
-  echo "FUZZING FOUND A PROBLEM: reproducer(s) in $work/artifacts" >&2
+  echo "FUZZING FOUND A PROBLEM: log $work/fuzz.log, reproducer(s) in $work/artifacts" >&2
   exit 1
 fi
 if [ -z "$executions" ] || [ "$executions" -eq 0 ]; then
