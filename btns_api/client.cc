@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -75,7 +76,12 @@ namespace {
 class Connection {
  public:
   static Connection& Get() {
-    static Connection* c = new Connection();
+    static Connection* c = [] {
+      auto* conn = new Connection();
+      // A child after fork() must not share the parent's connection.
+      pthread_atfork(nullptr, nullptr, [] { Get().forked_ = true; });
+      return conn;
+    }();
     return *c;
   }
 
@@ -176,7 +182,8 @@ class Connection {
   }
 
   int EnsureConnected() {
-    if (fd_ >= 0 && pid_ == getpid()) return 0;
+    if (fd_ >= 0 && !forked_) return 0;
+    forked_ = false;
     if (fd_ >= 0) {  // inherited across fork(): the parent keeps its own
       close(fd_);
       fd_ = -1;
@@ -204,7 +211,6 @@ class Connection {
                   "cannot reach btnsd at " + path + ": " + std::strerror(err));
     }
     fd_ = fd;
-    pid_ = getpid();
     return 0;
   }
 
@@ -278,7 +284,7 @@ class Connection {
   std::mutex mu_;
   std::string endpoint_;
   int fd_ = -1;
-  pid_t pid_ = 0;
+  bool forked_ = false;
   uint64_t next_id_ = 1;
   std::string rbuf_;
   std::deque<pb::Reply> events_;

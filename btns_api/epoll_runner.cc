@@ -191,6 +191,8 @@ void EpollRunner::OnReadable(int fd) {
     server_.OnInput(session, buf, static_cast<size_t>(n), std::move(fds));
     Flush(fd);
     if (!sessions_.count(fd)) return;
+    // A short read drained the socket; skip the EAGAIN round trip.
+    if (static_cast<size_t>(n) < sizeof buf) break;
   }
 }
 
@@ -214,6 +216,12 @@ void EpollRunner::Flush(int fd) {
     CloseConnection(fd);
     return;
   }
+  if (pending == write_armed_.count(fd) > 0) return;
+  if (pending) {
+    write_armed_.insert(fd);
+  } else {
+    write_armed_.erase(fd);
+  }
   epoll_event ev{};
   ev.events = EPOLLIN | (pending ? static_cast<uint32_t>(EPOLLOUT) : 0u);
   ev.data.fd = fd;
@@ -226,6 +234,7 @@ void EpollRunner::CloseConnection(int fd) {
   server_.CloseSession(it->second);
   fds_.erase(it->second);
   sessions_.erase(it);
+  write_armed_.erase(fd);
   epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
   close(fd);
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,7 @@ class EpollRunner {
   bool stop_ = false;
   std::map<int, uint64_t> sessions_;   // connection fd -> session
   std::map<uint64_t, int> fds_;        // session -> connection fd
+  std::set<int> write_armed_;          // connections with EPOLLOUT armed
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
 };

@@ -98,6 +98,27 @@ Latch* LatchDatabase::FindBySocket(uint64_t owner, uint64_t socket_key) {
   return nullptr;
 }
 
+Latch* LatchDatabase::FindByConversation(uint64_t owner, const Endpoint& local,
+                                         const Endpoint& remote) {
+  for (auto& [id, latch] : latches_) {
+    if (latch.owner == owner && latch.state != LatchState::kListener &&
+        latch.conversation.local == local && latch.conversation.remote == remote) {
+      return &latch;
+    }
+  }
+  return nullptr;
+}
+
+Latch* LatchDatabase::FindListener(uint64_t owner, const Endpoint& local) {
+  for (auto& [id, latch] : latches_) {
+    if (latch.owner == owner && latch.state == LatchState::kListener &&
+        latch.conversation.local == local) {
+      return &latch;
+    }
+  }
+  return nullptr;
+}
+
 Latch* LatchDatabase::FindListenerFor(uint64_t owner, const FiveTuple& t) {
   for (auto& [id, latch] : latches_) {
     if (latch.owner != owner || latch.state != LatchState::kListener) continue;

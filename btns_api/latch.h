@@ -71,6 +71,11 @@ class LatchDatabase {
 
   Latch* Find(uint64_t latch_id);
   Latch* FindBySocket(uint64_t owner, uint64_t socket_key);
+  // The owner's connection latch for these addresses (any protocol: one
+  // local address and port pair is one socket at a time).
+  Latch* FindByConversation(uint64_t owner, const Endpoint& local,
+                            const Endpoint& remote);
+  Latch* FindListener(uint64_t owner, const Endpoint& local);
   // The owner's LISTENER latch whose 3-tuple covers the conversation.
   Latch* FindListenerFor(uint64_t owner, const FiveTuple& conversation);
 

@@ -111,7 +111,7 @@ std::optional<std::vector<uint8_t>> ChannelBindingValue(
   return std::vector<uint8_t>(v.begin(), v.end());
 }
 
-void ToProto(const PeerIdentity& id, const SaInfo* sa, pb::IToken* t) {
+void ToProto(const PeerIdentity& id, const std::string* binding, pb::IToken* t) {
   t->set_auth_method(AuthMethodValue(id.auth));
   t->set_identity(id.id);
   t->set_certificate_dn(id.certificate_dn);
@@ -124,14 +124,10 @@ void ToProto(const PeerIdentity& id, const SaInfo* sa, pb::IToken* t) {
     audit += " issued by " + id.certificate_authority_dn;
   }
   t->set_audit_string(audit);
-  if (sa) {
-    if (auto cb = ChannelBindingValue(*sa, "SHA-256")) {
-      t->set_channel_binding(std::string(cb->begin(), cb->end()));
-    }
-  }
+  if (binding && !binding->empty()) t->set_channel_binding(*binding);
 }
 
-void FillPToken(const SaInfo& sa, pb::PToken* p) {
+void FillPToken(const SaInfo& sa, const std::string& binding, pb::PToken* p) {
   p->set_privacy(Flag(sa.privacy));
   p->set_integrity(Flag(sa.integrity));
   p->set_compression(Flag(sa.compression));
@@ -139,8 +135,8 @@ void FillPToken(const SaInfo& sa, pb::PToken* p) {
   p->set_ipoptions(Flag(sa.tunnel));  // only tunnel mode covers IP options
   p->set_policy_name(sa.policy_name);
   p->set_algorithms(sa.algorithms);
-  ToProto(sa.peer, &sa, p->mutable_peer());
-  ToProto(sa.local, &sa, p->mutable_local());
+  ToProto(sa.peer, &binding, p->mutable_peer());
+  ToProto(sa.local, &binding, p->mutable_local());
   p->set_audit_string("peer " + sa.peer.id + " (" + AuthKindText(sa.peer.auth) +
                       "), local " + sa.local.id + ", IKE SA #" +
                       std::to_string(sa.ike_sa_id) + ", child SA #" +
@@ -183,50 +179,64 @@ std::optional<Endpoint> FromSockaddr(const sockaddr_storage& ss) {
 
 // What the server learns from a descriptor the client passed: the
 // descriptor itself is the authorization, so every fact comes from it.
+// The protocol and listening state cost a syscall each and are read only
+// when a request needs them.
 struct SocketFacts {
-  uint64_t key = 0;  // sockfs inode: stable across dup() and SCM_RIGHTS
-  int type = 0;
-  int protocol = 0;
-  bool listening = false;
+  int fd = -1;
   Endpoint local;
   std::optional<Endpoint> remote;
 
-  FiveTuple Conversation() const {
-    return {local, remote.value_or(Endpoint{}), static_cast<uint8_t>(protocol)};
+  uint8_t Protocol() {
+    if (!protocol_) {
+      int proto = 0;
+      socklen_t len = sizeof proto;
+      getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &len);
+      protocol_ = static_cast<uint8_t>(proto);
+    }
+    return *protocol_;
   }
+  bool Listening() {
+    if (remote) return false;
+    int accepting = 0;
+    socklen_t len = sizeof accepting;
+    getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len);
+    return accepting != 0;
+  }
+  FiveTuple Conversation() {
+    return {local, remote.value_or(Endpoint{}), Protocol()};
+  }
+  // The sockfs inode: the same socket across dup() and SCM_RIGHTS.
+  uint64_t Key() {
+    if (!key_) {
+      struct stat st{};
+      fstat(fd, &st);
+      key_ = st.st_ino;
+    }
+    return *key_;
+  }
+
+ private:
+  std::optional<uint8_t> protocol_;
+  std::optional<uint64_t> key_;
 };
 
 Status ReadSocket(int fd, SocketFacts* out) {
-  struct stat st;
-  if (fstat(fd, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-    return Status::Fail(ENOTSOCK, Why::kNotASocket,
-                        "descriptor 0 of the request is not a socket");
-  }
-  out->key = st.st_ino;
-  int domain = 0;
-  socklen_t len = sizeof domain;
-  if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 ||
-      (domain != AF_INET && domain != AF_INET6)) {
-    return Status::Fail(EAFNOSUPPORT, Why::kNotSupported,
-                        "the socket is not an IPv4 or IPv6 socket");
-  }
-  len = sizeof out->type;
-  getsockopt(fd, SOL_SOCKET, SO_TYPE, &out->type, &len);
-  len = sizeof out->protocol;
-  getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &out->protocol, &len);
-  int accepting = 0;
-  len = sizeof accepting;
-  getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &accepting, &len);
-  out->listening = accepting != 0;
+  out->fd = fd;
   sockaddr_storage ss{};
   socklen_t sl = sizeof ss;
+  // getsockname() also proves the descriptor is a socket (ENOTSOCK).
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) != 0) {
-    return Status::Fail(errno, Why::kInternal, "getsockname failed");
+    if (errno == ENOTSOCK) {
+      return Status::Fail(ENOTSOCK, Why::kNotASocket,
+                          "descriptor 0 of the request is not a socket");
+    }
+    return Status::Fail(errno, Why::kInternal,
+                        std::string("getsockname failed: ") + std::strerror(errno));
   }
   auto local = FromSockaddr(ss);
   if (!local) {
     return Status::Fail(EAFNOSUPPORT, Why::kNotSupported,
-                        "unsupported local address family");
+                        "the socket is not an IPv4 or IPv6 socket");
   }
   out->local = *local;
   sl = sizeof ss;
@@ -417,16 +427,16 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       SocketFacts f;
       if (!need_socket(&f)) return;
       const bool subscribe = req.body_case() == pb::Request::kSubscribeLatch;
-      Latch* latch = latches_.FindBySocket(s.id, f.key);
-      if (!latch && f.listening) {
+      Latch* latch = f.remote ? latches_.FindByConversation(s.id, f.local, *f.remote)
+                              : latches_.FindListener(s.id, f.local);
+      if (!latch && f.Listening()) {
         if (!subscribe) {
           fail(Status::Fail(ENOTCONN, Why::kNotConnected,
                             "a listening socket has no pToken; ask the "
                             "accepted socket"));
           return;
         }
-        latch = &latches_.CreateListenerLatch(s.id, f.key, f.local,
-                                              static_cast<uint8_t>(f.protocol));
+        latch = &latches_.CreateListenerLatch(s.id, f.Key(), f.local, f.Protocol());
       }
       if (!latch) {
         if (!f.remote) {
@@ -436,7 +446,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
         }
         FiveTuple conv = f.Conversation();
         auto sas = directory_.FindSas(conv);
-        auto exp = s.expectations.find(f.key);
+        auto exp = s.expectations.find(f.Key());
         std::optional<std::string> expected =
             exp == s.expectations.end() ? std::nullopt : exp->second;
         if (sas.empty() && !subscribe && exp == s.expectations.end()) {
@@ -445,7 +455,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
           QueueReply(s, reply.SerializeAsString());
           return;
         }
-        latch = &latches_.CreateConnectionLatch(s.id, f.key, conv, sas, expected);
+        latch = &latches_.CreateConnectionLatch(s.id, f.Key(), conv, sas, expected);
         if (Latch* listener = latches_.FindListenerFor(s.id, conv)) {
           LatchAlert a;
           a.latch_id = listener->id;
@@ -464,7 +474,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       if (subscribe) latch->subscription_id = id;
       pb::PToken* p = reply.mutable_ptoken();
       if (latch->latched) {
-        FillPToken(*latch->latched, p);
+        FillPToken(*latch->latched, BindingFor(*latch->latched), p);
       } else {
         FillUnprotected(p);
       }
@@ -481,7 +491,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       ProtectionRequest pr;
       pr.caller = s.caller;
       pr.socket_fd = fds[0];
-      pr.listener = f.listening;
+      pr.listener = f.Listening();
       if (f.remote) pr.conversation = f.Conversation();
       if (t.has_local() && !t.local().identity().empty()) {
         pr.local_identity = t.local().identity();
@@ -512,12 +522,11 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
         fail(st);
         return;
       }
-      s.expectations[f.key] = pr.remote_identity;
+      s.expectations[f.Key()] = pr.remote_identity;
       pb::PToken* p = reply.mutable_ptoken();
       *p = t;
-      if (f.listening && !latches_.FindBySocket(s.id, f.key)) {
-        Latch& l = latches_.CreateListenerLatch(s.id, f.key, f.local,
-                                                static_cast<uint8_t>(f.protocol));
+      if (pr.listener && !latches_.FindListener(s.id, f.local)) {
+        Latch& l = latches_.CreateListenerLatch(s.id, f.Key(), f.local, f.Protocol());
         p->set_latch_id(l.id);
         p->set_latch_state(IPSEC_LATCH_LISTENER);
       }
@@ -538,7 +547,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
                           "at most 65535"));
         return;
       }
-      FiveTuple conv{f.local, *remote, static_cast<uint8_t>(f.protocol)};
+      FiveTuple conv{f.local, *remote, f.Protocol()};
       // A socket bound to the wildcard address may name the datagram's
       // destination address, never another port than its own.
       if (!send && req.lookup_datagram().has_local() && f.local.address.value == 0) {
@@ -589,7 +598,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
           return;
         }
       }
-      FillPToken(sas.back(), p);
+      FillPToken(sas.back(), BindingFor(sas.back()), p);
       QueueReply(s, reply.SerializeAsString());
       return;
     }
@@ -607,7 +616,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
                               "' is not one of SHA-256, SHA-384, SHA-512"));
         return;
       }
-      Latch* latch = latches_.FindBySocket(s.id, f.key);
+      Latch* latch = latches_.FindByConversation(s.id, f.local, *f.remote);
       std::optional<SaInfo> sa;
       if (latch && latch->latched) {
         if (latch->state == LatchState::kBroken) {
@@ -677,7 +686,20 @@ void Server::Deliver(const std::vector<LatchAlert>& alerts) {
   }
 }
 
-void Server::OnSaEvent(const SaEvent& event) { Deliver(latches_.OnSaEvent(event)); }
+void Server::OnSaEvent(const SaEvent& event) {
+  bindings_.erase(event.sa.child_sa_id);
+  Deliver(latches_.OnSaEvent(event));
+}
+
+const std::string& Server::BindingFor(const SaInfo& sa) {
+  // Hashing on every inquiry would dominate the request cost.
+  auto it = bindings_.find(sa.child_sa_id);
+  if (it != bindings_.end()) return it->second;
+  if (bindings_.size() > 4096) bindings_.clear();
+  auto value = ChannelBindingValue(sa, "SHA-256");
+  return bindings_[sa.child_sa_id] =
+             value ? std::string(value->begin(), value->end()) : std::string();
+}
 
 void Server::CloseAllLatches(const std::string& message) {
   Deliver(latches_.CloseAll(message));

@@ -72,6 +72,8 @@ class Server : public SaEventSink {
   void HandleFrame(Session& s, const std::string& payload);
   void Deliver(const std::vector<LatchAlert>& alerts);
   void QueueReply(Session& s, const std::string& serialized);
+  // End-point channel binding (SHA-256) of an SA, cached by child SA.
+  const std::string& BindingFor(const SaInfo& sa);
 
   SaDirectory& directory_;
   ServerOptions options_;
@@ -79,6 +81,7 @@ class Server : public SaEventSink {
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
   LatchDatabase latches_;
   std::function<void(uint64_t)> output_ready_;
+  std::map<uint64_t, std::string> bindings_;
 };
 
 }  // namespace btns_api
