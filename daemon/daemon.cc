@@ -259,6 +259,12 @@ std::vector<ike::sa::Endpoint> Daemon::bound_endpoints() const {
   return out;
 }
 
+std::vector<int> Daemon::socket_fds() const {
+  std::vector<int> out;
+  for (const auto& socket : sockets_) out.push_back(socket->socket.native_handle());
+  return out;
+}
+
 void Daemon::ArmReceive(IkeSocket& socket) {
   socket.socket.async_wait(asio::socket_base::wait_read,
                            [this, &socket](const boost::system::error_code& error) {
@@ -409,7 +415,10 @@ void Daemon::SendNow(const ike::sa::SendDatagram& datagram) {
   }
   std::vector<uint8_t> marked;
   const std::vector<uint8_t>* bytes = &datagram.bytes;
-  if (datagram.non_esp_marker) {
+  // The marker belongs to the NAT-T port (RFC 3948), so the socket decides.
+  // The engine's own flag assumes the standard ports 500/4500 and would be
+  // wrong with configured ike_port/nat_port.
+  if (chosen->nat_port) {
     marked.assign(4, 0);
     marked.insert(marked.end(), datagram.bytes.begin(), datagram.bytes.end());
     bytes = &marked;

@@ -105,6 +105,7 @@ class Daemon {
   // Local port actually bound for a configured port (0 in the config means
   // "any", for tests running several daemons on one host).
   std::vector<ike::sa::Endpoint> bound_endpoints() const;
+  std::vector<int> socket_fds() const;
   ike::policy::PolicySnapshotPtr snapshot() const { return snapshot_; }
 
  private:

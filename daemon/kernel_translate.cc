@@ -37,6 +37,13 @@ KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership) {
   return tags;
 }
 
+uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags) {
+  if (tags.ownership.OwnsReqid(engine_reqid)) return engine_reqid;
+  const uint32_t span = tags.ownership.reqid_max - tags.ownership.reqid_min;
+  // reqid_min itself marks larval SAs from SPI allocation.
+  return tags.ownership.reqid_min + 1 + engine_reqid % (span == 0 ? 1 : span);
+}
+
 std::vector<std::pair<ike::policy::IpAddress, int>> RangeToPrefixes(
     const ike::policy::IpRange& range) {
   std::vector<std::pair<ike::policy::IpAddress, int>> prefixes;
@@ -154,7 +161,7 @@ Translated<kernel_glue::SaParams> ToKernelSa(const ike::sa::InstallChildSa& sa,
   out.id.mark = tags.mark;
   out.src = ToKernel(sa.source);
   out.mode = KernelMode(sa.mode);
-  out.reqid = sa.reqid;
+  out.reqid = KernelReqid(sa.reqid, tags);
   auto cipher = KernelCipher(sa.transform);
   if (auto* error = std::get_if<std::string>(&cipher)) return *error;
   out.cipher = std::get<kernel_glue::Cipher>(cipher);
@@ -256,7 +263,7 @@ Translated<std::vector<kernel_glue::PolicyParams>> ToKernelPolicies(
     params.action = kernel_glue::PolicyAction::kProtect;
     params.templates.push_back(TemplateFor(policy.mode, policy.tunnel_source,
                                            policy.tunnel_destination,
-                                           policy.reqid));
+                                           KernelReqid(policy.reqid, tags)));
     out.push_back(params);
   }
   return out;

@@ -29,6 +29,11 @@ struct KernelTags {
 };
 KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership);
 
+// The engine numbers reqids from 1 without knowing the configured owned
+// range; the kernel objects must carry a reqid inside it (that is how a
+// restart finds its stale state). Reqids already inside pass unchanged.
+uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags);
+
 // One range as the smallest list of prefixes covering exactly it.
 std::vector<std::pair<ike::policy::IpAddress, int>> RangeToPrefixes(
     const ike::policy::IpRange& range);

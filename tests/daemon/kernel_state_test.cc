@@ -111,7 +111,7 @@ TEST_F(KernelStateTest, FailedInstallsReportFalse) {
   xfrm_.FailNextOperation(ENOMEM);
   EXPECT_FALSE(state_.InstallSa(Sa(ike::sa::SaDirection::kOutbound, 0xabcd0001)));
   auto sa = Sa(ike::sa::SaDirection::kOutbound, 0xabcd0002);
-  sa.reqid = 5;  // outside the owned range: kernel_glue refuses it
+  sa.transform.encryption = ike::wire::EncrId::k3Des;  // no XFRM mapping
   EXPECT_FALSE(state_.InstallSa(sa));
   EXPECT_EQ(xfrm_.sa_count(), 0u);
 }

@@ -165,6 +165,20 @@ TEST(KernelTranslateTest, UnsupportedTransformsAreNamed) {
   EXPECT_NE(std::get<std::string>(translated).find("encryption"), std::string::npos);
 }
 
+TEST(KernelTranslateTest, EngineReqidsAreMovedIntoTheOwnedRange) {
+  const KernelTags tags = Tags();
+  EXPECT_EQ(KernelReqid(0x10007, tags), 0x10007u) << "owned reqids pass unchanged";
+  const uint32_t one = KernelReqid(1, tags);
+  const uint32_t two = KernelReqid(2, tags);
+  EXPECT_TRUE(tags.ownership.OwnsReqid(one));
+  EXPECT_TRUE(tags.ownership.OwnsReqid(two));
+  EXPECT_NE(one, two);
+  EXPECT_NE(one, tags.ownership.reqid_min) << "reserved for larval SAs";
+  ike::sa::InstallChildSa sa = GcmSa();
+  sa.reqid = 1;
+  EXPECT_EQ(std::get<kernel_glue::SaParams>(ToKernelSa(sa, tags)).reqid, one);
+}
+
 TEST(KernelTranslateTest, MarkAndOwnershipComeFromTheConfig) {
   ike::policy::KernelOwnership ownership;
   ownership.mark = 0x42;
