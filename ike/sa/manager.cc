@@ -95,6 +95,7 @@ struct ChildNegotiation {
   crypto::Bytes nonce;  // CREATE_CHILD_SA only
   std::unique_ptr<crypto::KeyExchange> ke;
   ChildSaHandle rekeys = 0;
+  uint32_t reqid = 0;  // of the CHILD_SA being rekeyed
   // Set when the peer rekeyed the same CHILD_SA while we waited (2.8.1).
   bool collided = false;
   crypto::Bytes peer_nonce_i, our_nonce_r;
@@ -1902,7 +1903,7 @@ class SaManagerImpl {
   // `rekeyed`: the CHILD_SA it replaces (policies move to the new one).
   bool InstallChild(IkeSa& sa, ChildSa& child, const crypto::Bytes& ni,
                     const crypto::Bytes& nr, ByteView shared,
-                    ChildSa* rekeyed) {
+                    ChildSa* rekeyed, uint32_t inherit_reqid = 0) {
     auto algs = crypto::EspAlgorithmsFor(child.set);
     if (!algs.ok()) {
       LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
@@ -1916,7 +1917,9 @@ class SaManagerImpl {
     auto keys = crypto::SplitEspKeymat(child.set, View(*keymat));
     if (!keys.ok()) return false;
     child.handle = next_child_handle_++;
-    child.reqid = rekeyed ? rekeyed->reqid : next_reqid_++;
+    child.reqid = rekeyed         ? rekeyed->reqid
+                  : inherit_reqid ? inherit_reqid
+                                  : next_reqid_++;
     child.lifetime = Jittered(child.lifetime, random_);
     EspTransform t;
     t.encryption = child.set.encr;
@@ -1966,12 +1969,16 @@ class SaManagerImpl {
     out.encapsulation = encap;
     Emit(std::move(in));
     Emit(std::move(out));
-    if (rekeyed && rekeyed->owns_policies) {
-      rekeyed->owns_policies = false;
-      child.owns_policies = true;
-    } else if (!rekeyed) {
+    // One CHILD_SA per reqid owns the policies; a rekey takes them over.
+    ChildSa* owner = nullptr;
+    for (auto& other : sa.children)
+      if (other.reqid == child.reqid && other.owns_policies) owner = &other;
+    if (!owner) {
       child.owns_policies = true;
       EmitPolicies(sa, child, true);
+    } else if (owner == rekeyed) {
+      owner->owns_policies = false;
+      child.owns_policies = true;
     }
     Emit(ChildSaUp{sa.handle, child.handle, rekeyed ? rekeyed->handle : 0,
                    child.spd_entry, child.spi_in, child.spi_out, child.mode,
@@ -2175,6 +2182,7 @@ class SaManagerImpl {
       child->ts_i = rekeyed->local_ts;
       child->ts_r = rekeyed->remote_ts;
       child->rekeys = rekeyed->handle;
+      child->reqid = rekeyed->reqid;
       child->mode = rekeyed->mode;
     }
     child->nonce = random_.Generate(kNonceSize);
@@ -2382,7 +2390,8 @@ class SaManagerImpl {
     ChildSa* old = child.rekeys ? sa.FindChild(child.rekeys) : nullptr;
     if (!InstallChild(sa, c, ike_auth ? sa.ni : child.nonce,
                       ike_auth ? sa.nr : nr,
-                      shared ? View(*shared) : ByteView{}, old)) {
+                      shared ? View(*shared) : ByteView{}, old,
+                      child.reqid)) {
       give_up(FailureReason::kInternalError, "key derivation failed");
       return;
     }
@@ -2447,7 +2456,7 @@ class SaManagerImpl {
         return;
       }
     }
-    if (child.rekeys && !sa.FindChild(child.rekeys)) {
+    if (child.rekeys && !sa.FindChild(child.rekeys) && !child.collided) {
       // The CHILD_SA went away meanwhile (peer deleted it): keep the new
       // one only if the answer is a success.
       child.rekeys = 0;
