@@ -5,7 +5,7 @@
 # AES-CBC+HMAC-SHA2, transport and tunnel mode, IPv4 and IPv6, with the SA
 # counters read back through kernel_glue; an ACQUIRE from a trap policy; a
 # soft EXPIRE from a byte lifetime; a per-socket policy; ESN with a large
-# replay window; NAT-T (ESP in UDP 4500).
+# replay window; NAT-T (ESP in UDP 4500) and a NAT mapping change.
 set -euo pipefail
 
 if [[ ${1:-} != --inside ]]; then
@@ -114,12 +114,26 @@ check_pair chacha 6 tunnel --esn --replay 1024
 
 # NAT-T: ESP in UDP 4500; each host holds an ESP-in-UDP socket.
 for ns in left right; do
-  ip netns exec $ns "$tool" encap-socket --seconds 20 > /var/tmp/encap-$ns.log 2>&1 &
+  ip netns exec $ns "$tool" encap-socket --seconds 30 > /var/tmp/encap-$ns.log 2>&1 &
 done
 uml_wait_for grep -q ready /var/tmp/encap-left.log
 uml_wait_for grep -q ready /var/tmp/encap-right.log
 check_pair gcm 4 transport --encap
-kill %?encap-socket 2>/dev/null || true
+
+# NAT mapping change: right believes left sends from port 4501; ESP-in-UDP
+# arriving from 4500 makes right's kernel report the new mapping.
+spi=$((0x5000))
+on left sa-pair --local $UML_LEFT_V4 --remote $UML_RIGHT_V4 --spi-out $spi --spi-in $((spi + 1)) --encap
+on right sa-pair --local $UML_RIGHT_V4 --remote $UML_LEFT_V4 --spi-out $((spi + 1)) --spi-in $spi \
+  --encap --encap-peer-port 4501
+ip netns exec right "$tool" mapping --spi $spi --peer $UML_LEFT_V4 --old-port 4501 --new-port 4500 \
+  > /var/tmp/mapping.log 2>&1 &
+watcher=$!
+uml_wait_for grep -q ready /var/tmp/mapping.log
+on left send-udp --to $UML_RIGHT_V4 --port 9
+wait $watcher || fail "NAT mapping event"
+cat /var/tmp/mapping.log
+on left flush; on right flush
 
 # ACQUIRE from a trap policy (no SA installed).
 on left acquire --local $UML_LEFT_V4 --remote $UML_RIGHT_V4 || fail "acquire IPv4"

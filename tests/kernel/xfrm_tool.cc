@@ -5,7 +5,8 @@
 //             [--alg gcm|chacha|cbc-sha256|cbc-sha384|cbc-sha512]
 //             [--mode transport|tunnel] [--local-net CIDR --remote-net CIDR]
 //             [--reqid R] [--soft-bytes N] [--hard-bytes N] [--esn]
-//             [--replay W] [--encap] [--no-policies]
+//             [--replay W] [--encap [--encap-peer-port P]] [--no-policies]
+//   xfrm_tool mapping --spi X --peer A --old-port P --new-port Q [--timeout-ms T]
 //   xfrm_tool encap-socket --seconds S   (UDP 4500 ESP-in-UDP receiver)
 //   xfrm_tool counters --dst D --spi X [--min-packets N] [--min-bytes N]
 //   xfrm_tool list | flush
@@ -189,7 +190,12 @@ int SaPair(const Args& args) {
     sa.replay_window = static_cast<uint32_t>(args.Number("replay", "32"));
     sa.lifetime.soft_bytes = args.Number("soft-bytes", "0");
     sa.lifetime.hard_bytes = args.Number("hard-bytes", "0");
-    if (args.Has("encap")) sa.encap = UdpEncap{4500, 4500};
+    if (args.Has("encap")) {
+      // --encap-peer-port: the port this host believes the peer uses; a
+      // different real port makes the kernel report a new mapping.
+      const uint16_t peer_port = static_cast<uint16_t>(args.Number("encap-peer-port", "4500"));
+      sa.encap = outbound ? UdpEncap{4500, peer_port} : UdpEncap{peer_port, 4500};
+    }
     operations.push_back(AddSaOp{sa});
   }
   if (!args.Has("no-policies")) {
@@ -342,6 +348,31 @@ int Expire(const Args& args) {
   });
   if (!seen) Fail("no soft EXPIRE for the SA arrived");
   std::printf("PASS soft expire\n");
+  return 0;
+}
+
+// Waits for the kernel to report that the peer of inbound SA X now sends
+// from another port (RFC 3948 NAT mapping change).
+int Mapping(const Args& args) {
+  auto glue = OpenGlue(/*events=*/true);
+  const uint32_t spi = static_cast<uint32_t>(args.Number("spi"));
+  const IpAddress peer = args.Address("peer");
+  const uint16_t old_port = static_cast<uint16_t>(args.Number("old-port"));
+  const uint16_t new_port = static_cast<uint16_t>(args.Number("new-port"));
+  std::printf("mapping watcher ready\n");
+  std::fflush(stdout);
+  bool seen = WaitForEvent(*glue, static_cast<int>(args.Number("timeout-ms", "10000")),
+                           [&](const KernelEvent& event) {
+    const auto* mapping = std::get_if<MappingEvent>(&event);
+    if (mapping == nullptr) return false;
+    std::printf("MAPPING %s reqid=0x%x %s:%u -> %s:%u\n", mapping->id.ToString().c_str(),
+                mapping->reqid, mapping->old_src.ToString().c_str(), mapping->old_src_port,
+                mapping->new_src.ToString().c_str(), mapping->new_src_port);
+    return mapping->id.spi == spi && mapping->old_src_port == old_port &&
+           mapping->new_src_port == new_port && mapping->new_src == peer;
+  });
+  if (!seen) Fail("no matching MAPPING event arrived");
+  std::printf("PASS mapping\n");
   return 0;
 }
 
@@ -604,5 +635,10 @@ int main(int argc, char** argv) {
   if (command == "tcp-send") return TcpSend(args);
   if (command == "bench") return Bench(args);
   if (command == "encap-socket") return EncapSocket(args);
+  if (command == "mapping") return Mapping(args);
+  if (command == "send-udp") {
+    SendUdp(args.Address("to"), static_cast<uint16_t>(args.Number("port")), 100);
+    return 0;
+  }
   Fail("unknown command " + command);
 }
