@@ -131,6 +131,12 @@ Latch* LatchDatabase::FindListenerFor(uint64_t owner, const FiveTuple& t) {
   return nullptr;
 }
 
+size_t LatchDatabase::CountOwned(uint64_t owner) const {
+  size_t n = 0;
+  for (const auto& [id, latch] : latches_) n += latch.owner == owner;
+  return n;
+}
+
 bool LatchDatabase::Release(uint64_t owner, uint64_t latch_id) {
   auto it = latches_.find(latch_id);
   if (it == latches_.end() || it->second.owner != owner) return false;

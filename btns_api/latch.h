@@ -90,6 +90,7 @@ class LatchDatabase {
   std::vector<LatchAlert> OnSaEvent(const SaEvent& event);
 
   size_t size() const { return latches_.size(); }
+  size_t CountOwned(uint64_t owner) const;
 
  private:
   std::vector<LatchAlert> Evaluate(Latch& latch, const SaEvent& event);

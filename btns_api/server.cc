@@ -429,6 +429,13 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       const bool subscribe = req.body_case() == pb::Request::kSubscribeLatch;
       Latch* latch = f.remote ? latches_.FindByConversation(s.id, f.local, *f.remote)
                               : latches_.FindListener(s.id, f.local);
+      if (!latch && latches_.CountOwned(s.id) >= options_.max_latches_per_session) {
+        fail(Status::Fail(ENOSPC, Why::kTooLarge,
+                          "this connection holds " +
+                              std::to_string(options_.max_latches_per_session) +
+                              " latches; release some first"));
+        return;
+      }
       if (!latch && f.Listening()) {
         if (!subscribe) {
           fail(Status::Fail(ENOTCONN, Why::kNotConnected,
@@ -521,6 +528,9 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       if (!st.ok()) {
         fail(st);
         return;
+      }
+      if (s.expectations.size() >= options_.max_latches_per_session) {
+        s.expectations.clear();  // stale sockets' wishes; bounded memory
       }
       s.expectations[f.Key()] = pr.remote_identity;
       pb::PToken* p = reply.mutable_ptoken();

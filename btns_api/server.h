@@ -27,6 +27,8 @@ struct ServerOptions {
   size_t max_pending_fds = 8;
   // A client that does not read its replies/events is disconnected.
   size_t max_output = 1 << 20;
+  // Latches (and remembered template peers) one API connection may hold.
+  size_t max_latches_per_session = 4096;
 };
 
 class Server : public SaEventSink {
