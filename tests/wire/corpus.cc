@@ -169,6 +169,28 @@ std::vector<CorpusEntry> BuildCorpus() {
          MakePayload(TsiPayload{{{Ipv4Range({192, 0, 2, 1}, {192, 0, 2, 1})}}}),
          MakePayload(TsrPayload{{{Ipv4Range({192, 0, 2, 2}, {192, 0, 2, 2})}}})}}});
 
+  // The remaining ID types of RFC 7296 3.5 (data are shape-correct samples:
+  // a DER Name "CN=gw" and a DER GeneralName dNSName "gw").
+  corpus.push_back(
+      {"ike_auth_id_types_1",
+       {MakeHeader(ExchangeType::kIkeAuth, kInitiator, 1),
+        {MakePayload(IdiPayload{{IdType::kRfc822Addr, Text("user@example.org")}}),
+         MakePayload(IdrPayload{{IdType::kIpv6Addr, Ipv6(2)}}),
+         MakePayload(AuthPayload{AuthMethod::kRsaSig, Pattern(64, 0x12)})}}});
+  corpus.push_back(
+      {"ike_auth_id_types_2",
+       {MakeHeader(ExchangeType::kIkeAuth, kResponse, 1),
+        {MakePayload(IdrPayload{{IdType::kDerAsn1Dn,
+                                 {0x30, 0x0d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04,
+                                  0x03, 0x0c, 0x02, 'g', 'w'}}}),
+         MakePayload(AuthPayload{AuthMethod::kEcdsa256, Pattern(64, 0x13)})}}});
+  corpus.push_back(
+      {"ike_auth_id_types_3",
+       {MakeHeader(ExchangeType::kIkeAuth, kInitiator, 1),
+        {MakePayload(IdiPayload{{IdType::kDerAsn1Gn, {0x82, 0x02, 'g', 'w'}}}),
+         MakePayload(IdrPayload{{IdType::kFcName, Text("fc-name")}}),
+         MakePayload(AuthPayload{AuthMethod::kSharedKeyMic, Pattern(32, 0x14)})}}});
+
   corpus.push_back(
       {"ike_auth_eap",
        {MakeHeader(ExchangeType::kIkeAuth, kResponse, 2),

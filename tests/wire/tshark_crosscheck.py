@@ -36,7 +36,14 @@ KNOWN_DIFFERENCES = {
         "tshark 4.0 names ID_NULL (13, RFC 7619) 'Future use' and then hits a "
         "dissector assertion on its empty data: it shows no payload after "
         "that ID payload. Payloads up to and including the ID are compared.",
+    "id-12-key-list":
+        "tshark 4.0 names ID type 12 'KEY_LIST'; in the IKEv2 registry 12 is "
+        "ID_FC_NAME (RFC 4595). The number agrees.",
 }
+
+# ID types whose data both tools print as text, and tshark's field for it.
+ID_TEXT_FIELDS = {1: "isakmp.id.data.ipv4_addr", 2: "isakmp.id.data.fqdn",
+                  3: "isakmp.id.data.user_fqdn", 5: "isakmp.id.data.ipv6_addr"}
 
 NAME_RE = re.compile(r": (.*) \((\d+)\)$")
 
@@ -98,6 +105,10 @@ def tshark_payload(p):
         id_type = child(p, "isakmp.id.type")
         out["id_type"] = int(id_type.get("show"))
         out["id_type_name"] = showname_label(id_type)
+        text_field = ID_TEXT_FIELDS.get(out["id_type"])
+        if text_field:
+            data = child(p, "isakmp.id.data")
+            out["id_text"] = show(data, text_field) if data is not None else None
     elif ptype == 37:
         out["encoding"] = int(show(p, "isakmp.cert.encoding"))
     elif ptype == 38:
@@ -214,6 +225,8 @@ def ours_payload(p):
     elif ptype in (35, 36):
         out["id_type"] = p["id_type"]
         out["id_type_name"] = p["id_type_name"]
+        if p["id_type"] in ID_TEXT_FIELDS:
+            out["id_text"] = p["text"]
     elif ptype in (37, 38):
         out["encoding"] = p["encoding"]
     elif ptype == 39:
@@ -288,10 +301,13 @@ def compare_names(frame, mine, theirs, observed, problems):
                 problems.append("frame %d payload %d: notify name ours %r, tshark %r" %
                                 (frame, index + 1, a["notify_name"], b.get("notify_name")))
         if a.get("id_type_name") is not None:
-            expected = a["id_type_name"][3:] if a["id_type_name"].startswith("ID_") else a["id_type_name"]
-            if expected != b.get("id_type_name"):
+            # tshark writes most ID type names without the "ID_" prefix.
+            short = a["id_type_name"][3:] if a["id_type_name"].startswith("ID_") else a["id_type_name"]
+            if b.get("id_type_name") not in (a["id_type_name"], short):
                 if a["id_type"] == 13 and b.get("id_type_name") == "Future use":
                     observed.add("id-null-future-use-and-assertion")
+                elif a["id_type"] == 12 and b.get("id_type_name") == "KEY_LIST":
+                    observed.add("id-12-key-list")
                 else:
                     problems.append("frame %d payload %d: ID type name ours %r, tshark %r" %
                                     (frame, index + 1, a["id_type_name"], b.get("id_type_name")))
