@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -210,6 +211,10 @@ class Connection {
       return Fail(err, IPSEC_API_WHY_DAEMON_UNAVAILABLE,
                   "cannot reach btnsd at " + path + ": " + std::strerror(err));
     }
+    // A daemon that stops answering must not hang the application forever.
+    timeval limit{30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof limit);
     fd_ = fd;
     return 0;
   }
@@ -275,6 +280,10 @@ class Connection {
       if (n <= 0) {
         int err = n == 0 ? ECONNRESET : errno;
         Disconnect();
+        if (err == EAGAIN || err == EWOULDBLOCK) {
+          return Fail(ETIMEDOUT, IPSEC_API_WHY_DAEMON_UNAVAILABLE,
+                      "btnsd did not answer within 30 s");
+        }
         return Fail(err, IPSEC_API_WHY_DAEMON_UNAVAILABLE, "btnsd closed the API connection");
       }
       rbuf_.append(buf, static_cast<size_t>(n));
