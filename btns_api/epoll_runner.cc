@@ -216,7 +216,7 @@ void EpollRunner::Flush(int fd) {
     CloseConnection(fd);
     return;
   }
-  if (pending == write_armed_.count(fd) > 0) return;
+  if (pending == (write_armed_.count(fd) > 0)) return;
   if (pending) {
     write_armed_.insert(fd);
   } else {
