@@ -1,6 +1,9 @@
 // The server core without a loop: input split at every octet, per-session
 // limits, and a subscriber that stops reading.
 #include <fcntl.h>
+#include <poll.h>
+
+#include <atomic>
 
 #include "btns_api/btns_api.pb.h"
 #include "tests/btns_api/api_fixture.h"
@@ -121,6 +124,62 @@ TEST_F(ServerCore, SubscriberThatStopsReadingIsDisconnected) {
   EXPECT_TRUE(server.WantsClose(s));
   close(c);
   close(listener);
+}
+
+}  // namespace
+}  // namespace btns_api::testing
+
+namespace btns_api::testing {
+namespace {
+
+// The way a daemon with its own loop drives the runner: wait for
+// epoll_fd() to be readable, then PollOnce(0).
+TEST(ExternalLoop, EpollFdReadinessDrivesTheRunner) {
+  FakeSaDirectory fake;
+  fake.AddSa(MakeSa(1, 1, "127.0.0.2", "127.0.0.1", CertPeer("bob", 1), RawKeyPeer(2)));
+  Server server(fake);
+  char tmpl[] = "/tmp/btns-api-loop-XXXXXX";
+  std::string dir = mkdtemp(tmpl);
+  std::string path = dir + "/api.sock";
+  std::string why;
+  int fd = CreateEndpoint({path, std::nullopt, 0600}, &why);
+  ASSERT_GE(fd, 0) << why;
+  EpollRunner runner(server, fd);
+  std::atomic<bool> stop{false};
+  std::atomic<int> wakeups{0};
+  std::thread loop([&] {
+    while (!stop) {
+      pollfd p{runner.epoll_fd(), POLLIN, 0};
+      if (poll(&p, 1, 20) == 1) {
+        ++wakeups;
+        runner.PollOnce(0);
+      }
+    }
+  });
+  ipsec_api_set_endpoint(path.c_str());
+  int listener = BoundSocket(SOCK_STREAM, "127.0.0.1");
+  ASSERT_EQ(listen(listener, 1), 0);
+  int client = BoundSocket(SOCK_STREAM, "127.0.0.2");
+  sockaddr_in to = Addr("127.0.0.1", PortOf(listener));
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&to), sizeof to), 0);
+  ipsec_pToken_t p = ipsec_create_pToken();
+  ASSERT_EQ(ipsec_get_socket_pToken(client, p), 0) << ipsec_api_why();
+  ipsec_iToken_t peer = ipsec_get_pToken_iToken(p);
+  ASSERT_NE(peer, nullptr);
+  char name[32];
+  uint32_t len = sizeof name;
+  ASSERT_EQ(ipsec_get_token_attr(peer, IPSEC_API_ATTR_identity, &len, name), 0);
+  EXPECT_STREQ(name, "fqdn:bob");
+  EXPECT_GT(wakeups.load(), 0);
+  ipsec_api_set_endpoint(nullptr);
+  stop = true;
+  loop.join();
+  ipsec_free_iToken(peer);
+  ipsec_free_pToken(p);
+  close(client);
+  close(listener);
+  unlink(path.c_str());
+  rmdir(dir.c_str());
 }
 
 }  // namespace
