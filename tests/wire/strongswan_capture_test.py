@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Decodes the real strongSwan 5.9.8 captures (tests/fixtures/wire/strongswan,
+"""Decodes the real strongSwan 5.9.8 captures (tests/fixtures/strongswan,
 copied from tests/fixtures/strongswan) with ikedecode, decrypts their
 IKE_AUTH messages with the keys from charon's log, and checks the result
 against tshark (payload chain, SPIs, proposals, decrypted contents; via
