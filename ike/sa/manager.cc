@@ -513,6 +513,9 @@ class SaManagerImpl {
     for (auto& [h, sa] : sas_) {
       if (!sa->initiator && !sa->pad) continue;
       if (sa->remote.address != remote->address) continue;
+      if (local && local->address.value != 0 &&
+          sa->local.address != local->address)
+        continue;
       if (sa->state == State::kDeleting) continue;
       const std::string& pad_name =
           sa->pad ? sa->pad->name : sa->policy->spd.Find(sa->spd_entry)
