@@ -4,7 +4,7 @@
 # then ping and a TCP transfer through ESP for AES-GCM, ChaCha20-Poly1305 and
 # AES-CBC+HMAC-SHA2, transport and tunnel mode, IPv4 and IPv6, with the SA
 # counters read back through kernel_glue; an ACQUIRE from a trap policy; a
-# soft EXPIRE from a byte lifetime; a per-socket policy; ESN with a large
+# soft and hard EXPIRE from byte and time lifetimes; a per-socket policy; ESN with a large
 # replay window; NAT-T (ESP in UDP 4500) and a NAT mapping change.
 set -euo pipefail
 
@@ -146,6 +146,20 @@ on left sa-pair --local $UML_LEFT_V4 --remote $UML_RIGHT_V4 --spi-out $spi --spi
 on right sa-pair --local $UML_RIGHT_V4 --remote $UML_LEFT_V4 --spi-out $((spi + 1)) --spi-in $spi --soft-bytes 2000
 on left expire --remote $UML_RIGHT_V4 --spi $spi || fail "soft expire"
 on left flush; on right flush
+
+# Hard EXPIRE after a 3000-byte hard limit (the SA disappears), and a soft
+# EXPIRE from a 4-second time limit without traffic (long enough for the
+# watcher to subscribe first).
+spi=$((0x3100))
+on left sa-pair --local $UML_LEFT_V4 --remote $UML_RIGHT_V4 --spi-out $spi --spi-in $((spi + 1)) --hard-bytes 3000
+on right sa-pair --local $UML_RIGHT_V4 --remote $UML_LEFT_V4 --spi-out $((spi + 1)) --spi-in $spi --hard-bytes 3000
+on left expire --remote $UML_RIGHT_V4 --spi $spi --hard || fail "hard expire"
+on left flush; on right flush
+spi=$((0x3200))
+on left sa-pair --local $UML_LEFT_V6 --remote $UML_RIGHT_V6 --spi-out $spi --spi-in $((spi + 1)) \
+  --soft-add-seconds 4 --hard-add-seconds 60
+on left expire --remote $UML_RIGHT_V6 --spi $spi --no-traffic --timeout-ms 10000 || fail "soft time expire"
+on left flush
 
 # Per-socket policy: SAs without global policies; only the socket that
 # carries the policy uses ESP.

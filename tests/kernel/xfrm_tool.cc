@@ -5,13 +5,14 @@
 //             [--alg gcm|chacha|cbc-sha256|cbc-sha384|cbc-sha512]
 //             [--mode transport|tunnel] [--local-net CIDR --remote-net CIDR]
 //             [--reqid R] [--soft-bytes N] [--hard-bytes N] [--esn]
+//             [--soft-add-seconds S] [--hard-add-seconds S]
 //             [--replay W] [--encap [--encap-peer-port P]] [--no-policies]
 //   xfrm_tool mapping --spi X --peer A --old-port P --new-port Q [--timeout-ms T]
 //   xfrm_tool encap-socket --seconds S   (UDP 4500 ESP-in-UDP receiver)
 //   xfrm_tool counters --dst D --spi X [--min-packets N] [--min-bytes N]
 //   xfrm_tool list | flush
 //   xfrm_tool acquire --local A --remote B [--timeout-ms T]
-//   xfrm_tool expire --remote B --spi X [--timeout-ms T]
+//   xfrm_tool expire --remote B --spi X [--hard] [--no-traffic] [--timeout-ms T]
 //   xfrm_tool socket-policy --local A --remote B --spi-out X [--reqid R]
 //   xfrm_tool tcp-serve --port P --bytes N
 //   xfrm_tool tcp-send --to A --port P --bytes N
@@ -190,6 +191,8 @@ int SaPair(const Args& args) {
     sa.replay_window = static_cast<uint32_t>(args.Number("replay", "32"));
     sa.lifetime.soft_bytes = args.Number("soft-bytes", "0");
     sa.lifetime.hard_bytes = args.Number("hard-bytes", "0");
+    sa.lifetime.soft_add_seconds = args.Number("soft-add-seconds", "0");
+    sa.lifetime.hard_add_seconds = args.Number("hard-add-seconds", "0");
     if (args.Has("encap")) {
       // --encap-peer-port: the port this host believes the peer uses; a
       // different real port makes the kernel report a new mapping.
@@ -336,18 +339,25 @@ int Expire(const Args& args) {
   auto glue = OpenGlue(/*events=*/true);
   const IpAddress remote = args.Address("remote");
   const uint32_t spi = static_cast<uint32_t>(args.Number("spi"));
-  // Traffic through the SA (installed with a small soft byte limit).
-  for (int i = 0; i < 20; ++i) SendUdp(remote, 4243, 200);
+  const bool hard = args.Has("hard");
+  // Traffic through the SA, unless waiting for a time limit.
+  if (!args.Has("no-traffic"))
+    for (int i = 0; i < 20; ++i) SendUdp(remote, 4243, 200);
   bool seen = WaitForEvent(*glue, static_cast<int>(args.Number("timeout-ms", "5000")),
                            [&](const KernelEvent& event) {
     const auto* expire = std::get_if<ExpireEvent>(&event);
     if (expire == nullptr) return false;
     std::printf("EXPIRE %s hard=%d reqid=0x%x\n", expire->id.ToString().c_str(), expire->hard,
                 expire->reqid);
-    return !expire->hard && expire->id.spi == spi && expire->id.dst == remote;
+    return expire->hard == hard && expire->id.spi == spi && expire->id.dst == remote;
   });
-  if (!seen) Fail("no soft EXPIRE for the SA arrived");
-  std::printf("PASS soft expire\n");
+  if (!seen) Fail(std::string("no ") + (hard ? "hard" : "soft") + " EXPIRE for the SA arrived");
+  if (hard) {
+    // A hard expiry removes the SA from the kernel.
+    auto sa = glue->QuerySa(SaId{remote, spi, kIpProtoEsp, std::nullopt});
+    if (sa.ok() || sa.error().error_number != ESRCH) Fail("SA still present after hard EXPIRE");
+  }
+  std::printf("PASS %s expire\n", hard ? "hard" : "soft");
   return 0;
 }
 
