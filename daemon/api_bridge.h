@@ -1,0 +1,124 @@
+// The daemon's side of the BTNS API: a table of established CHILD_SAs, fed
+// by the engine's notifications, that the btns_api::Server queries
+// (btns_api::SaDirectory), plus the API endpoint and its thread.
+//
+// Threads. The engine's notifications arrive on the protocol thread; the
+// Server runs on the API thread (an EpollRunner of its own), so FindSas and
+// RequestProtection come from there. The table is guarded by a mutex; SA
+// events are handed to the API thread through the poster, never delivered
+// on the protocol thread.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "btns_api/sa_directory.h"
+#include "ike/policy/snapshot.h"
+#include "ike/sa/engine.h"
+
+namespace btns_api {
+class Server;
+class EpollRunner;
+}  // namespace btns_api
+
+namespace btnsd::daemon {
+
+class ApiBridge : public btns_api::SaDirectory {
+ public:
+  // Asks the engine (on the protocol thread) to bring up the SPD entry for
+  // the connection that triggered it.
+  using Initiator = std::function<void(const std::string& spd_entry,
+                                       const ike::policy::PacketFiveTuple&)>;
+  // Runs a task on the thread that owns the subscribed sink.
+  using Poster = std::function<void(std::function<void()>)>;
+
+  explicit ApiBridge(ike::policy::PolicySnapshotPtr snapshot);
+  ~ApiBridge() override;
+
+  // Without a poster, events reach the sink on the notifying thread (tests).
+  void SetPoster(Poster poster);
+  void SetInitiator(Initiator initiator);
+  void UpdatePolicy(ike::policy::PolicySnapshotPtr snapshot);
+
+  // Engine notifications, in the order the engine emits them.
+  void OnIkeSaUp(const ike::sa::IkeSaUp& up);
+  void OnIkeSaDown(const ike::sa::IkeSaDown& down);
+  // Only the outbound install is read: it names the negotiated transform.
+  void OnInstallChildSa(const ike::sa::InstallChildSa& install);
+  void OnChildSaUp(const ike::sa::ChildSaUp& up);
+  void OnChildSaDown(const ike::sa::ChildSaDown& down);
+  // Feeds one action, ignoring the kinds the table does not need.
+  void OnAction(const ike::sa::Action& action);
+
+  size_t child_sa_count() const;
+
+  // btns_api::SaDirectory
+  std::vector<btns_api::SaInfo> FindSas(
+      const btns_api::FiveTuple& conversation) override;
+  btns_api::Status RequestProtection(
+      const btns_api::ProtectionRequest& request) override;
+  void Subscribe(btns_api::SaEventSink* sink) override;
+
+ private:
+  struct IkeSaRecord {
+    btns_api::PeerIdentity peer;
+    std::string pad_entry;
+  };
+
+  btns_api::SaInfo BuildInfo(const ike::sa::ChildSaUp& up,
+                             const IkeSaRecord* ike) const;
+  btns_api::PeerIdentity LocalIdentityFor(const std::string& pad_entry) const;
+  // Must hold mu_; the event is delivered later, outside the lock.
+  void Emit(btns_api::SaEventKind kind, const btns_api::SaInfo& sa);
+  void Deliver(const btns_api::SaEvent& event);
+
+  mutable std::mutex mu_;
+  ike::policy::PolicySnapshotPtr snapshot_;
+  std::map<ike::sa::IkeSaHandle, IkeSaRecord> ike_sas_;
+  std::map<ike::sa::ChildSaHandle, btns_api::SaInfo> children_;
+  // Algorithms of CHILD_SAs installed but not yet announced.
+  std::map<ike::sa::ChildSaHandle, std::string> pending_algorithms_;
+  std::vector<btns_api::SaEvent> outbox_;
+  btns_api::SaEventSink* sink_ = nullptr;
+  Poster poster_;
+  Initiator initiator_;
+};
+
+// Text form of an ESP transform for IPSEC_API_ATTR_algorithms,
+// e.g. "rfc4106(gcm(aes))-256" or "cbc(aes)-128+hmac(sha256)".
+std::string AlgorithmsText(const ike::sa::EspTransform& transform);
+btns_api::AuthKind ToApiAuth(const ike::sa::PeerIdentity& peer);
+
+// The API endpoint with its own thread: Server + EpollRunner.
+class ApiService {
+ public:
+  explicit ApiService(ApiBridge& bridge);
+  ~ApiService();
+  ApiService(const ApiService&) = delete;
+  ApiService& operator=(const ApiService&) = delete;
+
+  // Creates the socket at `path` (group name may be empty) and starts the
+  // thread. False with `why` set when the endpoint cannot be created.
+  bool Start(const std::string& path, const std::string& group,
+             std::string* why);
+  // Tells every latch holder CLOSED, then stops and joins the thread.
+  void Stop(const std::string& message);
+  bool running() const { return thread_.joinable(); }
+
+ private:
+  ApiBridge& bridge_;
+  std::unique_ptr<btns_api::Server> server_;
+  std::unique_ptr<btns_api::EpollRunner> runner_;
+  std::thread thread_;
+};
+
+}  // namespace btnsd::daemon
