@@ -3,6 +3,8 @@
 // handshake must fail.
 #include <gtest/gtest.h>
 
+#include <botan/hash.h>
+
 #include "ike/crypto/credential_files.h"
 #include "ike/wire/message.h"
 #include "tests/sa/expect.h"
@@ -503,6 +505,98 @@ TEST(HandshakeFailureTest, ReplayedIkeAuthAfterEstablishmentChangesNothing) {
   d.bytes[d.bytes.size() - 3] ^= 1;
   sim.Feed(b, d);
   EXPECT_EQ(b.sad.size(), 2u);
+}
+
+}  // namespace
+}  // namespace ike::sa::testing
+
+namespace ike::sa::testing {
+namespace {
+
+// RFC 7296 section 2.23: NAT_DETECTION_*_IP data is
+// SHA-1(SPIi | SPIr | IP address | port), SPIr zero in the request.
+TEST(EncodingTest, NatDetectionHashInputs) {
+  Simulation sim(70);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, p.a);
+  sim.AddNode("b", kB, p.b);
+  sim.Feed(a, Initiate("a-b"));
+  auto msg = wire::DecodeMessage(a.sent[0].bytes);
+  ASSERT_TRUE(msg.ok());
+  auto expected = [&](const std::string& ip, uint16_t port) {
+    auto sha1 = Botan::HashFunction::create_or_throw("SHA-1");
+    std::vector<uint8_t> in;
+    for (int i = 7; i >= 0; --i)
+      in.push_back(uint8_t(msg->header.initiator_spi >> (8 * i)));
+    in.insert(in.end(), 8, 0);  // SPIr
+    auto addr = Ip(ip).ToBytes();
+    in.insert(in.end(), addr.begin(), addr.end());
+    in.push_back(uint8_t(port >> 8));
+    in.push_back(uint8_t(port));
+    auto d = sha1->process(in);
+    return std::vector<uint8_t>(d.begin(), d.end());
+  };
+  int seen = 0;
+  for (const auto& pl : msg->payloads) {
+    auto* n = std::get_if<wire::NotifyPayload>(&pl.body);
+    if (!n) continue;
+    if (n->type == wire::NotifyType::kNatDetectionSourceIp) {
+      EXPECT_EQ(n->data, expected(kA, 500));
+      ++seen;
+    }
+    if (n->type == wire::NotifyType::kNatDetectionDestinationIp) {
+      EXPECT_EQ(n->data, expected(kB, 500));
+      ++seen;
+    }
+  }
+  EXPECT_EQ(seen, 2);
+}
+
+// A NAT in front of A rewrites its source port: both sides notice, A moves
+// to port 4500 with the non-ESP marker, and the CHILD_SAs use UDP
+// encapsulation.
+TEST(NatTraversalTest, NatIsDetectedAndIkeFloatsTo4500) {
+  Simulation sim(71);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, p.a);
+  Node& b = sim.AddNode("b", kB, p.b);
+  sim.tamper = [](Datagram& d) {
+    if (d.from == "a")
+      d.event.remote.port = d.event.remote.port == 500 ? 31000 : 31001;
+  };
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(2000));
+  ExpectEstablished(a, b);
+  ASSERT_EQ(a.sent.size(), 2u);
+  EXPECT_EQ(a.sent[0].local.port, 500);
+  EXPECT_FALSE(a.sent[0].non_esp_marker);
+  EXPECT_EQ(a.sent[1].local.port, 4500);
+  EXPECT_EQ(a.sent[1].remote.port, 4500);
+  EXPECT_TRUE(a.sent[1].non_esp_marker);
+  // B answers IKE_AUTH where it came from (the NAT's mapping).
+  EXPECT_EQ(b.sent[1].remote.port, 31001);
+  for (const auto& [k, sa] : a.sad) {
+    ASSERT_TRUE(sa.encapsulation.has_value());
+  }
+  for (const auto& [k, sa] : b.sad) {
+    ASSERT_TRUE(sa.encapsulation.has_value());
+    if (sa.direction == SaDirection::kOutbound) {
+      EXPECT_EQ(sa.encapsulation->source_port, 4500);
+      EXPECT_EQ(sa.encapsulation->destination_port, 31001);
+    }
+  }
+}
+
+TEST(NatTraversalTest, NoNatMeansNoEncapsulation) {
+  Simulation sim(72);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, p.a);
+  Node& b = sim.AddNode("b", kB, p.b);
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(2000));
+  ExpectEstablished(a, b);
+  EXPECT_EQ(a.sent[1].local.port, 500);
+  for (const auto& [k, sa] : a.sad) EXPECT_FALSE(sa.encapsulation.has_value());
 }
 
 }  // namespace
