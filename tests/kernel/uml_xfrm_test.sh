@@ -14,7 +14,7 @@ if [[ ${1:-} != --inside ]]; then
   tool=${XFRM_TOOL:-$root/tests/kernel/xfrm_tool}
   [[ -x $tool ]] || tool=$root/bazel-bin/tests/kernel/xfrm_tool
   [[ -x $tool ]] || { echo "xfrm_tool not found (bazel build //tests/kernel:xfrm_tool)" >&2; exit 2; }
-  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-600}" "$(realpath "$0")" --inside \
+  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-1200}" "$(realpath "$0")" --inside \
     "$(realpath "$tool")" "$(realpath "$root/tools/uml/lib.sh")"
 fi
 tool=$2
