@@ -130,6 +130,7 @@ struct IkeSa {
   uint64_t spi_i = 0, spi_r = 0;
   Endpoint local, remote;
   Endpoint init_remote;  // responder: where IKE_SA_INIT came from
+  policy::Uint128 indexed_address = 0;  // key in by_remote_
   bool nat_local = false, nat_remote = false;
   policy::PolicySnapshotPtr policy;
   const policy::PadEntry* pad = nullptr;  // known after IKE_AUTH (responder)
@@ -444,6 +445,12 @@ class SaManagerImpl {
     if (sa.initiator || sa.announced)
       Emit(IkeSaDown{sa.handle, reason, notify});
     if (sa.our_spi()) by_spi_.erase(sa.our_spi());
+    auto [first, last] = by_remote_.equal_range(sa.indexed_address);
+    for (auto it = first; it != last; ++it)
+      if (it->second == sa.handle) {
+        by_remote_.erase(it);
+        break;
+      }
     sas_.erase(sa.handle);  // destroys `sa`
   }
 
@@ -510,7 +517,10 @@ class SaManagerImpl {
       }
     }
     // Reuse an IKE SA with the same peer and PAD entry.
-    for (auto& [h, sa] : sas_) {
+    auto [first, last] = by_remote_.equal_range(remote->address.value);
+    for (auto it = first; it != last; ++it) {
+      IkeSa* sa = FindSa(it->second);
+      if (!sa) continue;
       if (!sa->initiator && !sa->pad) continue;
       if (sa->remote.address != remote->address) continue;
       if (local && local->address.value != 0 &&
@@ -545,6 +555,8 @@ class SaManagerImpl {
     sa.remote = *remote;
     sa.spi_i = NewIkeSpi();
     by_spi_[sa.spi_i] = sa.handle;
+    sa.indexed_address = sa.remote.address.value;
+    by_remote_.emplace(sa.indexed_address, sa.handle);
     sa.pad = policy_->pad.Find(e->protect.peer);
     if (!sa.pad) {
       RemoveSa(sa, FailureReason::kPolicyMissing);
@@ -1059,6 +1071,8 @@ class SaManagerImpl {
     sa.spi_i = h.initiator_spi;
     sa.spi_r = NewIkeSpi();
     by_spi_[sa.spi_r] = sa.handle;
+    sa.indexed_address = sa.remote.address.value;
+    by_remote_.emplace(sa.indexed_address, sa.handle);
     sa.set = set;
     sa.ni = nonce->data;
     sa.nr = random_.Generate(kNonceSize);
@@ -2483,6 +2497,8 @@ class SaManagerImpl {
   // and replayed IKE_SA_INIT requests.
   std::unordered_map<HalfOpenKey, IkeSaHandle, HalfOpenKeyHash> init_index_;
   std::unordered_map<ChildSaHandle, IkeSaHandle> child_owner_;
+  // IKE SAs by the peer address they were set up with (reuse on initiate).
+  std::unordered_multimap<uint64_t, IkeSaHandle> by_remote_;
   std::unordered_map<uint32_t, ChildSaHandle> spi_to_child_;
   size_t half_open_count_ = 0;
   IkeSaHandle next_handle_ = 1;
