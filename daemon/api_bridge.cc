@@ -1,9 +1,11 @@
 #include "daemon/api_bridge.h"
 
 #include <grp.h>
+#include <sys/stat.h>
 #include <netinet/in.h>
 
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 #include "btns_api/epoll_runner.h"
@@ -365,6 +367,15 @@ bool ApiService::Start(const std::string& path, const std::string& group,
     options.group = entry->gr_gid;
   } else {
     options.mode = 0600;
+  }
+  // /run is a tmpfs: the socket's folder does not survive a reboot.
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) {
+    const std::string folder = path.substr(0, slash);
+    if (mkdir(folder.c_str(), 0755) != 0 && errno != EEXIST) {
+      *why = "cannot create " + folder + ": " + std::strerror(errno);
+      return false;
+    }
   }
   const int fd = btns_api::CreateEndpoint(options, why);
   if (fd < 0) return false;

@@ -345,6 +345,7 @@ void Daemon::Dispatch(const ike::sa::Event& event) {
 
 void Daemon::Execute(ike::sa::Actions& actions) {
   for (auto& action : actions) {
+    if (deps_.action_observer) deps_.action_observer(action);
     if (auto* send = std::get_if<ike::sa::SendDatagram>(&action)) {
       if (in_flight_ == 0 || !kernel_thread_running_) {
         SendNow(*send);

@@ -57,6 +57,9 @@ struct DaemonDependencies {
   std::function<ike::policy::PolicySnapshotPtr(const std::string& path,
                                                std::vector<std::string>& errors)>
       load_config;
+  // Sees every engine action before it is executed, on the protocol thread
+  // (the BTNS API's SA table).
+  std::function<void(const ike::sa::Action&)> action_observer;
 };
 
 struct DaemonCounters {

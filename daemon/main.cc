@@ -11,6 +11,7 @@
 #include <string>
 
 #include "config/loader.h"
+#include "daemon/api_bridge.h"
 #include "daemon/credentials.h"
 #include "daemon/daemon.h"
 #include "daemon/kernel_translate.h"
@@ -113,16 +114,39 @@ int main(int argc, char** argv) {
   deps.kernel = {kernel.value().get(), &kernel_mutex};
   deps.spi_kernel = {spi_kernel.value().get(), &spi_mutex};
   deps.random = &random;
+  btnsd::daemon::ApiBridge api_bridge(loaded.snapshot);
+  deps.action_observer = [&api_bridge](const ike::sa::Action& action) {
+    api_bridge.OnAction(action);
+  };
 
   btnsd::daemon::Daemon daemon(config_path, loaded.snapshot,
                                std::move(credentials.store), std::move(deps));
   daemon.HandleSignals();
+  api_bridge.SetInitiator([&daemon](const std::string& spd_entry,
+                                    const ike::policy::PacketFiveTuple& packet) {
+    daemon.Post([&daemon, spd_entry, packet] {
+      daemon.Dispatch(ike::sa::InitiateRequest{spd_entry, std::nullopt,
+                                               std::nullopt, packet});
+    });
+  });
   if (!daemon.Start()) {
     BTNSD_LOG(Level::kError, "start-failed", {"config", config_path});
     return 1;
   }
+  // The BTNS API is a service on top of IKE: without it btnsd still protects
+  // traffic, so a failure to create the endpoint is logged, not fatal.
+  btnsd::daemon::ApiService api(api_bridge);
+  const auto& settings = loaded.snapshot->daemon;
+  std::string api_why;
+  if (api.Start(settings.api_socket, settings.api_group, &api_why)) {
+    BTNSD_LOG(Level::kInfo, "api-listening", {"socket", settings.api_socket});
+  } else {
+    BTNSD_LOG(Level::kError, "api-unavailable", {"socket", settings.api_socket},
+              {"error", api_why});
+  }
   btnsd::daemon::NotifySystemd("READY=1");
   daemon.Run();
+  api.Stop("btnsd stopping");
   btnsd::daemon::NotifySystemd("STOPPING=1");
   return 0;
 }
