@@ -9,7 +9,9 @@
 #      btnsd as initiator and as responder (then a CHILD_SA rekey and an IKE
 #      delete started by strongSwan, and a delete started by btnsd's
 #      SIGTERM); ChaCha20-Poly1305 + X25519; AES-CBC + HMAC-SHA2-256 with
-#      ECP-256.
+#      ECP-256; tunnel mode (198.51.100.1 <-> 203.0.113.0/24).
+#   3. btnsd <-> btnsd over IPv6, NULL authentication, transport mode, ping
+#      through ESP and a clean SIGTERM.
 #
 # Every case prints "RESULT <name> PASS|FAIL ..." with the ESP packet count
 # of the left host's SAs; the daemons' logs are shown for failing cases.
@@ -191,10 +193,10 @@ connections {
     }
     children {
       to-left {
-        mode = transport
+        mode = ${SW_MODE:-transport}
         esp_proposals = $esp
-        local_ts = $UML_RIGHT_V4/32
-        remote_ts = $UML_LEFT_V4/32
+        local_ts = ${SW_LOCAL_TS:-$UML_RIGHT_V4/32}
+        remote_ts = ${SW_REMOTE_TS:-$UML_LEFT_V4/32}
       }
     }
   }
@@ -259,13 +261,13 @@ case_strongswan_psk() {
   if ! UML_WAIT_SECONDS=30 uml_wait_for sh -c "[ \$(ip -n left xfrm state | grep -c '^src') -ge 2 ] && [ \$(ip -n right xfrm state | grep -c '^src') -ge 2 ]"; then
     ok=0; why="no CHILD_SA in the kernel (left $(sa_count left), right $(sa_count right))"
   else
-    ip netns exec left ping -c3 -i0.2 -W2 "$UML_RIGHT_V4" >/dev/null || { ok=0; why="ping failed"; }
+    ip netns exec left ping -c3 -i0.2 -W2 ${PING_TARGET:-$UML_RIGHT_V4} >/dev/null || { ok=0; why="ping failed"; }
     packets=$(esp_packets left)
     ((packets >= 6)) || { ok=0; why="$why only $packets ESP packets"; }
     ip -n left -s xfrm state > "$dir/left-states.txt"
   fi
   if ((ok)); then
-    result $name PASS "esp_packets_left=$packets algorithm=$(ip -n left xfrm state | awk '/aead|enc/ {print $2; exit}')"
+    result $name PASS "esp_packets_left=$packets algorithm=$(ip -n left xfrm state | awk '/aead|enc/ {print $2; exit}') mode=$(ip -n left xfrm state | awk '/ mode / {for (i = 1; i < NF; i++) if ($i == "mode") {print $(i + 1); exit}}')"
   else
     result $name FAIL "$why esp_packets_left=$packets"
     cp "$work/sw/charon.log" "$work/$name-charon.log" 2>/dev/null || true
@@ -313,7 +315,49 @@ case_strongswan_psk() {
   ((ok))
 }
 
+# ------------------------------------------------------------------ case 3
+# IPv6, NULL authentication, started by left at start-up.
+case_btnsd_v6() {
+  local name=btnsd-btnsd-null-ipv6-transport
+  mkdir -p "$work/c3"
+  cp "$configs/btns-null-v6-left.yaml" "$configs/btns-null-v6-right.yaml" "$work/c3/"
+  start_btnsd right "$work/c3/btns-null-v6-right.yaml" || { result $name FAIL "right did not start"; return 1; }
+  start_btnsd left "$work/c3/btns-null-v6-left.yaml" || { result $name FAIL "left did not start"; return 1; }
+  local ok=1 why=""
+  if ! UML_WAIT_SECONDS=30 uml_wait_for sh -c "[ \$(ip -n left xfrm state | grep -c '^src') -ge 2 ] && [ \$(ip -n right xfrm state | grep -c '^src') -ge 2 ]"; then
+    ok=0; why="$why no CHILD_SA (left $(sa_count left), right $(sa_count right))"
+  fi
+  local before
+  before=$(esp_packets left)
+  ip netns exec left ping -6 -c3 -i0.2 -W2 "$UML_RIGHT_V6" >/dev/null || { ok=0; why="$why ping failed"; }
+  local packets
+  packets=$(esp_packets left)
+  ((packets - before >= 6)) || { ok=0; why="$why only $((packets - before)) new ESP packets"; }
+  local exit_left=0 exit_right=0
+  stop_btnsd left || exit_left=$?
+  stop_btnsd right || exit_right=$?
+  ((exit_left == 0 && exit_right == 0)) || { ok=0; why="$why exit status $exit_left/$exit_right"; }
+  (( $(sa_count left) == 0 && $(policy_count left) == 0 )) ||
+    { ok=0; why="$why state left after SIGTERM: $(ip -n left xfrm state) $(ip -n left xfrm policy)"; }
+  if ((ok)); then
+    result $name PASS "esp_packets_left=$packets clean_exit=yes"
+  else
+    result $name FAIL "$why esp_packets_left=$packets"; show_logs
+  fi
+  mkdir -p "$work/c3-logs"; mv "$work"/*-btnsd.log "$work/c3-logs/" 2>/dev/null || true
+  flush_all
+  ((ok))
+}
+
+tunnel_networks() {
+  ip -n left addr add 198.51.100.1/32 dev lo
+  ip -n right addr add 203.0.113.1/32 dev lo
+  ip -n left route add 203.0.113.0/24 via "$UML_RIGHT_V4" src 198.51.100.1
+  ip -n right route add 198.51.100.0/24 via "$UML_LEFT_V4" src 203.0.113.1
+}
+
 case_btnsd_null || failures=$((failures + 1))
+case_btnsd_v6 || failures=$((failures + 1))
 case_strongswan_psk strongswan-psk-gcm-btnsd-initiator initiator psk-btnsd-left.yaml \
   aes256gcm16-prfsha256-x25519 aes256gcm16 || failures=$((failures + 1))
 case_strongswan_psk strongswan-psk-gcm-btnsd-responder responder psk-btnsd-left.yaml \
@@ -322,6 +366,11 @@ case_strongswan_psk strongswan-psk-chacha20-btnsd-initiator initiator psk-btnsd-
   chacha20poly1305-prfsha256-x25519 chacha20poly1305 || failures=$((failures + 1))
 case_strongswan_psk strongswan-psk-aescbc-sha256-btnsd-initiator initiator psk-btnsd-left-aescbc.yaml \
   aes128-sha256-prfsha256-ecp256 aes128-sha256 || failures=$((failures + 1))
+tunnel_networks
+SW_MODE=tunnel SW_LOCAL_TS=203.0.113.0/24 SW_REMOTE_TS=198.51.100.1/32 \
+  PING_TARGET="-I 198.51.100.1 203.0.113.1" \
+  case_strongswan_psk strongswan-psk-gcm-tunnel-btnsd-initiator initiator psk-btnsd-left-tunnel.yaml \
+  aes256gcm16-prfsha256-x25519 aes256gcm16 || failures=$((failures + 1))
 
 echo "---- summary"
 printf '%s\n' "${results[@]}"
