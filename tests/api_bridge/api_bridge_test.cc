@@ -1,0 +1,242 @@
+#include "daemon/api_bridge.h"
+
+#include <netinet/in.h>
+
+#include <memory>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+namespace btnsd::daemon {
+namespace {
+
+using ike::policy::IpAddress;
+using ike::policy::TrafficSelector;
+
+IpAddress V4(const char* text) { return *IpAddress::Parse(text); }
+
+TrafficSelector Host(const char* address) {
+  TrafficSelector ts;
+  ts.addresses = ike::policy::IpRange::Host(V4(address));
+  return ts;  // any protocol, any port
+}
+
+btns_api::FiveTuple Tcp(const char* local, uint16_t lport, const char* remote,
+                        uint16_t rport) {
+  return {{V4(local), lport}, {V4(remote), rport}, IPPROTO_TCP};
+}
+
+ike::sa::IkeSaUp NullPeerUp(uint64_t ike_sa) {
+  ike::sa::IkeSaUp up;
+  up.ike_sa = ike_sa;
+  up.peer.asserted_id = ike::policy::Identity::Null();
+  up.peer.auth = ike::sa::PeerAuthKind::kNull;
+  up.peer.recorded_identity = "null";
+  up.peer.pad_entry = "anyone";
+  return up;
+}
+
+ike::sa::ChildSaUp ChildUp(uint64_t ike_sa, uint64_t child, const char* local,
+                           const char* remote) {
+  ike::sa::ChildSaUp up;
+  up.ike_sa = ike_sa;
+  up.child_sa = child;
+  up.spd_entry = "btns-hosts";
+  up.local_ts = {Host(local)};
+  up.remote_ts = {Host(remote)};
+  return up;
+}
+
+ike::sa::InstallChildSa OutboundInstall(uint64_t child) {
+  ike::sa::InstallChildSa install;
+  install.child_sa = child;
+  install.direction = ike::sa::SaDirection::kOutbound;
+  install.transform.kernel_encryption = "rfc4106(gcm(aes))";
+  install.transform.encryption_key_bits = 256;
+  install.transform.aead = true;
+  return install;
+}
+
+class RecordingSink : public btns_api::SaEventSink {
+ public:
+  void OnSaEvent(const btns_api::SaEvent& event) override {
+    events.push_back(event);
+  }
+  std::vector<btns_api::SaEvent> events;
+};
+
+std::shared_ptr<ike::policy::PolicySnapshot> Policy() {
+  auto snapshot = std::make_shared<ike::policy::PolicySnapshot>();
+  snapshot->source_file = "test.yaml";
+  ike::policy::SpdEntry protect;
+  protect.name = "btns-hosts";
+  protect.selector.remote = ike::policy::IpRange::Host(V4("10.0.0.2"));
+  protect.action = ike::policy::SpdAction::kProtect;
+  ike::policy::SpdEntry bypass;
+  bypass.name = "clear";
+  bypass.action = ike::policy::SpdAction::kBypass;
+  snapshot->spd = ike::policy::Spd({protect, bypass});
+  ike::policy::LocalIdentity alice;
+  alice.name = "alice";
+  alice.id = ike::policy::Identity::Fqdn("alice.example");
+  snapshot->identities = {alice};
+  ike::policy::ApiGrant grant;
+  grant.name = "apps";
+  grant.uids = {1000};
+  grant.identities = {"alice"};
+  snapshot->api.grants = {grant};
+  return snapshot;
+}
+
+TEST(ApiBridgeTest, FindSasMatchesTheChildSelectorsWithPeerAndAlgorithms) {
+  ApiBridge bridge(Policy());
+  bridge.OnAction(NullPeerUp(7));
+  bridge.OnAction(OutboundInstall(70));
+  bridge.OnAction(ChildUp(7, 70, "10.0.0.1", "10.0.0.2"));
+
+  auto found = bridge.FindSas(Tcp("10.0.0.1", 40000, "10.0.0.2", 7777));
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].child_sa_id, 70u);
+  EXPECT_EQ(found[0].ike_sa_id, 7u);
+  EXPECT_EQ(found[0].peer.auth, btns_api::AuthKind::kNull);
+  EXPECT_EQ(found[0].peer.id, "null");
+  EXPECT_EQ(found[0].algorithms, "rfc4106(gcm(aes))-256");
+  EXPECT_TRUE(found[0].privacy);
+  EXPECT_FALSE(found[0].tunnel);
+  EXPECT_EQ(found[0].policy_name, "btns-hosts");
+  // Another remote host, or the direction reversed, is not covered.
+  EXPECT_TRUE(bridge.FindSas(Tcp("10.0.0.1", 40000, "10.0.0.3", 7777)).empty());
+  EXPECT_TRUE(bridge.FindSas(Tcp("10.0.0.2", 7777, "10.0.0.1", 40000)).empty());
+}
+
+TEST(ApiBridgeTest, EventsFollowTheEngineAndIkeSaDownEndsItsChildren) {
+  ApiBridge bridge(Policy());
+  RecordingSink sink;
+  bridge.Subscribe(&sink);
+  bridge.OnAction(NullPeerUp(7));
+  bridge.OnAction(ChildUp(7, 70, "10.0.0.1", "10.0.0.2"));
+  bridge.OnAction(ChildUp(7, 71, "10.0.0.1", "10.0.0.2"));
+  ike::sa::ChildSaDown down;
+  down.ike_sa = 7;
+  down.child_sa = 70;
+  bridge.OnAction(down);
+  ASSERT_EQ(sink.events.size(), 3u);
+  EXPECT_EQ(sink.events[0].kind, btns_api::SaEventKind::kUp);
+  EXPECT_EQ(sink.events[2].kind, btns_api::SaEventKind::kDown);
+  EXPECT_EQ(sink.events[2].sa.child_sa_id, 70u);
+  EXPECT_EQ(bridge.child_sa_count(), 1u);
+
+  // The IKE SA goes: its remaining child goes with it.
+  ike::sa::IkeSaDown ike_down;
+  ike_down.ike_sa = 7;
+  bridge.OnAction(ike_down);
+  ASSERT_EQ(sink.events.size(), 4u);
+  EXPECT_EQ(sink.events[3].kind, btns_api::SaEventKind::kDown);
+  EXPECT_EQ(sink.events[3].sa.child_sa_id, 71u);
+  EXPECT_EQ(bridge.child_sa_count(), 0u);
+}
+
+TEST(ApiBridgeTest, RekeyedIkeSaWithAnotherPeerIsAPeerChange) {
+  ApiBridge bridge(Policy());
+  RecordingSink sink;
+  bridge.OnAction(NullPeerUp(7));
+  bridge.OnAction(ChildUp(7, 70, "10.0.0.1", "10.0.0.2"));
+  bridge.Subscribe(&sink);
+  bridge.OnAction(NullPeerUp(7));  // same peer again: nothing to say
+  EXPECT_TRUE(sink.events.empty());
+  ike::sa::IkeSaUp keyed = NullPeerUp(7);
+  keyed.peer.auth = ike::sa::PeerAuthKind::kRawPublicKey;
+  keyed.peer.recorded_identity = "sha256:ab";
+  keyed.peer.spki_sha256 = ike::policy::Sha256{0xab};
+  bridge.OnAction(keyed);
+  ASSERT_EQ(sink.events.size(), 1u);
+  EXPECT_EQ(sink.events[0].kind, btns_api::SaEventKind::kPeerChanged);
+  EXPECT_EQ(sink.events[0].sa.peer.auth, btns_api::AuthKind::kRawKey);
+  EXPECT_EQ(sink.events[0].sa.peer.id, "sha256:ab");
+}
+
+TEST(ApiBridgeTest, EventsGoThroughThePoster) {
+  ApiBridge bridge(Policy());
+  RecordingSink sink;
+  bridge.Subscribe(&sink);
+  std::vector<std::function<void()>> queued;
+  bridge.SetPoster([&queued](std::function<void()> task) {
+    queued.push_back(std::move(task));
+  });
+  bridge.OnAction(NullPeerUp(7));
+  bridge.OnAction(ChildUp(7, 70, "10.0.0.1", "10.0.0.2"));
+  EXPECT_TRUE(sink.events.empty());  // not on the notifying thread
+  ASSERT_EQ(queued.size(), 1u);
+  queued[0]();
+  ASSERT_EQ(sink.events.size(), 1u);
+  EXPECT_EQ(sink.events[0].sa.child_sa_id, 70u);
+}
+
+TEST(ApiBridgeTest, AuthKindsMapToTheApi) {
+  ike::sa::PeerIdentity peer;
+  peer.auth = ike::sa::PeerAuthKind::kRawPublicKey;
+  peer.authenticated = true;
+  EXPECT_EQ(ToApiAuth(peer), btns_api::AuthKind::kPinnedKey);
+  peer.authenticated = false;
+  EXPECT_EQ(ToApiAuth(peer), btns_api::AuthKind::kRawKey);
+  peer.auth = ike::sa::PeerAuthKind::kSharedKey;
+  EXPECT_EQ(ToApiAuth(peer), btns_api::AuthKind::kPsk);
+  peer.auth = ike::sa::PeerAuthKind::kCertificate;
+  EXPECT_EQ(ToApiAuth(peer), btns_api::AuthKind::kCertificate);
+}
+
+btns_api::ProtectionRequest Connected(const char* remote) {
+  btns_api::ProtectionRequest request;
+  request.caller.uid = 1000;
+  request.caller.gid = 1000;
+  request.conversation = Tcp("10.0.0.1", 40000, remote, 7777);
+  return request;
+}
+
+TEST(ApiBridgeTest, RequestProtectionInitiatesTheCoveringSpdEntry) {
+  ApiBridge bridge(Policy());
+  std::vector<std::string> initiated;
+  bridge.SetInitiator([&](const std::string& entry,
+                          const ike::policy::PacketFiveTuple& packet) {
+    initiated.push_back(entry + " " + packet.remote.ToString());
+  });
+  EXPECT_TRUE(bridge.RequestProtection(Connected("10.0.0.2")).ok());
+  ASSERT_EQ(initiated.size(), 1u);
+  EXPECT_EQ(initiated[0], "btns-hosts 10.0.0.2");
+
+  // Once an SA covers the conversation nothing more is started.
+  bridge.OnAction(NullPeerUp(7));
+  bridge.OnAction(ChildUp(7, 70, "10.0.0.1", "10.0.0.2"));
+  EXPECT_TRUE(bridge.RequestProtection(Connected("10.0.0.2")).ok());
+  EXPECT_EQ(initiated.size(), 1u);
+
+  // A bypassed destination cannot be protected per socket (yet).
+  btns_api::Status bypassed = bridge.RequestProtection(Connected("10.9.9.9"));
+  EXPECT_EQ(bypassed.why, btns_api::Why::kNotSupported);
+  EXPECT_NE(bypassed.message.find("'clear'"), std::string::npos);
+}
+
+TEST(ApiBridgeTest, RequestProtectionChecksTheCallersIdentityGrant) {
+  ApiBridge bridge(Policy());
+  bridge.SetInitiator([](const std::string&, const ike::policy::PacketFiveTuple&) {});
+  btns_api::ProtectionRequest request = Connected("10.0.0.2");
+  request.local_identity = "alice";
+  EXPECT_TRUE(bridge.RequestProtection(request).ok());
+  request.local_identity = "fqdn:alice.example";  // by its ID text
+  EXPECT_TRUE(bridge.RequestProtection(request).ok());
+  request.caller.uid = 1001;
+  btns_api::Status refused = bridge.RequestProtection(request);
+  EXPECT_EQ(refused.why, btns_api::Why::kPrivilegeRequired);
+  EXPECT_EQ(refused.error, EACCES);
+  request.local_identity = "mallory";
+  EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kPolicyForbids);
+  request.local_identity.reset();
+  request.credential_fd = 0;
+  EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kNotSupported);
+  request.credential_fd = -1;
+  request.conversation.reset();
+  EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kNotConnected);
+}
+
+}  // namespace
+}  // namespace btnsd::daemon
