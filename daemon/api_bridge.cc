@@ -173,10 +173,22 @@ void ApiBridge::OnIkeSaUp(const ike::sa::IkeSaUp& up) {
       }
     }
   }
+  auto waiting = waiting_.find(up.ike_sa);
+  if (waiting != waiting_.end()) {
+    for (const auto& child : waiting->second) AddChild(child, &it->second);
+    waiting_.erase(waiting);
+  }
   std::vector<SaEvent> events;
   events.swap(outbox_);
   lock.unlock();
   for (const auto& event : events) Deliver(event);
+}
+
+void ApiBridge::AddChild(const ike::sa::ChildSaUp& up, const IkeSaRecord* ike) {
+  SaInfo info = BuildInfo(up, ike);
+  pending_algorithms_.erase(up.child_sa);
+  children_[up.child_sa] = info;
+  Emit(SaEventKind::kUp, info);
 }
 
 void ApiBridge::OnInstallChildSa(const ike::sa::InstallChildSa& install) {
@@ -188,10 +200,11 @@ void ApiBridge::OnInstallChildSa(const ike::sa::InstallChildSa& install) {
 void ApiBridge::OnChildSaUp(const ike::sa::ChildSaUp& up) {
   std::unique_lock lock(mu_);
   auto ike = ike_sas_.find(up.ike_sa);
-  SaInfo info = BuildInfo(up, ike == ike_sas_.end() ? nullptr : &ike->second);
-  pending_algorithms_.erase(up.child_sa);
-  children_[up.child_sa] = info;
-  Emit(SaEventKind::kUp, info);
+  if (ike == ike_sas_.end()) {
+    waiting_[up.ike_sa].push_back(up);
+    return;
+  }
+  AddChild(up, &ike->second);
   std::vector<SaEvent> events;
   events.swap(outbox_);
   lock.unlock();
@@ -201,6 +214,12 @@ void ApiBridge::OnChildSaUp(const ike::sa::ChildSaUp& up) {
 void ApiBridge::OnChildSaDown(const ike::sa::ChildSaDown& down) {
   std::unique_lock lock(mu_);
   pending_algorithms_.erase(down.child_sa);
+  auto waiting = waiting_.find(down.ike_sa);
+  if (waiting != waiting_.end()) {
+    std::erase_if(waiting->second, [&](const ike::sa::ChildSaUp& up) {
+      return up.child_sa == down.child_sa;
+    });
+  }
   auto it = children_.find(down.child_sa);
   if (it != children_.end()) {
     Emit(SaEventKind::kDown, it->second);
@@ -224,6 +243,7 @@ void ApiBridge::OnIkeSaDown(const ike::sa::IkeSaDown& down) {
     }
   }
   ike_sas_.erase(down.ike_sa);
+  waiting_.erase(down.ike_sa);
   std::vector<SaEvent> events;
   events.swap(outbox_);
   lock.unlock();

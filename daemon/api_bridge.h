@@ -77,6 +77,8 @@ class ApiBridge : public btns_api::SaDirectory {
   btns_api::SaInfo BuildInfo(const ike::sa::ChildSaUp& up,
                              const IkeSaRecord* ike) const;
   btns_api::PeerIdentity LocalIdentityFor(const std::string& pad_entry) const;
+  // Must hold mu_.
+  void AddChild(const ike::sa::ChildSaUp& up, const IkeSaRecord* ike);
   // Must hold mu_; the event is delivered later, outside the lock.
   void Emit(btns_api::SaEventKind kind, const btns_api::SaInfo& sa);
   void Deliver(const btns_api::SaEvent& event);
@@ -85,6 +87,9 @@ class ApiBridge : public btns_api::SaDirectory {
   ike::policy::PolicySnapshotPtr snapshot_;
   std::map<ike::sa::IkeSaHandle, IkeSaRecord> ike_sas_;
   std::map<ike::sa::ChildSaHandle, btns_api::SaInfo> children_;
+  // CHILD_SAs announced before their IKE SA's peer (a responder's first
+  // CHILD_SA): held back until IkeSaUp names the peer.
+  std::map<ike::sa::IkeSaHandle, std::vector<ike::sa::ChildSaUp>> waiting_;
   // Algorithms of CHILD_SAs installed but not yet announced.
   std::map<ike::sa::ChildSaHandle, std::string> pending_algorithms_;
   std::vector<btns_api::SaEvent> outbox_;

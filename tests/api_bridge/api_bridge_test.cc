@@ -155,6 +155,20 @@ TEST(ApiBridgeTest, RekeyedIkeSaWithAnotherPeerIsAPeerChange) {
   EXPECT_EQ(sink.events[0].sa.peer.id, "sha256:ab");
 }
 
+TEST(ApiBridgeTest, ResponderChildBeforeIkeSaUpWaitsForThePeer) {
+  ApiBridge bridge(Policy());
+  RecordingSink sink;
+  bridge.Subscribe(&sink);
+  bridge.OnAction(ChildUp(9, 90, "10.0.0.1", "10.0.0.2"));
+  EXPECT_TRUE(sink.events.empty());
+  EXPECT_TRUE(bridge.FindSas(Tcp("10.0.0.1", 1, "10.0.0.2", 2)).empty());
+  bridge.OnAction(NullPeerUp(9));
+  ASSERT_EQ(sink.events.size(), 1u);
+  EXPECT_EQ(sink.events[0].kind, btns_api::SaEventKind::kUp);
+  EXPECT_EQ(sink.events[0].sa.peer.id, "null");
+  EXPECT_EQ(bridge.FindSas(Tcp("10.0.0.1", 1, "10.0.0.2", 2)).size(), 1u);
+}
+
 TEST(ApiBridgeTest, EventsGoThroughThePoster) {
   ApiBridge bridge(Policy());
   RecordingSink sink;
