@@ -72,7 +72,13 @@ esp=$((after - before))
 # SYN, SYN-ACK, ACK, the line, its echo and the FINs: at least 6 ESP packets.
 ((esp >= 6)) || why="$why only $esp ESP packets;"
 
-for host in left right; do kill -TERM "$(cat "$work/$host.pid")"; done
-wait || true
+# A clean stop closes the API endpoint too: both daemons must exit 0.
+for host in left right; do
+  pid=$(cat "$work/$host.pid")
+  kill -TERM "$pid"
+  status=0
+  wait "$pid" || status=$?
+  ((status == 0)) || why="$why btnsd in $host exited $status;"
+done
 [[ -z $why ]] || fail "$why esp_packets=$esp"
 echo "RESULT apps-btns-null PASS esp_packets=$esp"
