@@ -620,7 +620,9 @@ class SaManagerImpl {
                         NatDetectionHash(sa.spi_i, sa.spi_r, sa.local)));
     ps.push_back(Notify(NotifyType::kNatDetectionDestinationIp,
                         NatDetectionHash(sa.spi_i, sa.spi_r, sa.remote)));
-    ps.push_back(Notify(NotifyType::kIkev2FragmentationSupported));
+    // IKEV2_FRAGMENTATION_SUPPORTED is not announced: SKF reassembly (RFC
+    // 7383) does not exist yet, and a peer told we support it would send
+    // large IKE_AUTH messages (certificate chains) as fragments we drop.
     crypto::Bytes hashes;
     for (auto h : crypto::SupportedSignatureHashes()) {
       hashes.push_back(uint8_t(uint16_t(h) >> 8));
