@@ -1847,6 +1847,28 @@ class SaManagerImpl {
         }
         if (entry) break;
       }
+      // RFC 7296 section 2.9: when the first pair is the packet that
+      // triggered the request, the initiator's policy follows it. Accept the
+      // widest later pair of the same SPD entry that still includes that
+      // first choice, so one CHILD_SA carries the whole policy rather than
+      // the single flow that started the negotiation.
+      if (entry && remote_ts.size() == 1) {
+        for (const auto& ti : proposed_i) {
+          for (const auto& tr : proposed_r) {
+            auto m = sa.policy->spd.LookupByTrafficSelectors(
+                tr, ti, sa.pad->name, authenticated);
+            if (!m || m->entry != entry) continue;
+            auto allowed = sa.policy->pad.AuthorizeChildSelectors(
+                *sa.pad, {m->remote});
+            if (!allowed.ok() || allowed.narrowed.size() != 1) continue;
+            if (m->local.Contains(local_ts[0]) &&
+                allowed.narrowed[0].Contains(remote_ts[0])) {
+              local_ts = {m->local};
+              remote_ts = allowed.narrowed;
+            }
+          }
+        }
+      }
     }
     if (!entry || local_ts.empty() || remote_ts.empty()) {
       fail(NotifyType::kTsUnacceptable, FailureReason::kTsUnacceptable,

@@ -45,6 +45,29 @@ TEST(HandshakeTest, PskEstablishesIkeAndChildSa) {
   EXPECT_EQ(b.sent.size(), 2u);
 }
 
+// A kernel ACQUIRE for one flow: the initiator proposes that flow first and
+// the SPD entry's range second (RFC 7296 section 2.9); the CHILD_SA must
+// cover the whole entry on both sides, not only the packet that triggered it.
+TEST(HandshakeTest, AcquireNegotiatesTheWholeSpdEntry) {
+  Simulation sim(1);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, p.a);
+  Node& b = sim.AddNode("b", kB, p.b);
+  KernelAcquire acquire;
+  acquire.packet.local = Ip(kA);
+  acquire.packet.remote = Ip(kB);
+  acquire.packet.protocol = 17;
+  acquire.packet.local_port = 49139;
+  acquire.packet.remote_port = 1025;
+  sim.Feed(a, acquire);
+  sim.RunFor(Duration(1000));
+  ExpectEstablished(a, b);
+  ASSERT_EQ(a.child_up[0].remote_ts.size(), 1u);
+  EXPECT_EQ(a.child_up[0].remote_ts[0], HostTs(kB));
+  ASSERT_EQ(b.child_up[0].remote_ts.size(), 1u);
+  EXPECT_EQ(b.child_up[0].remote_ts[0], HostTs(kA));
+}
+
 TEST(HandshakeTest, EitherSideCanInitiate) {
   Simulation sim(2);
   auto p = MakePskPair();
