@@ -82,6 +82,15 @@ enum class ReqKind : uint8_t {
   kDeleteChild,
   kDeleteIke,
   kDpd,
+  kRekeyIke,
+};
+
+// Our IKE SA rekey (2.18) until its response arrives.
+struct IkeRekey {
+  uint64_t spi = 0;  // our SPI of the new IKE SA
+  crypto::Bytes nonce;
+  std::unique_ptr<crypto::KeyExchange> ke;
+  std::vector<crypto::TransformSet> offered;
 };
 
 // Everything a CHILD_SA negotiation needs until its response arrives.
@@ -109,6 +118,7 @@ struct Pending {
   uint32_t sends = 0;
   Duration timeout{0};
   std::optional<ChildNegotiation> child;
+  std::optional<IkeRekey> ike_rekey;
   ChildSaHandle target = 0;  // kDeleteChild
   FailureReason delete_reason = FailureReason::kDeletedLocally;
 };
@@ -155,6 +165,9 @@ struct IkeSa {
   std::vector<ChildSa> children;
   std::optional<PeerIdentity> peer;
   bool announced = false;  // IkeSaUp was emitted
+  // Replaced by a rekey and only waiting for its Delete exchange: the
+  // handle it had lives on in the new IKE SA, so its end is not reported.
+  bool retired = false;
   Instant last_received{};
   uint8_t armed_timers = 0;  // bit per IkeTimer
 
@@ -442,7 +455,7 @@ class SaManagerImpl {
                 sa.remote.address.ToString() + " ended: " +
                 std::string(FailureReasonName(reason)));
     // The daemon learns of responder SAs only when they come up.
-    if (sa.initiator || sa.announced)
+    if ((sa.initiator || sa.announced) && !sa.retired)
       Emit(IkeSaDown{sa.handle, reason, notify});
     if (sa.our_spi()) by_spi_.erase(sa.our_spi());
     auto [first, last] = by_remote_.equal_range(sa.indexed_address);
@@ -687,10 +700,7 @@ class SaManagerImpl {
                                       : FailureReason::kHalfOpenTimeout);
         break;
       case IkeTimer::kSoftLifetime:
-        // IKE SA rekeying is not implemented: the hard limit ends the SA
-        // and the next acquire or request sets up a fresh one.
-        LogLine(LogLevel::kInfo, sa->handle, FailureReason::kNone,
-                "IKE SA soft lifetime reached; it ends at the hard limit");
+        QueueRekeyIke(*sa);
         break;
       case IkeTimer::kHardLifetime:
         QueueDeleteIke(*sa, FailureReason::kExpired);
@@ -738,8 +748,18 @@ class SaManagerImpl {
       return;
     }
     if (IkeSa* sa = FindSa(r.ike_sa))
-      LogLine(LogLevel::kWarning, sa->handle, FailureReason::kNone,
-              "IKE SA rekey is not implemented; delete and initiate again");
+      if (!sa->retired) QueueRekeyIke(*sa);
+  }
+
+  void QueueRekeyIke(IkeSa& sa, wire::KeGroup group = wire::KeGroup::kNone) {
+    if (sa.state != State::kEstablished || sa.retired) return;
+    for (auto& t : sa.tasks)
+      if (t.kind == ReqKind::kRekeyIke) return;
+    if (sa.pending && sa.pending->kind == ReqKind::kRekeyIke) return;
+    Task t{ReqKind::kRekeyIke};
+    t.group = group;
+    sa.tasks.push_back(std::move(t));
+    RunTasks(sa);
   }
 
   void On(const DeleteRequest& r) {
@@ -840,6 +860,9 @@ class SaManagerImpl {
         case ReqKind::kDpd:
           SendEncryptedRequest(sa, ReqKind::kDpd, ExchangeType::kInformational,
                                {});
+          break;
+        case ReqKind::kRekeyIke:
+          StartRekeyIke(sa, t.group);
           break;
         default:
           break;
@@ -1796,6 +1819,17 @@ class SaManagerImpl {
     if (e && e->protect.ike_lifetime.hard_seconds)
       hard = std::chrono::seconds(e->protect.ike_lifetime.hard_seconds);
     Arm(sa, IkeTimer::kHardLifetime, hard);
+    policy::Lifetime soft_life;
+    if (e) soft_life = e->protect.ike_lifetime;
+    soft_life.soft_seconds =
+        soft_life.soft_seconds
+            ? soft_life.soft_seconds
+            : uint64_t(std::chrono::duration_cast<std::chrono::seconds>(
+                           settings_.default_ike_soft)
+                           .count());
+    soft_life = Jittered(soft_life, random_);
+    Duration soft = std::chrono::seconds(soft_life.soft_seconds);
+    if (soft < hard) Arm(sa, IkeTimer::kSoftLifetime, soft);
     if (settings_.dpd_interval.count() > 0)
       Arm(sa, IkeTimer::kDpd, settings_.dpd_interval);
   }
@@ -2131,11 +2165,7 @@ class SaManagerImpl {
       return;
     }
     if (sa_payload->proposals[0].protocol == wire::ProtocolId::kIke) {
-      // IKE SA rekeying is not implemented; the peer will retry later or
-      // set up a new IKE SA.
-      SendResponse(sa, h, h.exchange, {Notify(NotifyType::kNoProposalChosen)});
-      LogLine(LogLevel::kWarning, sa.handle, FailureReason::kNoProposalChosen,
-              "peer asked to rekey the IKE SA, which is not implemented");
+      AnswerRekeyIke(sa, h, ps, *sa_payload, nonce->data);
       return;
     }
     ChildSa* rekeyed = nullptr;
@@ -2250,6 +2280,227 @@ class SaManagerImpl {
                          ExchangeType::kCreateChildSa, ps, std::move(child));
   }
 
+  // --- IKE SA rekey (RFC 7296 sections 1.3.2, 2.18)
+
+  // The IKE proposals of the SPD entry this SA serves (ours, in our order).
+  std::vector<crypto::TransformSet> IkeSetsOf(const IkeSa& sa) const {
+    const policy::SpdEntry* e = sa.policy->spd.Find(sa.spd_entry);
+    for (const auto& c : sa.children)
+      if (!e) e = sa.policy->spd.Find(c.spd_entry);
+    policy::ProposalSet set =
+        e ? ProposalsOf(*sa.policy, e->protect.ike_proposals, false)
+          : policy::DefaultIkeProposals();
+    return ExpandProposals(set, wire::ProtocolId::kIke, false);
+  }
+
+  void StartRekeyIke(IkeSa& sa, wire::KeGroup requested) {
+    const policy::SpdEntry* e = sa.policy->spd.Find(sa.spd_entry);
+    for (const auto& c : sa.children)
+      if (!e) e = sa.policy->spd.Find(c.spd_entry);
+    policy::ProposalSet set =
+        e ? ProposalsOf(*sa.policy, e->protect.ike_proposals, false)
+          : policy::DefaultIkeProposals();
+    IkeRekey r;
+    r.offered = ExpandProposals(set, wire::ProtocolId::kIke, false);
+    if (r.offered.empty()) return;
+    wire::KeGroup group =
+        requested != wire::KeGroup::kNone ? requested : r.offered[0].ke;
+    auto ke = crypto::KeyExchange::Generate(group, random_);
+    if (!ke.ok()) {
+      LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
+              "IKE SA rekey: " + ke.error().message);
+      return;
+    }
+    r.ke = std::move(*ke);
+    r.spi = NewIkeSpi();
+    r.nonce = random_.Generate(kNonceSize);
+    std::vector<wire::Payload> ps;
+    ps.push_back(wire::MakePayload(
+        BuildOffer(set, wire::ProtocolId::kIke, SpiBytes(r.spi), false)));
+    ps.push_back(wire::MakePayload(wire::NoncePayload{r.nonce}));
+    ps.push_back(wire::MakePayload(wire::KePayload{group, r.ke->public_value()}));
+    SendEncryptedRequest(sa, ReqKind::kRekeyIke, ExchangeType::kCreateChildSa,
+                         ps);
+    if (sa.pending && sa.pending->kind == ReqKind::kRekeyIke)
+      sa.pending->ike_rekey = std::move(r);
+  }
+
+  void OnRekeyIkeResponse(IkeSa& sa, const std::vector<wire::Payload>& ps,
+                          Pending& p) {
+    IkeRekey& r = *p.ike_rekey;
+    if (const auto* err = FindError(ps)) {
+      if (err->type == NotifyType::kInvalidKePayload && err->data.size() == 2) {
+        auto group = wire::KeGroup(uint16_t(err->data[0] << 8 | err->data[1]));
+        bool offered = false;
+        for (const auto& o : r.offered) offered |= o.ke == group;
+        if (offered && group != r.ke->group()) {
+          LogLine(LogLevel::kInfo, sa.handle, FailureReason::kInvalidKePayload,
+                  "IKE SA rekey: peer asks for KE group " +
+                      std::to_string(uint16_t(group)) + "; retrying");
+          Task t{ReqKind::kRekeyIke};
+          t.group = group;
+          sa.tasks.push_front(std::move(t));
+          return;
+        }
+      }
+      LogLine(LogLevel::kWarning, sa.handle, ReasonForNotify(err->type),
+              "IKE SA rekey refused with " + NotifyText(err->type) +
+                  "; the IKE SA stays as it is");
+      return;
+    }
+    const auto* sa_payload = wire::FindFirst<wire::SaPayload>(ps);
+    const auto* ke_payload = wire::FindFirst<wire::KePayload>(ps);
+    const auto* nonce = wire::FindFirst<wire::NoncePayload>(ps);
+    crypto::Bytes peer_spi;
+    std::optional<crypto::TransformSet> set;
+    if (sa_payload)
+      set = AcceptChosen(*sa_payload, wire::ProtocolId::kIke, r.offered,
+                         &peer_spi);
+    if (!set || peer_spi.size() != 8 || SpiFromBytes64(peer_spi) == 0 ||
+        !ke_payload || ke_payload->group != r.ke->group() ||
+        set->ke != r.ke->group() || !nonce || nonce->data.size() < 16 ||
+        nonce->data.size() > 256 ||
+        !crypto::ValidatePeerKeValue(set->ke, View(ke_payload->data)).ok()) {
+      LogLine(LogLevel::kWarning, sa.handle, FailureReason::kInvalidSyntax,
+              "IKE SA rekey answer lacks a valid SA (IKE, 8-octet SPI), KE "
+              "of the offered group or Nr; the IKE SA stays as it is");
+      return;
+    }
+    auto shared = r.ke->ComputeSharedSecret(View(ke_payload->data));
+    if (!shared.ok()) return;
+    SwitchToRekeyed(sa, /*we_initiated=*/true, *set, View(*shared), r.nonce,
+                    nonce->data, r.spi, SpiFromBytes64(peer_spi));
+  }
+
+  // Responder side of an IKE SA rekey. Answers on the old SA, then moves.
+  void AnswerRekeyIke(IkeSa& sa, const wire::Header& h,
+                      const std::vector<wire::Payload>& ps,
+                      const wire::SaPayload& offer, const crypto::Bytes& ni) {
+    if (sa.pending || sa.retired) {
+      // Our own request is outstanding on this SA; the peer retries later.
+      SendResponse(sa, h, h.exchange, {Notify(NotifyType::kTemporaryFailure)});
+      return;
+    }
+    auto ours = IkeSetsOf(sa);
+    auto selected = crypto::SelectProposal(wire::ProtocolId::kIke, ours,
+                                           ToCryptoProposals(offer, false));
+    if (!selected.ok() || selected->spi.size() != 8 ||
+        SpiFromBytes64(selected->spi) == 0) {
+      SendResponse(sa, h, h.exchange, {Notify(NotifyType::kNoProposalChosen)});
+      LogLine(LogLevel::kWarning, sa.handle, FailureReason::kNoProposalChosen,
+              "IKE SA rekey from peer: no acceptable IKE proposal with an "
+              "8-octet SPI");
+      return;
+    }
+    const crypto::TransformSet& set = selected->transforms;
+    const auto* kp = wire::FindFirst<wire::KePayload>(ps);
+    if (!kp || kp->group != set.ke) {
+      SendResponse(sa, h, h.exchange,
+                   {Notify(NotifyType::kInvalidKePayload, GroupBytes(set.ke))});
+      return;
+    }
+    auto ke = crypto::KeyExchange::Generate(set.ke, random_);
+    if (!ke.ok() || !crypto::ValidatePeerKeValue(set.ke, View(kp->data)).ok()) {
+      SendResponse(sa, h, h.exchange, {Notify(NotifyType::kInvalidSyntax)});
+      return;
+    }
+    auto shared = (*ke)->ComputeSharedSecret(View(kp->data));
+    if (!shared.ok()) {
+      SendResponse(sa, h, h.exchange, {Notify(NotifyType::kInvalidSyntax)});
+      return;
+    }
+    uint64_t new_spi = NewIkeSpi();
+    crypto::Bytes nr = random_.Generate(kNonceSize);
+    SendResponse(
+        sa, h, h.exchange,
+        {wire::MakePayload(BuildChosen(set, wire::ProtocolId::kIke,
+                                       selected->proposal_number,
+                                       SpiBytes(new_spi), true)),
+         wire::MakePayload(wire::NoncePayload{nr}),
+         wire::MakePayload(wire::KePayload{set.ke, (*ke)->public_value()})});
+    SwitchToRekeyed(sa, /*we_initiated=*/false, set, View(*shared), ni, nr,
+                    new_spi, SpiFromBytes64(selected->spi));
+  }
+
+  // Keys the new IKE SA, moves `sa` (handle, CHILD_SAs) onto it and leaves
+  // the old SPIs and keys in a retired SA that only runs its Delete.
+  void SwitchToRekeyed(IkeSa& sa, bool we_initiated,
+                       const crypto::TransformSet& set, ByteView shared,
+                       const crypto::Bytes& nonce_i_or_ours,
+                       const crypto::Bytes& nonce_other, uint64_t our_new_spi,
+                       uint64_t peer_new_spi) {
+    // Nonces in the roles of the rekey exchange (2.18).
+    const crypto::Bytes& ni = nonce_i_or_ours;
+    const crypto::Bytes& nr = nonce_other;
+    uint64_t new_spi_i = we_initiated ? our_new_spi : peer_new_spi;
+    uint64_t new_spi_r = we_initiated ? peer_new_spi : our_new_spi;
+    auto skeyseed = crypto::ComputeRekeySkeyseed(
+        sa.set.prf, View(sa.keys.sk_d), shared, View(ni), View(nr));
+    if (!skeyseed.ok()) return;
+    auto keys = crypto::DeriveIkeSaKeys(set, View(*skeyseed), View(ni),
+                                        View(nr), View(SpiBytes(new_spi_i)),
+                                        View(SpiBytes(new_spi_r)));
+    if (!keys.ok()) {
+      LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
+              "IKE SA rekey: " + keys.error().message);
+      return;
+    }
+    IkeSa& old = NewSa(sa.initiator);
+    old.retired = true;
+    old.state = State::kDeleting;
+    old.spi_i = sa.spi_i;
+    old.spi_r = sa.spi_r;
+    old.local = sa.local;
+    old.remote = sa.remote;
+    old.nat_local = sa.nat_local;
+    old.nat_remote = sa.nat_remote;
+    old.policy = sa.policy;
+    old.set = sa.set;
+    old.keys = std::move(sa.keys);
+    old.next_request_id = sa.next_request_id;
+    old.expected_request_id = sa.expected_request_id;
+    old.has_response = sa.has_response;
+    old.response_id = sa.response_id;
+    old.response = std::move(sa.response);
+    old.peer = sa.peer;
+    by_spi_[old.our_spi()] = old.handle;
+    if (!sa.initiator)
+      init_index_.erase(
+          {sa.spi_i, sa.init_remote.address.value, sa.init_remote.port});
+
+    sa.initiator = we_initiated;
+    sa.spi_i = new_spi_i;
+    sa.spi_r = new_spi_r;
+    sa.set = set;
+    sa.keys = std::move(*keys);
+    sa.ni = ni;
+    sa.nr = nr;
+    sa.next_request_id = 0;
+    sa.expected_request_id = 0;
+    sa.has_response = false;
+    sa.response.clear();
+    by_spi_[sa.our_spi()] = sa.handle;
+    Disarm(sa, IkeTimer::kSoftLifetime);
+    Disarm(sa, IkeTimer::kHardLifetime);
+    Disarm(sa, IkeTimer::kDpd);
+    LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+            "IKE SA rekeyed: " + ToHex(SpiBytes(old.spi_i)) + "/" +
+                ToHex(SpiBytes(old.spi_r)) + " -> " +
+                ToHex(SpiBytes(sa.spi_i)) + "/" + ToHex(SpiBytes(sa.spi_r)));
+    if (sa.peer) AnnounceIke(sa);
+    StartIkeTimers(sa);
+    if (we_initiated) {
+      // The initiator of the rekey deletes the old SA on the old SA (2.18).
+      old.tasks.push_back(
+          Task{ReqKind::kDeleteIke, 0, {}, {}, FailureReason::kRekeyed});
+      RunTasks(old);
+    } else {
+      // Bound the wait for the peer's Delete of the old SA.
+      Arm(old, IkeTimer::kHardLifetime, settings_.half_open_timeout);
+    }
+    RunTasks(sa);
+  }
+
   // --- responses to our requests
 
   void OnResponse(IkeSa& sa, const DatagramReceived& d, const wire::Header& h) {
@@ -2291,6 +2542,10 @@ class SaManagerImpl {
       case ReqKind::kDeleteIke:
         RemoveSa(sa, p.delete_reason);
         return;
+      case ReqKind::kRekeyIke:
+        if (h.exchange == ExchangeType::kCreateChildSa && p.ike_rekey)
+          OnRekeyIkeResponse(sa, ps, p);
+        break;
       default:
         break;
     }
