@@ -2343,6 +2343,19 @@ class SaManagerImpl {
           return;
         }
       }
+      if (err->type == NotifyType::kTemporaryFailure) {
+        // The peer is busy, e.g. with its own rekey of this SA crossing
+        // ours (2.8.2, 2.25): try again after a random 1..5 s so that two
+        // crossing attempts do not meet again.
+        uint8_t b[2];
+        random_.Fill(b);
+        Duration delay(1000 + (uint32_t(b[0]) << 8 | b[1]) % 4000);
+        LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+                "IKE SA rekey answered with TEMPORARY_FAILURE; retrying in " +
+                    std::to_string(delay.count()) + " ms");
+        Arm(sa, IkeTimer::kSoftLifetime, delay);
+        return;
+      }
       LogLine(LogLevel::kWarning, sa.handle, ReasonForNotify(err->type),
               "IKE SA rekey refused with " + NotifyText(err->type) +
                   "; the IKE SA stays as it is");

@@ -234,6 +234,28 @@ TEST(IkeRekeyTest, InvalidKeDuringIkeRekey) {
   ExpectRekeyed(e, before);
 }
 
+// Both ends ask at once. Each refuses the other's rekey while its own is
+// outstanding (TEMPORARY_FAILURE) and retries after a random delay, so one
+// rekey goes through and both end on the same single new IKE SA.
+TEST(IkeRekeyTest, SimultaneousIkeRekey) {
+  for (uint64_t seed = 80; seed < 88; ++seed) {
+    SCOPED_TRACE(seed);
+    Established e(seed);
+    Before before(e);
+    e.sim.Feed(*e.a, RekeyRequest{before.handle_a, 0});
+    e.sim.Feed(*e.b, RekeyRequest{before.handle_b, 0});
+    e.sim.RunFor(Duration(30000));
+    ExpectRekeyed(e, before);
+    // The requests did cross: at least one side was told to wait.
+    size_t refused = 0;
+    for (Node* n : {e.a, e.b})
+      for (const auto& l : n->logs)
+        refused += l.text.find("TEMPORARY_FAILURE") != std::string::npos;
+    EXPECT_GT(refused, 0u);
+    ExpectNewSaWorks(e, seed % 2 ? *e.a : *e.b);
+  }
+}
+
 TEST(IkeRekeyTest, RekeyRequestForAnUnknownOrRetiredSaIsIgnored) {
   Established e(75);
   Before before(e);
