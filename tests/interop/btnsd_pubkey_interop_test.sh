@@ -233,6 +233,10 @@ run_case() {
     if ((ok)) && ! grep -q 'event=ike-sa-up.*authenticated=yes' "$work/btnsd.log"; then
       ok=0; why="$why btnsd logged no authenticated ike-sa-up"
     fi
+    # strongSwan must have verified btnsd's signature (ECDSA or Ed25519).
+    if ((ok)) && ! grep -qE "authentication of 'left.example.net' with (ECDSA|ED25519)[A-Z0-9_]* successful" "$dir/charon.log"; then
+      ok=0; why="$why strongSwan logged no public-key authentication of left.example.net"
+    fi
     stop_btnsd || { ok=0; why="$why btnsd exit status not 0"; }
   fi
   stop_charon
