@@ -12,6 +12,7 @@
 #                   entry and a key + certificate identity; strongSwan: x509
 #                   with certs, cacerts and a private key)
 #   cert-ed25519    the same with Ed25519 certificates and an Ed25519 CA
+#   cert-rsa        the same with RSA-2048 certificates and an RSA CA
 #
 # A case passes when both kernels hold the CHILD_SA pair, a ping goes
 # through ESP and the left host's ESP counters show it. Every case prints
@@ -99,9 +100,9 @@ start_charon() {
       local_auth="pubkeys = right.pub"
       remote_auth="pubkeys = left.pub"
       ;;
-    cert-ecdsa | cert-ed25519)
+    cert-ecdsa | cert-ed25519 | cert-rsa)
       local alg=${kind#cert-} suffix
-      [[ $alg == ecdsa ]] && suffix=ecdsa || suffix=ed25519cert
+      case $alg in ed25519) suffix=ed25519cert ;; *) suffix=$alg ;; esac
       cp "$configs/keys/right-$suffix.key" "$sw/pkcs8/right.key"
       cp "$configs/keys/right-$suffix.crt" "$sw/x509/right.crt"
       cp "$configs/keys/ca-$alg.crt" "$sw/x509ca/ca.crt"
@@ -233,8 +234,8 @@ run_case() {
     if ((ok)) && ! grep -q 'event=ike-sa-up.*authenticated=yes' "$work/btnsd.log"; then
       ok=0; why="$why btnsd logged no authenticated ike-sa-up"
     fi
-    # strongSwan must have verified btnsd's signature (ECDSA or Ed25519).
-    if ((ok)) && ! grep -qE "authentication of 'left.example.net' with (ECDSA|ED25519)[A-Z0-9_]* successful" "$dir/charon.log"; then
+    # strongSwan must have verified btnsd's signature (ECDSA, Ed25519, RSA).
+    if ((ok)) && ! grep -qE "authentication of 'left.example.net' with (ECDSA|ED25519|RSA)[A-Z0-9_]* successful" "$dir/charon.log"; then
       ok=0; why="$why strongSwan logged no public-key authentication of left.example.net"
     fi
     stop_btnsd || { ok=0; why="$why btnsd exit status not 0"; }
@@ -257,7 +258,7 @@ run_case() {
   return 0
 }
 
-for kind in rawkey-ed25519 cert-ecdsa cert-ed25519; do
+for kind in rawkey-ed25519 cert-ecdsa cert-ed25519 cert-rsa; do
   for role in initiator responder; do
     run_case "$kind" "$role"
   done
