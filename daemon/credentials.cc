@@ -40,6 +40,16 @@ CredentialLoad LoadCredentials(const ike::policy::PolicySnapshot& snapshot) {
       }
       load.store.trust_anchors.emplace(file, std::move(chain.value()));
     }
+    for (const auto& file : entry.pinned_key_files) {
+      if (load.store.pinned_keys.count(file) != 0) continue;
+      auto key = ike::crypto::LoadPublicKeyFile(file);
+      if (!key.ok()) {
+        load.errors.push_back("pad entry " + entry.name + ": " +
+                              key.error().message);
+        continue;
+      }
+      load.store.pinned_keys.emplace(file, std::move(key.value()));
+    }
   }
   return load;
 }

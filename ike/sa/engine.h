@@ -363,6 +363,10 @@ struct CredentialStore {
   std::map<std::string, LocalCredential> local;
   // By file name as written in policy::PadEntry::ca_files.
   std::map<std::string, std::vector<crypto::Certificate>> trust_anchors;
+  // By file name as written in policy::PadEntry::pinned_key_files: a peer
+  // with a pinned key may sign without sending any CERT payload (keys
+  // configured on both sides), so the key itself must be at hand.
+  std::map<std::string, crypto::PublicKey> pinned_keys;
 };
 
 struct EngineSettings {

@@ -1390,6 +1390,30 @@ class SaManagerImpl {
     PeerIdentity identity;
   };
 
+  // The key a pinned-key PAD entry for `id` names, for a peer that signed
+  // without sending a CERT payload. Only keys whose fingerprint the entry
+  // pins are returned, so a stale key file cannot widen the policy.
+  std::optional<crypto::PublicKey> PinnedKeyFor(const IkeSa& sa,
+                                                const policy::Identity& id) {
+    for (const auto& entry : sa.policy->pad.entries()) {
+      if (entry.auth != policy::PeerAuthMethod::kPinnedKey ||
+          !entry.peer_id.Matches(id))
+        continue;
+      for (const auto& file : entry.pinned_key_files) {
+        auto it = credentials_.pinned_keys.find(file);
+        if (it == credentials_.pinned_keys.end()) continue;
+        auto fp = it->second.Fingerprint();
+        policy::Sha256 sha;
+        std::copy(fp.begin(), fp.end(), sha.begin());
+        if (std::find(entry.pinned_keys.begin(), entry.pinned_keys.end(),
+                      sha) != entry.pinned_keys.end())
+          return it->second;
+      }
+      return std::nullopt;  // the first matching entry decides (RFC 4301)
+    }
+    return std::nullopt;
+  }
+
   // PAD lookup and AUTH verification of the peer's IKE_AUTH message.
   std::variant<PeerAuthResult, Failure> VerifyPeer(
       IkeSa& sa, const std::vector<wire::Payload>& ps, bool peer_is_initiator,
@@ -1426,11 +1450,18 @@ class SaManagerImpl {
       case wire::AuthMethod::kEcdsa521:
       case wire::AuthMethod::kDigitalSignature: {
         const wire::CertPayload* cert = wire::FindFirst<wire::CertPayload>(ps);
-        if (!cert)
-          return deny(FailureReason::kAuthenticationFailed,
-                      "signature AUTH without a CERT payload (no key to "
-                      "verify with)");
-        if (cert->encoding == wire::CertEncoding::kRawPublicKey) {
+        if (!cert) {
+          // Keys configured on both sides (RFC 7670 section 3 allows not
+          // sending the key): use the key pinned by the PAD entry that
+          // matches the peer's ID.
+          key = PinnedKeyFor(sa, creds.id);
+          if (!key)
+            return deny(FailureReason::kAuthenticationFailed,
+                        "signature AUTH without a CERT payload, and no PAD "
+                        "entry for " + creds.id.ToString() +
+                            " pins a key to verify it with");
+          creds.auth = policy::PresentedAuth::kRawPublicKey;
+        } else if (cert->encoding == wire::CertEncoding::kRawPublicKey) {
           auto k = crypto::PublicKey::FromSpki(View(cert->data),
                                                "peer CERT (raw public key)");
           if (!k.ok())
