@@ -111,6 +111,16 @@ struct ChildNegotiation {
   ChildSaHandle peer_created = 0;
 };
 
+// A peer's IKE SA rekey we answered while our own was outstanding (2.8.2):
+// which of the two new IKE SAs survives is known once ours is answered.
+struct PeerRekey {
+  crypto::TransformSet set;
+  crypto::IkeSaKeys keys;
+  crypto::Bytes ni, nr;  // the peer's request nonce, our response nonce
+  uint64_t spi_i = 0;    // the peer's SPI of its new IKE SA
+  uint64_t spi_r = 0;    // ours (reserved in the SPI table)
+};
+
 struct Pending {
   ReqKind kind = ReqKind::kInit;
   uint32_t message_id = 0;
@@ -158,6 +168,7 @@ struct IkeSa {
   uint32_t next_request_id = 0;
   uint32_t expected_request_id = 0;
   std::optional<Pending> pending;
+  std::optional<PeerRekey> peer_rekey;
   std::deque<Task> tasks;
   bool has_response = false;
   uint32_t response_id = 0;
@@ -255,6 +266,15 @@ policy::Lifetime Jittered(policy::Lifetime l, crypto::RandomSource& random) {
                   100;
   if (span > 0) l.soft_seconds -= (uint64_t(r[0]) << 8 | r[1]) % (span + 1);
   return l;
+}
+
+// Nonces compare octet by octet, as unsigned numbers when of equal length
+// (2.8.1, 2.8.2).
+bool NonceLess(const crypto::Bytes& a, const crypto::Bytes& b) {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end());
+}
+const crypto::Bytes& MinNonce(const crypto::Bytes& a, const crypto::Bytes& b) {
+  return NonceLess(a, b) ? a : b;
 }
 
 struct Failure {
@@ -446,7 +466,8 @@ class SaManagerImpl {
       init_index_.erase(
           {sa.spi_i, sa.init_remote.address.value, sa.init_remote.port});
     LogLine(reason == FailureReason::kDeletedLocally ||
-                    reason == FailureReason::kDeletedByPeer
+                    reason == FailureReason::kDeletedByPeer ||
+                    reason == FailureReason::kRekeyed
                 ? LogLevel::kInfo
                 : LogLevel::kWarning,
             sa.handle, reason,
@@ -457,7 +478,14 @@ class SaManagerImpl {
     // The daemon learns of responder SAs only when they come up.
     if ((sa.initiator || sa.announced) && !sa.retired)
       Emit(IkeSaDown{sa.handle, reason, notify});
-    if (sa.our_spi()) by_spi_.erase(sa.our_spi());
+    if (sa.peer_rekey)
+      if (auto it = by_spi_.find(sa.peer_rekey->spi_r);
+          it != by_spi_.end() && it->second == sa.handle)
+        by_spi_.erase(it);
+    if (sa.our_spi())
+      if (auto it = by_spi_.find(sa.our_spi());
+          it != by_spi_.end() && it->second == sa.handle)
+        by_spi_.erase(it);
     auto [first, last] = by_remote_.equal_range(sa.indexed_address);
     for (auto it = first; it != last; ++it)
       if (it->second == sa.handle) {
@@ -491,6 +519,23 @@ class SaManagerImpl {
     Initiate(e->name, std::nullopt, a.local, a.packet);
   }
 
+  // Where an initiation runs from or to when the request does not say: the
+  // tunnel endpoint of the entry, the triggering packet, or the entry's
+  // selector when it names a single address.
+  static std::optional<Endpoint> DefaultEndpoint(
+      const policy::SpdEntry& e,
+      const std::optional<policy::PacketFiveTuple>& trigger, bool local_side) {
+    const auto& tunnel =
+        local_side ? e.protect.tunnel_local : e.protect.tunnel_remote;
+    if (tunnel) return Endpoint{*tunnel, 500};
+    if (trigger)
+      return Endpoint{local_side ? trigger->local : trigger->remote, 500};
+    const auto& range = local_side ? e.selector.local : e.selector.remote;
+    if (range && range->start == range->end)
+      return Endpoint{range->start, 500};
+    return std::nullopt;
+  }
+
   void Initiate(const std::string& entry_name, std::optional<Endpoint> remote,
                 std::optional<Endpoint> local,
                 std::optional<policy::PacketFiveTuple> trigger) {
@@ -502,33 +547,16 @@ class SaManagerImpl {
                   "' does not exist or is not a PROTECT entry");
       return;
     }
+    if (!remote) remote = DefaultEndpoint(*e, trigger, /*local_side=*/false);
     if (!remote) {
-      if (e->protect.tunnel_remote) {
-        remote = Endpoint{*e->protect.tunnel_remote, 500};
-      } else if (trigger) {
-        remote = Endpoint{trigger->remote, 500};
-      } else if (e->selector.remote &&
-                 e->selector.remote->start == e->selector.remote->end) {
-        remote = Endpoint{e->selector.remote->start, 500};
-      } else {
-        LogLine(LogLevel::kError, 0, FailureReason::kPolicyMissing,
-                "initiate: SPD entry '" + entry_name +
-                    "' names no single peer address; give one");
-        return;
-      }
+      LogLine(LogLevel::kError, 0, FailureReason::kPolicyMissing,
+              "initiate: SPD entry '" + entry_name +
+                  "' names no single peer address; give one");
+      return;
     }
-    if (!local) {
-      if (e->protect.tunnel_local) {
-        local = Endpoint{*e->protect.tunnel_local, 500};
-      } else if (trigger) {
-        local = Endpoint{trigger->local, 500};
-      } else if (e->selector.local &&
-                 e->selector.local->start == e->selector.local->end) {
-        local = Endpoint{e->selector.local->start, 500};
-      } else {
-        local = Endpoint{policy::IpAddress{remote->address.family, 0}, 500};
-      }
-    }
+    if (!local) local = DefaultEndpoint(*e, trigger, /*local_side=*/true);
+    if (!local)
+      local = Endpoint{policy::IpAddress{remote->address.family, 0}, 500};
     // Reuse an IKE SA with the same peer and PAD entry.
     auto [first, last] = by_remote_.equal_range(remote->address.value);
     for (auto it = first; it != last; ++it) {
@@ -703,7 +731,11 @@ class SaManagerImpl {
         QueueRekeyIke(*sa);
         break;
       case IkeTimer::kHardLifetime:
-        QueueDeleteIke(*sa, FailureReason::kExpired);
+        if (sa->retired) {
+          RemoveSa(*sa, FailureReason::kRekeyed);  // the peer never deleted it
+        } else {
+          QueueDeleteIke(*sa, FailureReason::kExpired);
+        }
         break;
       case IkeTimer::kDpd:
         if (now_ - sa->last_received >= settings_.dpd_interval) {
@@ -772,7 +804,7 @@ class SaManagerImpl {
       return;
     }
     if (IkeSa* sa = FindSa(r.ike_sa))
-      QueueDeleteIke(*sa, FailureReason::kDeletedLocally);
+      if (!sa->retired) QueueDeleteIke(*sa, FailureReason::kDeletedLocally);
   }
 
   void On(const KernelExpire& e) {
@@ -2172,8 +2204,22 @@ class SaManagerImpl {
       }
     }
     if (delete_ike) {
+      if (sa.peer_rekey && !sa.retired) {
+        // The peer deletes the old IKE SA: its rekey, which crossed ours
+        // and which we answered, survived (2.8.2). Our request on the old
+        // SA is moot.
+        if (sa.pending && sa.pending->child && sa.pending->child->spi_in)
+          spis_.Release(sa.local.address, sa.pending->child->spi_in);
+        ClearPending(sa);
+        IkeSa* old = AdoptPeerRekey(sa);
+        if (!old) return;
+        SendResponse(*old, h, ExchangeType::kInformational, {});
+        RemoveSa(*old, FailureReason::kRekeyed);
+        return;
+      }
       SendResponse(sa, h, ExchangeType::kInformational, {});
-      RemoveSa(sa, FailureReason::kDeletedByPeer);
+      RemoveSa(sa, sa.retired ? FailureReason::kRekeyed
+                              : FailureReason::kDeletedByPeer);
       return;
     }
     if (!deleted_in.empty())
@@ -2360,6 +2406,12 @@ class SaManagerImpl {
                           Pending& p) {
     IkeRekey& r = *p.ike_rekey;
     if (const auto* err = FindError(ps)) {
+      if (sa.peer_rekey) {
+        // The peer refused ours (e.g. it had finished its own first): its
+        // new IKE SA, which we answered, is the one that stays.
+        AdoptPeerRekey(sa);
+        return;
+      }
       if (err->type == NotifyType::kInvalidKePayload && err->data.size() == 2) {
         auto group = wire::KeGroup(uint16_t(err->data[0] << 8 | err->data[1]));
         bool offered = false;
@@ -2375,9 +2427,8 @@ class SaManagerImpl {
         }
       }
       if (err->type == NotifyType::kTemporaryFailure) {
-        // The peer is busy, e.g. with its own rekey of this SA crossing
-        // ours (2.8.2, 2.25): try again after a random 1..5 s so that two
-        // crossing attempts do not meet again.
+        // The peer is busy with a CHILD_SA exchange of this IKE SA
+        // (2.25.1): try again after a random 1..5 s.
         uint8_t b[2];
         random_.Fill(b);
         Duration delay(1000 + (uint32_t(b[0]) << 8 | b[1]) % 4000);
@@ -2400,28 +2451,71 @@ class SaManagerImpl {
     if (sa_payload)
       set = AcceptChosen(*sa_payload, wire::ProtocolId::kIke, r.offered,
                          &peer_spi);
-    if (!set || peer_spi.size() != 8 || SpiFromBytes64(peer_spi) == 0 ||
-        !ke_payload || ke_payload->group != r.ke->group() ||
-        set->ke != r.ke->group() || !nonce || nonce->data.size() < 16 ||
-        nonce->data.size() > 256 ||
-        !crypto::ValidatePeerKeValue(set->ke, View(ke_payload->data)).ok()) {
+    std::optional<crypto::Secret> shared;
+    if (set && peer_spi.size() == 8 && SpiFromBytes64(peer_spi) != 0 &&
+        ke_payload && ke_payload->group == r.ke->group() &&
+        set->ke == r.ke->group() && nonce && nonce->data.size() >= 16 &&
+        nonce->data.size() <= 256 &&
+        crypto::ValidatePeerKeValue(set->ke, View(ke_payload->data)).ok()) {
+      auto s = r.ke->ComputeSharedSecret(View(ke_payload->data));
+      if (s.ok()) shared = std::move(*s);
+    }
+    std::optional<crypto::IkeSaKeys> keys;
+    if (shared)
+      keys = RekeyedKeys(sa, *set, View(*shared), r.nonce, nonce->data, r.spi,
+                         SpiFromBytes64(peer_spi));
+    if (!keys) {
       LogLine(LogLevel::kWarning, sa.handle, FailureReason::kInvalidSyntax,
               "IKE SA rekey answer lacks a valid SA (IKE, 8-octet SPI), KE "
-              "of the offered group or Nr; the IKE SA stays as it is");
+              "of the offered group or Nr");
+      if (sa.peer_rekey) AdoptPeerRekey(sa);
       return;
     }
-    auto shared = r.ke->ComputeSharedSecret(View(ke_payload->data));
-    if (!shared.ok()) return;
-    SwitchToRekeyed(sa, /*we_initiated=*/true, *set, View(*shared), r.nonce,
-                    nonce->data, r.spi, SpiFromBytes64(peer_spi));
+    uint64_t peer_new_spi = SpiFromBytes64(peer_spi);
+    if (!sa.peer_rekey) {
+      SwitchToRekeyed(sa, /*we_initiated=*/true, *set, std::move(*keys),
+                      r.nonce, nonce->data, r.spi, peer_new_spi);
+      return;
+    }
+    // Both sides rekeyed at once (2.8.2): two new IKE SAs exist. The one
+    // created with the lowest of the four nonces is deleted by its
+    // initiator; the CHILD_SAs go to the other, whose initiator deletes the
+    // old IKE SA.
+    PeerRekey& pr = *sa.peer_rekey;
+    bool ours_lose =
+        NonceLess(MinNonce(r.nonce, nonce->data), MinNonce(pr.ni, pr.nr));
+    LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+            std::string("IKE SA rekeys crossed; the new IKE SA with the "
+                        "lowest nonce is ") +
+                (ours_lose ? "ours, we delete it" : "the peer's, it deletes it"));
+    if (ours_lose) {
+      IkeSa& mine = NewRetiredSa(sa, /*initiator=*/true, *set,
+                                 std::move(*keys), r.spi, peer_new_spi);
+      RetireWith(mine, /*we_delete=*/true);
+      AdoptPeerRekey(sa);
+    } else {
+      PeerRekey theirs = std::move(pr);
+      sa.peer_rekey.reset();
+      IkeSa& loser = NewRetiredSa(sa, /*initiator=*/false, theirs.set,
+                                  std::move(theirs.keys), theirs.spi_i,
+                                  theirs.spi_r);
+      RetireWith(loser, /*we_delete=*/false);
+      SwitchToRekeyed(sa, /*we_initiated=*/true, *set, std::move(*keys),
+                      r.nonce, nonce->data, r.spi, peer_new_spi);
+    }
   }
 
-  // Responder side of an IKE SA rekey. Answers on the old SA, then moves.
+  // Responder side of an IKE SA rekey. Answers on the old SA, then moves,
+  // unless our own rekey of this SA is outstanding (then 2.8.2 decides
+  // when its answer comes).
   void AnswerRekeyIke(IkeSa& sa, const wire::Header& h,
                       const std::vector<wire::Payload>& ps,
                       const wire::SaPayload& offer, const crypto::Bytes& ni) {
-    if (sa.pending || sa.retired) {
-      // Our own request is outstanding on this SA; the peer retries later.
+    bool crossing = sa.pending && sa.pending->kind == ReqKind::kRekeyIke &&
+                    sa.pending->ike_rekey && !sa.peer_rekey;
+    if ((sa.pending && !crossing) || sa.retired) {
+      // A CHILD_SA exchange or a delete of ours is outstanding on this SA
+      // (2.25.1), or it is already replaced: the peer retries later.
       SendResponse(sa, h, h.exchange, {Notify(NotifyType::kTemporaryFailure)});
       return;
     }
@@ -2454,7 +2548,13 @@ class SaManagerImpl {
       return;
     }
     uint64_t new_spi = NewIkeSpi();
+    uint64_t peer_spi = SpiFromBytes64(selected->spi);
     crypto::Bytes nr = random_.Generate(kNonceSize);
+    auto keys = RekeyedKeys(sa, set, View(*shared), ni, nr, peer_spi, new_spi);
+    if (!keys) {
+      SendResponse(sa, h, h.exchange, {Notify(NotifyType::kNoProposalChosen)});
+      return;
+    }
     SendResponse(
         sa, h, h.exchange,
         {wire::MakePayload(BuildChosen(set, wire::ProtocolId::kIke,
@@ -2462,52 +2562,94 @@ class SaManagerImpl {
                                        SpiBytes(new_spi), true)),
          wire::MakePayload(wire::NoncePayload{nr}),
          wire::MakePayload(wire::KePayload{set.ke, (*ke)->public_value()})});
-    SwitchToRekeyed(sa, /*we_initiated=*/false, set, View(*shared), ni, nr,
-                    new_spi, SpiFromBytes64(selected->spi));
+    if (crossing) {
+      // Reserve our new SPI; the SA is keyed when the collision resolves.
+      by_spi_[new_spi] = sa.handle;
+      sa.peer_rekey =
+          PeerRekey{set, std::move(*keys), ni, nr, peer_spi, new_spi};
+      return;
+    }
+    SwitchToRekeyed(sa, /*we_initiated=*/false, set, std::move(*keys), ni, nr,
+                    peer_spi, new_spi);
   }
 
-  // Keys the new IKE SA, moves `sa` (handle, CHILD_SAs) onto it and leaves
-  // the old SPIs and keys in a retired SA that only runs its Delete.
-  void SwitchToRekeyed(IkeSa& sa, bool we_initiated,
-                       const crypto::TransformSet& set, ByteView shared,
-                       const crypto::Bytes& nonce_i_or_ours,
-                       const crypto::Bytes& nonce_other, uint64_t our_new_spi,
-                       uint64_t peer_new_spi) {
-    // Nonces in the roles of the rekey exchange (2.18).
-    const crypto::Bytes& ni = nonce_i_or_ours;
-    const crypto::Bytes& nr = nonce_other;
-    uint64_t new_spi_i = we_initiated ? our_new_spi : peer_new_spi;
-    uint64_t new_spi_r = we_initiated ? peer_new_spi : our_new_spi;
+  // SKEYSEED and the keys of a new IKE SA from `sa` (2.18), nonces and SPIs
+  // in the roles of the rekey exchange.
+  std::optional<crypto::IkeSaKeys> RekeyedKeys(IkeSa& sa,
+                                               const crypto::TransformSet& set,
+                                               ByteView shared,
+                                               const crypto::Bytes& ni,
+                                               const crypto::Bytes& nr,
+                                               uint64_t spi_i, uint64_t spi_r) {
     auto skeyseed = crypto::ComputeRekeySkeyseed(
         sa.set.prf, View(sa.keys.sk_d), shared, View(ni), View(nr));
-    if (!skeyseed.ok()) return;
+    if (!skeyseed.ok()) return std::nullopt;
     auto keys = crypto::DeriveIkeSaKeys(set, View(*skeyseed), View(ni),
-                                        View(nr), View(SpiBytes(new_spi_i)),
-                                        View(SpiBytes(new_spi_r)));
+                                        View(nr), View(SpiBytes(spi_i)),
+                                        View(SpiBytes(spi_r)));
     if (!keys.ok()) {
       LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
               "IKE SA rekey: " + keys.error().message);
-      return;
+      return std::nullopt;
     }
-    IkeSa& old = NewSa(sa.initiator);
-    old.retired = true;
-    old.state = State::kDeleting;
-    old.spi_i = sa.spi_i;
-    old.spi_r = sa.spi_r;
-    old.local = sa.local;
-    old.remote = sa.remote;
-    old.nat_local = sa.nat_local;
-    old.nat_remote = sa.nat_remote;
-    old.policy = sa.policy;
-    old.set = sa.set;
-    old.keys = std::move(sa.keys);
+    return std::move(*keys);
+  }
+
+  // An IKE SA that carries nothing and is only there to run or answer the
+  // Delete exchange of a superseded set of SPIs; its end is not reported.
+  IkeSa& NewRetiredSa(const IkeSa& like, bool initiator,
+                      const crypto::TransformSet& set, crypto::IkeSaKeys keys,
+                      uint64_t spi_i, uint64_t spi_r) {
+    IkeSa& r = NewSa(initiator);
+    r.retired = true;
+    r.state = State::kDeleting;
+    r.spi_i = spi_i;
+    r.spi_r = spi_r;
+    r.local = like.local;
+    r.remote = like.remote;
+    r.nat_local = like.nat_local;
+    r.nat_remote = like.nat_remote;
+    r.policy = like.policy;
+    r.set = set;
+    r.keys = std::move(keys);
+    r.peer = like.peer;
+    by_spi_[r.our_spi()] = r.handle;
+    return r;
+  }
+
+  // The retired SA deletes itself (we created it) or waits, bounded, for
+  // the peer's Delete.
+  void RetireWith(IkeSa& r, bool we_delete) {
+    if (we_delete) {
+      r.tasks.push_back(
+          Task{ReqKind::kDeleteIke, 0, {}, {}, FailureReason::kRekeyed});
+      RunTasks(r);
+    } else {
+      Arm(r, IkeTimer::kHardLifetime, settings_.half_open_timeout);
+    }
+  }
+
+  // Moves `sa` (handle, CHILD_SAs, queued tasks) onto the new IKE SA and
+  // leaves the old SPIs and keys in a retired SA, which is returned. The
+  // initiator of the surviving rekey deletes the old SA (2.18, 2.8.2).
+  IkeSa* SwitchToRekeyed(IkeSa& sa, bool we_initiated,
+                         const crypto::TransformSet& set,
+                         crypto::IkeSaKeys keys, const crypto::Bytes& ni,
+                         const crypto::Bytes& nr, uint64_t new_spi_i,
+                         uint64_t new_spi_r) {
+    if (sa.peer_rekey) {
+      if (auto it = by_spi_.find(sa.peer_rekey->spi_r);
+          it != by_spi_.end() && it->second == sa.handle)
+        by_spi_.erase(it);
+      sa.peer_rekey.reset();
+    }
+    IkeSa& old = NewRetiredSa(sa, sa.initiator, sa.set, std::move(sa.keys),
+                              sa.spi_i, sa.spi_r);
     old.next_request_id = sa.next_request_id;
     old.expected_request_id = sa.expected_request_id;
     old.has_response = sa.has_response;
     old.response_id = sa.response_id;
     old.response = std::move(sa.response);
-    old.peer = sa.peer;
-    by_spi_[old.our_spi()] = old.handle;
     if (!sa.initiator)
       init_index_.erase(
           {sa.spi_i, sa.init_remote.address.value, sa.init_remote.port});
@@ -2516,7 +2658,7 @@ class SaManagerImpl {
     sa.spi_i = new_spi_i;
     sa.spi_r = new_spi_r;
     sa.set = set;
-    sa.keys = std::move(*keys);
+    sa.keys = std::move(keys);
     sa.ni = ni;
     sa.nr = nr;
     sa.next_request_id = 0;
@@ -2533,16 +2675,22 @@ class SaManagerImpl {
                 ToHex(SpiBytes(sa.spi_i)) + "/" + ToHex(SpiBytes(sa.spi_r)));
     if (sa.peer) AnnounceIke(sa);
     StartIkeTimers(sa);
-    if (we_initiated) {
-      // The initiator of the rekey deletes the old SA on the old SA (2.18).
-      old.tasks.push_back(
-          Task{ReqKind::kDeleteIke, 0, {}, {}, FailureReason::kRekeyed});
-      RunTasks(old);
-    } else {
-      // Bound the wait for the peer's Delete of the old SA.
-      Arm(old, IkeTimer::kHardLifetime, settings_.half_open_timeout);
-    }
+    IkeSaHandle old_handle = old.handle;
+    RetireWith(old, we_initiated);
     RunTasks(sa);
+    return FindSa(old_handle);
+  }
+
+  // Our rekey failed or lost while we had answered the peer's own (2.8.2,
+  // 2.25.2): the peer's new IKE SA is the one both sides keep. Returns the
+  // retired old SA, which waits for the peer's Delete.
+  IkeSa* AdoptPeerRekey(IkeSa& sa) {
+    PeerRekey pr = std::move(*sa.peer_rekey);
+    LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+            "IKE SA rekeys crossed; the peer's new IKE SA is kept");
+    return SwitchToRekeyed(sa, /*we_initiated=*/false, pr.set,
+                           std::move(pr.keys), pr.ni, pr.nr, pr.spi_i,
+                           pr.spi_r);
   }
 
   // --- responses to our requests
@@ -2793,6 +2941,23 @@ class SaManagerImpl {
                child.rekeys, child.spd_entry};
         t.group = group;
         sa.tasks.push_front(std::move(t));
+        return;
+      }
+    }
+    if (const auto* err = FindError(ps);
+        err && err->type == NotifyType::kTemporaryFailure && child.rekeys) {
+      // The peer is busy with this CHILD_SA or the IKE SA (2.25): the
+      // rekey is tried again after a random 1..5 s.
+      ChildSa* c = sa.FindChild(child.rekeys);
+      if (c && c->state == ChildState::kActive) {
+        uint8_t b[2];
+        random_.Fill(b);
+        Duration delay(1000 + (uint32_t(b[0]) << 8 | b[1]) % 4000);
+        LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+                "CHILD_SA rekey answered with TEMPORARY_FAILURE; retrying in " +
+                    std::to_string(delay.count()) + " ms");
+        spis_.Release(sa.local.address, child.spi_in);
+        Arm(*c, ChildTimer::kSoft, delay);
         return;
       }
     }

@@ -18,6 +18,14 @@ inline void ExpectClean(const Node& n) {
   EXPECT_EQ(n.errors, 0u) << n.name;
 }
 
+// No moment where a live CHILD_SA had no SA to carry its traffic
+// (Simulation::CheckContinuity).
+inline void ExpectContinuous(const Node& n) {
+  std::string all;
+  for (const auto& g : n.continuity_gaps) all += g + "\n";
+  EXPECT_TRUE(n.continuity_gaps.empty()) << all;
+}
+
 inline void ExpectEstablished(const Node& a, const Node& b) {
   EXPECT_EQ(a.manager->ike_sa_count(), 1u);
   EXPECT_EQ(b.manager->ike_sa_count(), 1u);

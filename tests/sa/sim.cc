@@ -26,6 +26,44 @@ Node& Simulation::AddNode(const std::string& name, const std::string& address,
 void Simulation::Feed(Node& n, const Event& e) {
   Actions actions = n.manager->Handle(e, now_);
   Execute(n, actions);
+  ++events_;
+  CheckContinuity();
+}
+
+void Simulation::CheckContinuity() {
+  for (auto& [name, n] : nodes_) {
+    std::set<uint32_t> reqids;
+    for (const auto& p : n->spd) reqids.insert(p.reqid);
+    for (uint32_t reqid : reqids) {
+      bool in = false, out = false;
+      for (const auto& [k, sa] : n->sad)
+        if (sa.reqid == reqid)
+          (sa.direction == SaDirection::kInbound ? in : out) = true;
+      if (!in || !out)
+        n->continuity_gaps.push_back(
+            "event " + std::to_string(events_) + ": " + name + " reqid " +
+            std::to_string(reqid) + " has policies but no " +
+            (in ? "outbound" : "inbound") + " SA");
+    }
+    // The newest outbound SA of each reqid is what the kernel uses.
+    std::map<uint32_t, std::pair<uint64_t, const InstallChildSa*>> newest;
+    for (const auto& [k, sa] : n->sad) {
+      if (sa.direction != SaDirection::kOutbound) continue;
+      uint64_t order = n->install_order[k];
+      auto& slot = newest[sa.reqid];
+      if (!slot.second || order > slot.first) slot = {order, &sa};
+    }
+    for (const auto& [reqid, slot] : newest) {
+      for (auto& [peer_name, peer] : nodes_) {
+        if (peer->address != slot.second->destination) continue;
+        if (peer->retired_inbound.count(slot.second->spi))
+          n->continuity_gaps.push_back(
+              "event " + std::to_string(events_) + ": " + name +
+              " sends on outbound spi " + std::to_string(slot.second->spi) +
+              " which " + peer_name + " removed as rekeyed");
+      }
+    }
+  }
 }
 
 void Simulation::Execute(Node& n, Actions& actions) {
@@ -74,9 +112,25 @@ void Simulation::Execute(Node& n, Actions& actions) {
       if (n.sad.count(key)) bad("SA installed twice: spi " + std::to_string(i->spi));
       if (i->direction == SaDirection::kInbound) n.spis->Consumed(i->spi);
       n.sad[key] = *i;
+      n.install_order[key] = install_sequence_++;
+      n.sad_trace.push_back(
+          std::string(i->direction == SaDirection::kInbound ? "+in " : "+out ") +
+          std::to_string(i->spi) + " reqid " + std::to_string(i->reqid));
     } else if (auto* d = std::get_if<DeleteChildSa>(&a)) {
       if (!n.sad.erase({d->destination.value, d->spi}))
         bad("deleting unknown SA spi " + std::to_string(d->spi));
+      n.install_order.erase({d->destination.value, d->spi});
+      n.sad_trace.push_back(
+          std::string(d->direction == SaDirection::kInbound ? "-in " : "-out ") +
+          std::to_string(d->spi));
+      if (d->direction == SaDirection::kInbound) {
+        // Rekeyed or not is told by the ChildSaDown of the same batch.
+        for (auto& later : actions)
+          if (auto* cd = std::get_if<ChildSaDown>(&later))
+            if (cd->child_sa == d->child_sa &&
+                cd->reason == FailureReason::kRekeyed)
+              n.retired_inbound.insert(d->spi);
+      }
     } else if (auto* p = std::get_if<InstallPolicy>(&a)) {
       n.spd.push_back(*p);
     } else if (auto* r = std::get_if<RemovePolicy>(&a)) {

@@ -66,6 +66,17 @@ struct Node {
   std::vector<ArmTimer> armed;
   size_t errors = 0;  // actions that made no sense (deleting unknown SAs)
   std::vector<std::string> error_texts;
+  // The SAD changes in order ("+in 3221225472 reqid 1", "-out ..."), and
+  // the order in which the SAs now present were installed (the kernel
+  // sends on the newest outbound SA of a reqid).
+  std::vector<std::string> sad_trace;
+  std::map<SadKey, uint64_t> install_order;
+  // Inbound SPIs removed because a rekey replaced them (ChildSaDown
+  // kRekeyed): the peer must no longer be sending on them.
+  std::set<uint32_t> retired_inbound;
+  // Moments where traffic of a live CHILD_SA had no SA to use (see
+  // Simulation::CheckContinuity).
+  std::vector<std::string> continuity_gaps;
 
   bool Logged(FailureReason r) const {
     for (const auto& l : logs)
@@ -121,6 +132,11 @@ class Simulation {
   std::function<void(Datagram&)> tamper;
   size_t delivered = 0, dropped = 0;
 
+  // After every event: each reqid with policies has an inbound and an
+  // outbound SA on its node, and no node still sends on an SA that its peer
+  // removed as replaced by a rekey. Violations go to Node::continuity_gaps.
+  void CheckContinuity();
+
  private:
   void Execute(Node& n, Actions& actions);
   bool NextEvent(Instant limit);
@@ -128,6 +144,8 @@ class Simulation {
   std::mt19937_64 rng_;
   Instant now_{std::chrono::hours(1)};
   uint64_t sequence_ = 0;
+  uint64_t install_sequence_ = 0;
+  uint64_t events_ = 0;
   std::map<std::string, std::unique_ptr<Node>> nodes_;
   std::vector<Datagram> in_flight_;
 };
