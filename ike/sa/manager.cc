@@ -319,13 +319,17 @@ class SaManagerImpl {
               names.end())
         names.push_back(e.protect.ike_proposals);
     if (names.empty()) names.push_back("default-ike");
+    responder_certreq_ = AllCaHashes();
     for (const auto& n : names) {
       policy::ProposalSet set = IkeProposalSet(n);
       for (auto& s : ExpandProposals(set, wire::ProtocolId::kIke, false))
         responder_ike_sets_.push_back(s);
     }
   }
-  void SetCredentials(CredentialStore c) { credentials_ = std::move(c); }
+  void SetCredentials(CredentialStore c) {
+    credentials_ = std::move(c);
+    responder_certreq_ = AllCaHashes();
+  }
 
   size_t ike_sa_count() const { return sas_.size(); }
   size_t half_open_count() const { return half_open_count_; }
@@ -415,6 +419,53 @@ class SaManagerImpl {
 
   void SendBytes(IkeSa& sa, const std::vector<uint8_t>& bytes) {
     Emit(SendDatagram{sa.local, sa.remote, bytes, sa.marker()});
+  }
+
+  // ------------------------------------------------------------ CERTREQ
+
+  // The Certification Authority field of a CERTREQ (RFC 7296 3.7): SHA-1
+  // of the SubjectPublicKeyInfo of each trust anchor of `entry`, appended
+  // to `out` unless already there.
+  void AppendCaHashes(const policy::PadEntry& entry, crypto::Bytes& out) const {
+    if (entry.auth != policy::PeerAuthMethod::kCa) return;
+    for (const auto& file : entry.ca_files) {
+      auto it = credentials_.trust_anchors.find(file);
+      if (it == credentials_.trust_anchors.end()) continue;
+      for (const auto& cert : it->second) {
+        auto sha1 = Botan::HashFunction::create_or_throw("SHA-1");
+        const auto& spki = cert.public_key().spki_der();
+        sha1->update(spki.data(), spki.size());
+        auto digest = sha1->final_stdvec();
+        bool known = false;
+        for (size_t i = 0; i + 20 <= out.size() && !known; i += 20)
+          known = std::equal(digest.begin(), digest.end(), out.begin() + i);
+        if (!known) out.insert(out.end(), digest.begin(), digest.end());
+      }
+    }
+  }
+  // A responder does not know its peer in IKE_SA_INIT: every CA entry.
+  crypto::Bytes AllCaHashes() const {
+    crypto::Bytes out;
+    if (policy_)
+      for (const auto& e : policy_->pad.entries()) AppendCaHashes(e, out);
+    return out;
+  }
+  static void AppendCertReq(crypto::Bytes hashes,
+                            std::vector<wire::Payload>& ps) {
+    if (hashes.empty()) return;
+    ps.push_back(wire::MakePayload(
+        wire::CertReqPayload{wire::CertEncoding::kX509Signature,
+                             std::move(hashes)}));
+  }
+  // We always send our certificate chain or raw key with a signature, so a
+  // CERTREQ is already honoured; it is logged for the operator.
+  void NoteCertReq(const IkeSa& sa, const std::vector<wire::Payload>& ps) {
+    for (const auto& p : ps)
+      if (auto* r = std::get_if<wire::CertReqPayload>(&p.body))
+        LogLine(LogLevel::kDebug, sa.handle, FailureReason::kNone,
+                "peer sent CERTREQ (encoding " +
+                    std::to_string(int(r->encoding)) + ") naming CA key " +
+                    "hashes [" + ToHex(r->authority) + "]");
   }
 
   // ------------------------------------------------------------ SA table
@@ -1167,6 +1218,7 @@ class SaManagerImpl {
     m.payloads.push_back(
         wire::MakePayload(wire::KePayload{set.ke, (*ke)->public_value()}));
     m.payloads.push_back(wire::MakePayload(wire::NoncePayload{sa.nr}));
+    AppendCertReq(responder_certreq_, m.payloads);
     AppendInitNotifies(sa, m.payloads);
     auto bytes = wire::EncodeMessage(m);
     if (!bytes.ok()) {
@@ -1198,6 +1250,7 @@ class SaManagerImpl {
 
   // NAT detection (2.23) and the peer's announced capabilities.
   void ReadInitNotifies(IkeSa& sa, const std::vector<wire::Payload>& ps) {
+    NoteCertReq(sa, ps);
     bool saw_src = false, src_match = false;
     for (const auto& p : ps) {
       auto* n = std::get_if<wire::NotifyPayload>(&p.body);
@@ -1751,6 +1804,9 @@ class SaManagerImpl {
     idi.data = a.id.data;
     ps.push_back(wire::MakePayload(std::move(idi)));
     for (auto& c : a.certs) ps.push_back(wire::MakePayload(std::move(c)));
+    crypto::Bytes hashes;
+    AppendCaHashes(*sa.pad, hashes);
+    AppendCertReq(std::move(hashes), ps);
     ps.push_back(wire::MakePayload(std::move(a.auth)));
     AppendChildOffer(sa, *child, ps, false);
     AppendSelectors(ps, child->ts_i, child->ts_r);
@@ -1818,6 +1874,7 @@ class SaManagerImpl {
                      const std::vector<wire::Payload>& ps) {
     if (d.remote != sa.remote) sa.remote = d.remote;  // floated to 4500
     sa.local = d.local;
+    NoteCertReq(sa, ps);
     auto verified = VerifyPeer(sa, ps, true, View(sa.init_request),
                                View(sa.nr));
     if (auto* f = std::get_if<Failure>(&verified)) {
@@ -2993,6 +3050,7 @@ class SaManagerImpl {
   ChildSaHandle next_child_handle_ = 1;
   uint32_t next_reqid_ = 1;
   std::vector<crypto::TransformSet> responder_ike_sets_;
+  crypto::Bytes responder_certreq_;  // CA hashes for IKE_SA_INIT responses
 
   crypto::Bytes cookie_secret_, previous_cookie_secret_;
   uint8_t cookie_version_ = 0;

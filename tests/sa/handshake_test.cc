@@ -230,6 +230,114 @@ TEST(HandshakeTest, CertificateSignatureWithCaValidation) {
   ExpectClean(nb2);
 }
 
+// RFC 7296 3.7: a side with CA-validated PAD entries asks for certificates
+// with CERTREQ (SHA-1 of each trust anchor's SubjectPublicKeyInfo): the
+// responder in IKE_SA_INIT, the initiator in IKE_AUTH. The other side
+// answers with its certificate. No CERTREQ without CA entries.
+TEST(HandshakeTest, CertReqNamesTheTrustAnchors) {
+  const std::string dir = "tests/fixtures/crypto/keys/";
+  auto ee_key = crypto::LoadPrivateKeyFile(dir + "p256.pem");
+  auto chain = crypto::LoadCertificateChainFile(dir + "ee.crt");
+  auto ca = crypto::LoadCertificateChainFile(dir + "ca.crt");
+  ASSERT_TRUE(ee_key.ok() && chain.ok() && ca.ok());
+  auto sha1 = Botan::HashFunction::create_or_throw("SHA-1");
+  const auto& spki = (*ca)[0].public_key().spki_der();
+  sha1->update(spki.data(), spki.size());
+  std::vector<uint8_t> ca_hash = sha1->final_stdvec();
+  std::string ca_hex;
+  for (uint8_t x : ca_hash) {
+    const char* digits = "0123456789abcdef";
+    ca_hex += digits[x >> 4];
+    ca_hex += digits[x & 15];
+  }
+
+  // "c" trusts the CA for "d"; "d" has the CA-issued certificate and a
+  // pinned entry for c's raw key.
+  auto key_c = MakeEd25519("key c");
+  policy::Identity d_id =
+      policy::Identity::DerDn((*chain)[0].subject_der(), (*chain)[0].subject());
+  PolicyBuilder c, d;
+  c.Identity("me", policy::Identity::Fqdn("c.example"),
+             policy::CredentialKind::kRawKey);
+  policy::PadEntry by_ca;
+  by_ca.name = "d";
+  by_ca.peer_id.kind = policy::IdMatcher::Kind::kExact;
+  by_ca.peer_id.exact = d_id;
+  by_ca.auth = policy::PeerAuthMethod::kCa;
+  by_ca.ca_files = {"ca.crt"};
+  by_ca.remote_ts = {HostTs(kB)};
+  by_ca.local_identity = "me";
+  c.Pad(by_ca).Spd(ProtectEntry("c-d", kA, kB, "d"));
+  d.Identity("me", d_id, policy::CredentialKind::kCertificate);
+  policy::PadEntry pinned_c;
+  pinned_c.name = "c";
+  pinned_c.peer_id = MatchFqdn("c.example");
+  pinned_c.auth = policy::PeerAuthMethod::kPinnedKey;
+  pinned_c.pinned_keys = {FingerprintOf(key_c)};
+  pinned_c.remote_ts = {HostTs(kA)};
+  pinned_c.local_identity = "me";
+  d.Pad(pinned_c).Spd(ProtectEntry("d-c", kB, kA, "c"));
+  CredentialStore cc, cd;
+  cc.local["me"].private_key = key_c;
+  cc.trust_anchors["ca.crt"] = *ca;
+  cd.local["me"].private_key = *ee_key;
+  cd.local["me"].certificate_chain = *chain;
+  auto logged = [&](const Node& n) {
+    for (const auto& l : n.logs)
+      if (l.text.find("CERTREQ") != std::string::npos &&
+          l.text.find("[" + ca_hex + "]") != std::string::npos)
+        return true;
+    return false;
+  };
+
+  for (bool c_initiates : {true, false}) {
+    SCOPED_TRACE(c_initiates ? "c initiates" : "d initiates");
+    Simulation sim(8);
+    Node& nc = sim.AddNode("c", kA, c.Build(), cc);
+    Node& nd = sim.AddNode("d", kB, d.Build(), cd);
+    sim.Feed(c_initiates ? nc : nd, Initiate(c_initiates ? "c-d" : "d-c"));
+    sim.RunFor(Duration(1000));
+    if (c_initiates) {
+      ExpectEstablished(nc, nd);
+    } else {
+      ExpectEstablished(nd, nc);
+      // c's IKE_SA_INIT response carries the CERTREQ in clear.
+      ASSERT_GE(nc.sent.size(), 1u);
+      auto msg = wire::DecodeMessage(nc.sent[0].bytes);
+      ASSERT_TRUE(msg.ok());
+      const auto* req = wire::FindFirst<wire::CertReqPayload>(msg->payloads);
+      ASSERT_NE(req, nullptr);
+      EXPECT_EQ(req->encoding, wire::CertEncoding::kX509Signature);
+      EXPECT_EQ(req->authority, ca_hash);
+      // d's own IKE_SA_INIT request asks for nothing.
+      auto first = wire::DecodeMessage(nd.sent[0].bytes);
+      ASSERT_TRUE(first.ok());
+      EXPECT_EQ(wire::FindFirst<wire::CertReqPayload>(first->payloads),
+                nullptr);
+    }
+    // d saw the CERTREQ (in IKE_AUTH or IKE_SA_INIT) and sent its
+    // certificate, which c validated against the CA.
+    EXPECT_TRUE(logged(nd));
+    EXPECT_FALSE(logged(nc));
+    EXPECT_EQ(nc.ike_up[0].peer.auth, PeerAuthKind::kCertificate);
+  }
+
+  // Without CA entries nobody asks.
+  Simulation sim(9);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, p.a);
+  Node& b = sim.AddNode("b", kB, p.b);
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(1000));
+  ExpectEstablished(a, b);
+  auto resp = wire::DecodeMessage(b.sent[0].bytes);
+  ASSERT_TRUE(resp.ok());
+  EXPECT_EQ(wire::FindFirst<wire::CertReqPayload>(resp->payloads), nullptr);
+  for (const Node* n : {&a, &b})
+    for (const auto& l : n->logs)
+      EXPECT_EQ(l.text.find("CERTREQ"), std::string::npos) << l.text;
+}
+
 TEST(HandshakeTest, InvalidKePayloadRetriesWithRequestedGroup) {
   auto p = MakePskPair();
   // A offers P-256 first and X25519 second; B accepts only X25519.
