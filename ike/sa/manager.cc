@@ -151,6 +151,7 @@ struct IkeSa {
   Endpoint local, remote;
   Endpoint init_remote;  // responder: where IKE_SA_INIT came from
   policy::Uint128 indexed_address = 0;  // key in by_remote_
+  policy::Uint128 indexed_local = 0;    // with it, the key in by_pair_
   bool nat_local = false, nat_remote = false;
   policy::PolicySnapshotPtr policy;
   const policy::PadEntry* pad = nullptr;  // known after IKE_AUTH (responder)
@@ -543,7 +544,27 @@ class SaManagerImpl {
         by_remote_.erase(it);
         break;
       }
+    auto [pfirst, plast] =
+        by_pair_.equal_range(PairKey(sa.indexed_address, sa.indexed_local));
+    for (auto it = pfirst; it != plast; ++it)
+      if (it->second == sa.handle) {
+        by_pair_.erase(it);
+        break;
+      }
     sas_.erase(sa.handle);  // destroys `sa`
+  }
+
+  static uint64_t PairKey(policy::Uint128 remote, policy::Uint128 local) {
+    uint64_t r = uint64_t(remote) ^ uint64_t(remote >> 64);
+    uint64_t l = uint64_t(local) ^ uint64_t(local >> 64);
+    return r * 0x9e3779b97f4a7c15ull ^ (l + 0x632be59bd9b4e019ull + (r << 6));
+  }
+  void IndexByPeer(IkeSa& sa) {
+    sa.indexed_address = sa.remote.address.value;
+    sa.indexed_local = sa.local.address.value;
+    by_remote_.emplace(uint64_t(sa.indexed_address), sa.handle);
+    by_pair_.emplace(PairKey(sa.indexed_address, sa.indexed_local),
+                     sa.handle);
   }
 
   IkeSa* FindSa(IkeSaHandle h) {
@@ -609,7 +630,14 @@ class SaManagerImpl {
     if (!local)
       local = Endpoint{policy::IpAddress{remote->address.family, 0}, 500};
     // Reuse an IKE SA with the same peer and PAD entry.
-    auto [first, last] = by_remote_.equal_range(remote->address.value);
+    // With a given local address only SAs between the same two addresses
+    // qualify: look them up by the pair rather than scanning every SA with
+    // this peer (a gateway may hold thousands to one address).
+    bool any_local = local->address.value == 0;
+    auto [first, last] =
+        any_local ? by_remote_.equal_range(remote->address.value)
+                  : by_pair_.equal_range(
+                        PairKey(remote->address.value, local->address.value));
     for (auto it = first; it != last; ++it) {
       IkeSa* sa = FindSa(it->second);
       if (!sa) continue;
@@ -647,8 +675,7 @@ class SaManagerImpl {
     sa.remote = *remote;
     sa.spi_i = NewIkeSpi();
     by_spi_[sa.spi_i] = sa.handle;
-    sa.indexed_address = sa.remote.address.value;
-    by_remote_.emplace(sa.indexed_address, sa.handle);
+    IndexByPeer(sa);
     sa.pad = policy_->pad.Find(e->protect.peer);
     if (!sa.pad) {
       RemoveSa(sa, FailureReason::kPolicyMissing);
@@ -1179,8 +1206,7 @@ class SaManagerImpl {
     sa.spi_i = h.initiator_spi;
     sa.spi_r = NewIkeSpi();
     by_spi_[sa.spi_r] = sa.handle;
-    sa.indexed_address = sa.remote.address.value;
-    by_remote_.emplace(sa.indexed_address, sa.handle);
+    IndexByPeer(sa);
     sa.set = set;
     sa.ni = nonce->data;
     sa.nr = random_.Generate(kNonceSize);
@@ -3044,6 +3070,8 @@ class SaManagerImpl {
   std::unordered_map<ChildSaHandle, IkeSaHandle> child_owner_;
   // IKE SAs by the peer address they were set up with (reuse on initiate).
   std::unordered_multimap<uint64_t, IkeSaHandle> by_remote_;
+  // The same by (peer address, local address).
+  std::unordered_multimap<uint64_t, IkeSaHandle> by_pair_;
   std::unordered_map<uint32_t, ChildSaHandle> spi_to_child_;
   size_t half_open_count_ = 0;
   IkeSaHandle next_handle_ = 1;
