@@ -77,6 +77,9 @@ struct SaInfo {
   bool compression = false;
   std::string policy_name;
   std::string algorithms;  // e.g. "ENCR_AES_GCM_16-256"
+  // The kernel reqid of the child SA's ESP SAs (the same across its
+  // rekeys); 0 when unknown. A latched socket is pinned to it.
+  uint32_t kernel_reqid = 0;
   // The child SA's traffic selectors (local side, remote side).
   std::vector<TrafficSelector> local_ts;
   std::vector<TrafficSelector> remote_ts;
@@ -181,6 +184,19 @@ class SaDirectory {
   virtual Status RequestProtection(const ProtectionRequest& request) = 0;
   // One sink at a time; nullptr detaches.
   virtual void Subscribe(SaEventSink* sink) = 0;
+  // Binds a latched socket to the SA it latched on (a per-socket policy
+  // that only that SA's reqid satisfies), so that its traffic never leaves
+  // under another SA, whatever peer that SA has. Called with the socket
+  // during the request only. Default: no enforcement in the kernel.
+  virtual Status PinSocket(int /*socket_fd*/, const SaInfo& /*sa*/) {
+    return Status::Ok();
+  }
+  // A failure recorded for this socket after an earlier request (e.g. the
+  // host at the connected address authenticated as someone other than the
+  // pToken asked for), so the application can read why connect() failed.
+  virtual std::optional<Status> SocketFailure(int /*socket_fd*/) {
+    return std::nullopt;
+  }
 };
 
 }  // namespace btns_api

@@ -177,6 +177,38 @@ std::optional<Endpoint> FromSockaddr(const sockaddr_storage& ss) {
   return std::nullopt;
 }
 
+// The source address the kernel would choose for `remote`, for a socket
+// bound to the wildcard address: a UDP connect() only looks up the route.
+std::optional<IpAddress> SourceAddressFor(const Endpoint& remote) {
+  sockaddr_storage ss{};
+  socklen_t length;
+  const std::vector<uint8_t> bytes = remote.address.ToBytes();
+  if (remote.address.family == ike::policy::IpFamily::kV4) {
+    auto& sin = reinterpret_cast<sockaddr_in&>(ss);
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons(remote.port != 0 ? remote.port : 9);
+    std::memcpy(&sin.sin_addr, bytes.data(), 4);
+    length = sizeof(sockaddr_in);
+  } else {
+    auto& sin6 = reinterpret_cast<sockaddr_in6&>(ss);
+    sin6.sin6_family = AF_INET6;
+    sin6.sin6_port = htons(remote.port != 0 ? remote.port : 9);
+    std::memcpy(&sin6.sin6_addr, bytes.data(), 16);
+    length = sizeof(sockaddr_in6);
+  }
+  const int probe = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (probe < 0) return std::nullopt;
+  std::optional<IpAddress> out;
+  sockaddr_storage local{};
+  socklen_t local_length = sizeof(local);
+  if (connect(probe, reinterpret_cast<sockaddr*>(&ss), length) == 0 &&
+      getsockname(probe, reinterpret_cast<sockaddr*>(&local), &local_length) == 0) {
+    if (auto endpoint = FromSockaddr(local)) out = endpoint->address;
+  }
+  close(probe);
+  return out;
+}
+
 // What the server learns from a descriptor the client passed: the
 // descriptor itself is the authorization, so every fact comes from it.
 // The protocol and listening state cost a syscall each and are read only
@@ -254,6 +286,13 @@ std::string ErrorReply(uint64_t id, const Status& s) {
   r.mutable_error()->set_reason(static_cast<uint32_t>(s.why));
   r.mutable_error()->set_why(s.message);
   return r.SerializeAsString();
+}
+
+bool SingleReqid(const std::vector<SaInfo>& sas) {
+  if (sas.empty() || sas.front().kernel_reqid == 0) return false;
+  for (const SaInfo& sa : sas)
+    if (sa.kernel_reqid != sas.front().kernel_reqid) return false;
+  return true;
 }
 
 std::optional<std::string> WantedPeer(const pb::PToken& t) {
@@ -424,6 +463,12 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
   switch (req.body_case()) {
     case pb::Request::kGetSocketPtoken:
     case pb::Request::kSubscribeLatch: {
+      if (fds.size() >= 1) {
+        if (std::optional<Status> failure = directory_.SocketFailure(fds[0])) {
+          fail(*failure);
+          return;
+        }
+      }
       SocketFacts f;
       if (!need_socket(&f)) return;
       const bool subscribe = req.body_case() == pb::Request::kSubscribeLatch;
@@ -463,6 +508,17 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
           return;
         }
         latch = &latches_.CreateConnectionLatch(s.id, f.Key(), conv, sas, expected);
+        // Enforce the latch in the kernel when one SA carries the
+        // conversation; with several, pinning could pick one the peer's
+        // inbound policy does not expect.
+        if (latch->latched && latch->state == LatchState::kEstablished &&
+            SingleReqid(sas)) {
+          Status pinned = directory_.PinSocket(fds[0], *latch->latched);
+          if (!pinned.ok()) {
+            fail(pinned);
+            return;
+          }
+        }
         if (Latch* listener = latches_.FindListenerFor(s.id, conv)) {
           LatchAlert a;
           a.latch_id = listener->id;
@@ -558,6 +614,11 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
         return;
       }
       FiveTuple conv{f.local, *remote, f.Protocol()};
+      // An unbound or wildcard-bound sender: its datagram will leave from
+      // the address the route gives, so that is the conversation's.
+      if (send && f.local.address.value == 0) {
+        if (auto source = SourceAddressFor(*remote)) conv.local.address = *source;
+      }
       // A socket bound to the wildcard address may name the datagram's
       // destination address, never another port than its own.
       if (!send && req.lookup_datagram().has_local() && f.local.address.value == 0) {

@@ -1,16 +1,26 @@
 #include "daemon/api_bridge.h"
 
 #include <grp.h>
-#include <sys/stat.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <fcntl.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <utility>
 
 #include "btns_api/epoll_runner.h"
 #include "btns_api/server.h"
+#include "daemon/kernel_translate.h"
 #include "daemon/log.h"
+
+#ifndef SO_COOKIE
+#define SO_COOKIE 57
+#endif
 
 namespace btnsd::daemon {
 
@@ -54,6 +64,21 @@ btns_api::PeerIdentity ToApiPeer(const ike::sa::PeerIdentity& peer) {
   return out;
 }
 
+// How long a socket given a pToken before connect() may wait for its SA.
+constexpr auto kWaitForSa = std::chrono::seconds(30);
+// Reqids near the top of the owned band mark sockets still waiting.
+constexpr uint32_t kWaitingReqids = 1024;
+constexpr uint32_t kTrapReqids = 4096;
+constexpr size_t kMaxFailures = 1024;
+constexpr size_t kMaxWaitingSockets = 1024;
+
+std::optional<uint64_t> SocketCookie(int fd) {
+  uint64_t cookie = 0;
+  socklen_t length = sizeof(cookie);
+  if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &length) != 0) return std::nullopt;
+  return cookie;
+}
+
 ike::policy::PacketFiveTuple ToPacket(const btns_api::FiveTuple& t) {
   ike::policy::PacketFiveTuple packet;
   packet.local = t.local.address;
@@ -69,7 +94,10 @@ ike::policy::PacketFiveTuple ToPacket(const btns_api::FiveTuple& t) {
 ApiBridge::ApiBridge(ike::policy::PolicySnapshotPtr snapshot)
     : snapshot_(std::move(snapshot)) {}
 
-ApiBridge::~ApiBridge() = default;
+ApiBridge::~ApiBridge() {
+  for (auto& [reqid, socket] : waiting_sockets_)
+    if (socket.fd >= 0) close(socket.fd);
+}
 
 void ApiBridge::SetPoster(Poster poster) {
   std::lock_guard lock(mu_);
@@ -79,6 +107,16 @@ void ApiBridge::SetPoster(Poster poster) {
 void ApiBridge::SetInitiator(Initiator initiator) {
   std::lock_guard lock(mu_);
   initiator_ = std::move(initiator);
+}
+
+void ApiBridge::SetSocketPolicies(kernel_glue::XfrmInterface* xfrm) {
+  std::lock_guard lock(mu_);
+  xfrm_ = xfrm;
+}
+
+size_t ApiBridge::waiting_socket_count() const {
+  std::lock_guard lock(mu_);
+  return waiting_sockets_.size();
 }
 
 void ApiBridge::UpdatePolicy(ike::policy::PolicySnapshotPtr snapshot) {
@@ -152,6 +190,10 @@ SaInfo ApiBridge::BuildInfo(const ike::sa::ChildSaUp& up,
   info.compression = false;
   info.local_ts = up.local_ts;
   info.remote_ts = up.remote_ts;
+  auto reqid = pending_reqids_.find(up.child_sa);
+  if (reqid != pending_reqids_.end() && snapshot_)
+    info.kernel_reqid =
+        KernelReqid(reqid->second, ToKernelTags(snapshot_->daemon.ownership));
   return info;
 }
 
@@ -187,14 +229,24 @@ void ApiBridge::OnIkeSaUp(const ike::sa::IkeSaUp& up) {
 void ApiBridge::AddChild(const ike::sa::ChildSaUp& up, const IkeSaRecord* ike) {
   SaInfo info = BuildInfo(up, ike);
   pending_algorithms_.erase(up.child_sa);
+  pending_reqids_.erase(up.child_sa);
   children_[up.child_sa] = info;
   Emit(SaEventKind::kUp, info);
+  for (auto it = waiting_sockets_.begin(); it != waiting_sockets_.end();) {
+    if (it->second.conversation && info.Covers(*it->second.conversation) &&
+        Decide(it->second)) {
+      it = waiting_sockets_.erase(it);
+    } else {
+      ++it;
+    }
+  }
 }
 
 void ApiBridge::OnInstallChildSa(const ike::sa::InstallChildSa& install) {
   if (install.direction != ike::sa::SaDirection::kOutbound) return;
   std::lock_guard lock(mu_);
   pending_algorithms_[install.child_sa] = AlgorithmsText(install.transform);
+  pending_reqids_[install.child_sa] = install.reqid;
 }
 
 void ApiBridge::OnChildSaUp(const ike::sa::ChildSaUp& up) {
@@ -214,6 +266,7 @@ void ApiBridge::OnChildSaUp(const ike::sa::ChildSaUp& up) {
 void ApiBridge::OnChildSaDown(const ike::sa::ChildSaDown& down) {
   std::unique_lock lock(mu_);
   pending_algorithms_.erase(down.child_sa);
+  pending_reqids_.erase(down.child_sa);
   auto waiting = waiting_.find(down.ike_sa);
   if (waiting != waiting_.end()) {
     std::erase_if(waiting->second, [&](const ike::sa::ChildSaUp& up) {
@@ -330,10 +383,56 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
   }
   // A listener's traffic is governed by the SPD; the server keeps its latch.
   if (request.listener) return Status::Ok();
-  if (!request.conversation)
-    return Status::Fail(ENOTCONN, Why::kNotConnected,
-                        "per-socket policies before connect() are not supported "
-                        "yet; connect the socket first");
+  if (!request.conversation) {
+    // Nothing beyond system policy asked for: the SPD alone decides.
+    if (!request.remote_identity && !request.local_identity &&
+        !request.require_privacy && !request.require_integrity)
+      return Status::Ok();
+    if (request.require_tunnel)
+      return Status::Fail(ENOTSUP, Why::kNotSupported,
+                          "a tunnel per socket is not supported; the SPD "
+                          "decides the mode");
+    if (xfrm_ == nullptr || request.socket_fd < 0)
+      return Status::Fail(ENOTSUP, Why::kNotSupported,
+                          "btnsd cannot set per-socket policies here");
+    ExpireWaiting();
+    if (waiting_sockets_.size() >= kMaxWaitingSockets)
+      return Status::Fail(EAGAIN, Why::kTooLarge,
+                          "too many sockets are waiting for their SA; retry");
+    WaitingSocket waiting;
+    waiting.caller = request.caller;
+    waiting.remote_identity = request.remote_identity;
+    if (request.local_identity) {
+      const ike::policy::LocalIdentity* identity =
+          snapshot->FindIdentity(*request.local_identity);
+      waiting.local_identity =
+          identity ? identity->id.ToString() : *request.local_identity;
+    }
+    waiting.require_privacy = request.require_privacy;
+    waiting.deadline = std::chrono::steady_clock::now() + kWaitForSa;
+    waiting.reqid = NextWaitingReqid();
+    if (waiting.reqid == 0)
+      return Status::Fail(EAGAIN, Why::kTooLarge,
+                          "no free reqid for a waiting socket; retry");
+    // Our own reference, so the socket can be bound or blocked once the
+    // peer is known; closed as soon as that is decided.
+    waiting.fd = fcntl(request.socket_fd, F_DUPFD_CLOEXEC, 0);
+    if (waiting.fd < 0)
+      return Status::Fail(errno, Why::kInternal,
+                          std::string("cannot keep the socket: ") +
+                              std::strerror(errno));
+    Status set = SetSocketReqid(waiting.fd, waiting.reqid);
+    if (!set.ok()) {
+      close(waiting.fd);
+      return set;
+    }
+    BTNSD_LOG(Level::kInfo, "api-socket-waiting",
+              {"reqid", static_cast<uint64_t>(waiting.reqid)},
+              {"peer", waiting.remote_identity.value_or("any")},
+              {"uid", static_cast<uint64_t>(request.caller.uid)});
+    waiting_sockets_.emplace(waiting.reqid, std::move(waiting));
+    return Status::Ok();
+  }
   const btns_api::FiveTuple& tuple = *request.conversation;
   const ike::policy::PacketFiveTuple packet = ToPacket(tuple);
   const ike::policy::SpdEntry* entry = snapshot->spd.Lookup(packet);
@@ -366,6 +465,182 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
             {"conversation", tuple.ToString()},
             {"uid", static_cast<uint64_t>(request.caller.uid)});
   return Status::Ok();
+}
+
+uint32_t ApiBridge::NextWaitingReqid() {
+  if (!snapshot_) return 0;
+  const KernelTags tags = ToKernelTags(snapshot_->daemon.ownership);
+  // Engine reqids count up from reqid_min, trap policies count down from
+  // reqid_max (one per SPD entry): waiting sockets use the 1024 reqids below
+  // the top 4096, so a trap's larval state never stands for one of them.
+  const uint32_t span = tags.ownership.reqid_max - tags.ownership.reqid_min;
+  if (span < 2 * (kTrapReqids + kWaitingReqids)) return 0;
+  const uint32_t top = tags.ownership.reqid_max - kTrapReqids;
+  for (uint32_t tries = 0; tries < kWaitingReqids; ++tries) {
+    const uint32_t reqid = top - (next_waiting_++ % kWaitingReqids);
+    if (!waiting_sockets_.count(reqid)) return reqid;
+  }
+  return 0;
+}
+
+btns_api::Status ApiBridge::SetSocketReqid(int fd, uint32_t reqid) {
+  for (auto direction : {kernel_glue::Direction::kOut, kernel_glue::Direction::kIn}) {
+    kernel_glue::SocketPolicy policy;
+    policy.direction = direction;
+    policy.action = kernel_glue::PolicyAction::kProtect;
+    kernel_glue::PolicyTemplate templ;
+    templ.mode = kernel_glue::Mode::kTransport;
+    templ.reqid = reqid;
+    policy.templates.push_back(templ);
+    kernel_glue::Status status = xfrm_->SetSocketPolicy(fd, policy);
+    if (!status.ok())
+      return Status::Fail(status.error().error_number, Why::kInternal,
+                          status.error().ToString());
+  }
+  return Status::Ok();
+}
+
+void ApiBridge::OnKernelAcquire(const kernel_glue::AcquireEvent& acquire) {
+  std::unique_lock lock(mu_);
+  auto it = waiting_sockets_.find(acquire.templ.reqid);
+  if (it == waiting_sockets_.end()) return;
+  auto local = FromKernel(acquire.selector.src);
+  auto remote = FromKernel(acquire.selector.dst);
+  if (!local || !remote) return;
+  btns_api::FiveTuple conversation;
+  conversation.local = {*local, acquire.selector.src_port};
+  conversation.remote = {*remote, acquire.selector.dst_port};
+  conversation.protocol = acquire.selector.protocol;
+  it->second.conversation = conversation;
+  BTNSD_LOG(Level::kInfo, "api-socket-acquire",
+            {"reqid", static_cast<uint64_t>(acquire.templ.reqid)},
+            {"conversation", conversation.ToString()});
+  if (Decide(it->second)) waiting_sockets_.erase(it);
+  std::vector<SaEvent> events;
+  events.swap(outbox_);
+  lock.unlock();
+  for (const auto& event : events) Deliver(event);
+}
+
+bool ApiBridge::Decide(WaitingSocket& socket) {
+  if (!socket.conversation) return false;
+  const btns_api::FiveTuple& conversation = *socket.conversation;
+  const SaInfo* chosen = nullptr;
+  for (const auto& [handle, info] : children_)
+    if (info.Covers(conversation)) chosen = &info;  // newest last
+  if (chosen == nullptr) {
+    // The SPD must protect this traffic for IKE to start at all.
+    const ike::policy::SpdEntry* entry =
+        snapshot_ ? snapshot_->spd.Lookup(ToPacket(conversation)) : nullptr;
+    if (entry == nullptr || entry->action != ike::policy::SpdAction::kProtect) {
+      Refuse(socket, Status::Fail(EACCES, entry ? Why::kNotSupported : Why::kLocalSpdBlock,
+                                  "no PROTECT entry of the SPD covers " +
+                                      conversation.ToString() +
+                                      (entry ? " (entry '" + entry->name + "' does not protect)"
+                                             : "")));
+      return true;
+    }
+    return false;  // IKE is running (the engine saw the same ACQUIRE)
+  }
+  const SaInfo& sa = *chosen;
+  const std::string where = conversation.remote.address.ToString();
+  if (socket.remote_identity && sa.peer.id != *socket.remote_identity) {
+    Refuse(socket, Status::Fail(ECONNREFUSED, Why::kPeerMismatch,
+                                "the host at " + where + " authenticated as '" +
+                                    sa.peer.id + "', not '" +
+                                    *socket.remote_identity +
+                                    "'; nothing was sent to it"));
+    return true;
+  }
+  if (socket.local_identity && sa.local.id != *socket.local_identity) {
+    Refuse(socket, Status::Fail(EACCES, Why::kPolicyForbids,
+                                "the SA with " + where + " presents '" + sa.local.id +
+                                    "', not '" + *socket.local_identity +
+                                    "' (the PAD entry chooses the local identity)"));
+    return true;
+  }
+  if (socket.require_privacy && !sa.privacy) {
+    Refuse(socket, Status::Fail(EACCES, Why::kPolicyForbids,
+                                "the SA with " + where + " does not encrypt"));
+    return true;
+  }
+  if (sa.kernel_reqid == 0 || sa.tunnel) {
+    Refuse(socket, Status::Fail(ENOTSUP, Why::kNotSupported,
+                                "the SA with " + where +
+                                    " cannot carry one socket (tunnel mode)"));
+    return true;
+  }
+  Status bound = SetSocketReqid(socket.fd, sa.kernel_reqid);
+  if (!bound.ok()) {
+    Refuse(socket, bound);
+    return true;
+  }
+  BTNSD_LOG(Level::kInfo, "api-socket-bound", {"conversation", conversation.ToString()},
+            {"peer", sa.peer.id}, {"reqid", static_cast<uint64_t>(sa.kernel_reqid)});
+  close(socket.fd);
+  socket.fd = -1;
+  return true;
+}
+
+void ApiBridge::Refuse(WaitingSocket& socket, const Status& why) {
+  // Blocked first, so not even a reset leaves; then the pending connect()
+  // ends (ECONNRESET for TCP) and the reason waits for the application.
+  for (auto direction : {kernel_glue::Direction::kOut, kernel_glue::Direction::kIn}) {
+    kernel_glue::SocketPolicy block;
+    block.direction = direction;
+    block.action = kernel_glue::PolicyAction::kDiscard;
+    (void)xfrm_->SetSocketPolicy(socket.fd, block);
+  }
+  if (auto cookie = SocketCookie(socket.fd)) {
+    if (socket_failures_.size() >= kMaxFailures && !failure_order_.empty()) {
+      socket_failures_.erase(failure_order_.front());
+      failure_order_.erase(failure_order_.begin());
+    }
+    socket_failures_[*cookie] = why;
+    failure_order_.push_back(*cookie);
+  }
+  shutdown(socket.fd, SHUT_RDWR);
+  BTNSD_LOG(Level::kWarning, "api-socket-refused",
+            {"conversation", socket.conversation ? socket.conversation->ToString() : "-"},
+            {"uid", static_cast<uint64_t>(socket.caller.uid)}, {"reason", why.message});
+  close(socket.fd);
+  socket.fd = -1;
+}
+
+void ApiBridge::ExpireWaiting() {
+  if (waiting_sockets_.empty()) return;
+  const auto now = std::chrono::steady_clock::now();
+  for (auto it = waiting_sockets_.begin(); it != waiting_sockets_.end();) {
+    if (it->second.deadline <= now) {
+      Refuse(it->second,
+             Status::Fail(ETIMEDOUT, Why::kSaSetupFailed,
+                          "no SA came up for " +
+                              (it->second.conversation
+                                   ? it->second.conversation->ToString()
+                                   : std::string("the socket (it never sent)")) +
+                              " in 30 s"));
+      it = waiting_sockets_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+Status ApiBridge::PinSocket(int socket_fd, const SaInfo& sa) {
+  std::lock_guard lock(mu_);
+  if (xfrm_ == nullptr || sa.kernel_reqid == 0 || sa.tunnel) return Status::Ok();
+  return SetSocketReqid(socket_fd, sa.kernel_reqid);
+}
+
+std::optional<Status> ApiBridge::SocketFailure(int socket_fd) {
+  std::lock_guard lock(mu_);
+  ExpireWaiting();
+  if (socket_failures_.empty()) return std::nullopt;
+  auto cookie = SocketCookie(socket_fd);
+  if (!cookie) return std::nullopt;
+  auto it = socket_failures_.find(*cookie);
+  if (it == socket_failures_.end()) return std::nullopt;
+  return it->second;
 }
 
 // ------------------------------------------------------------ ApiService

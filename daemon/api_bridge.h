@@ -11,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -24,6 +25,7 @@
 #include "btns_api/sa_directory.h"
 #include "ike/policy/snapshot.h"
 #include "ike/sa/engine.h"
+#include "kernel_glue/xfrm_interface.h"
 
 namespace btns_api {
 class Server;
@@ -47,6 +49,13 @@ class ApiBridge : public btns_api::SaDirectory {
   // Without a poster, events reach the sink on the notifying thread (tests).
   void SetPoster(Poster poster);
   void SetInitiator(Initiator initiator);
+  // Where per-socket policies are set (only setsockopt on descriptors the
+  // API passed; no netlink traffic, so no kernel lock). Without it the API
+  // cannot bind sockets to SAs and refuses requests that need it.
+  void SetSocketPolicies(kernel_glue::XfrmInterface* xfrm);
+  // Every ACQUIRE the kernel raised (kernel thread): those of a socket
+  // waiting for its SA tell which conversation it is.
+  void OnKernelAcquire(const kernel_glue::AcquireEvent& acquire);
   void UpdatePolicy(ike::policy::PolicySnapshotPtr snapshot);
 
   // Engine notifications, in the order the engine emits them.
@@ -67,8 +76,27 @@ class ApiBridge : public btns_api::SaDirectory {
   btns_api::Status RequestProtection(
       const btns_api::ProtectionRequest& request) override;
   void Subscribe(btns_api::SaEventSink* sink) override;
+  btns_api::Status PinSocket(int socket_fd,
+                             const btns_api::SaInfo& sa) override;
+  std::optional<btns_api::Status> SocketFailure(int socket_fd) override;
+
+  size_t waiting_socket_count() const;
 
  private:
+  // A socket given a pToken before connect(): it carries a per-socket
+  // policy whose reqid no SA has, so its first packet raises ACQUIRE and
+  // nothing leaves; once an SA covering its conversation is up, the peer is
+  // checked and the socket is bound to that SA's reqid or blocked.
+  struct WaitingSocket {
+    uint32_t reqid = 0;
+    int fd = -1;  // our duplicate, closed when decided
+    btns_api::Caller caller;
+    std::optional<std::string> remote_identity;
+    std::optional<std::string> local_identity;  // the identity's ID text
+    bool require_privacy = false;
+    std::optional<btns_api::FiveTuple> conversation;  // from the ACQUIRE
+    std::chrono::steady_clock::time_point deadline;
+  };
   struct IkeSaRecord {
     btns_api::PeerIdentity peer;
     std::string pad_entry;
@@ -82,6 +110,13 @@ class ApiBridge : public btns_api::SaDirectory {
   // Must hold mu_; the event is delivered later, outside the lock.
   void Emit(btns_api::SaEventKind kind, const btns_api::SaInfo& sa);
   void Deliver(const btns_api::SaEvent& event);
+  // Must hold mu_. True when the socket was bound or refused.
+  bool Decide(WaitingSocket& socket);
+  // Must hold mu_.
+  void Refuse(WaitingSocket& socket, const btns_api::Status& why);
+  void ExpireWaiting();
+  btns_api::Status SetSocketReqid(int fd, uint32_t reqid);
+  uint32_t NextWaitingReqid();
 
   mutable std::mutex mu_;
   ike::policy::PolicySnapshotPtr snapshot_;
@@ -92,6 +127,13 @@ class ApiBridge : public btns_api::SaDirectory {
   std::map<ike::sa::IkeSaHandle, std::vector<ike::sa::ChildSaUp>> waiting_;
   // Algorithms of CHILD_SAs installed but not yet announced.
   std::map<ike::sa::ChildSaHandle, std::string> pending_algorithms_;
+  std::map<ike::sa::ChildSaHandle, uint32_t> pending_reqids_;
+  std::map<uint32_t, WaitingSocket> waiting_sockets_;  // by reqid
+  // Refusals by SO_COOKIE, oldest first out beyond kMaxFailures.
+  std::map<uint64_t, btns_api::Status> socket_failures_;
+  std::vector<uint64_t> failure_order_;
+  uint32_t next_waiting_ = 0;
+  kernel_glue::XfrmInterface* xfrm_ = nullptr;
   std::vector<btns_api::SaEvent> outbox_;
   btns_api::SaEventSink* sink_ = nullptr;
   Poster poster_;

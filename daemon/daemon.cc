@@ -575,6 +575,7 @@ void Daemon::KernelEventsReady() {
   const uint16_t ike_port = snapshot_->daemon.ike_port;
   for (const auto& event : events.value()) {
     if (auto* acquire = std::get_if<kernel_glue::AcquireEvent>(&event)) {
+      if (deps_.acquire_observer) deps_.acquire_observer(*acquire);
       auto converted = FromKernelAcquire(*acquire, ike_port);
       if (!converted) continue;
       BTNSD_LOG(Level::kInfo, "kernel-acquire", {"selector", acquire->selector.ToString()});

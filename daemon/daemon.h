@@ -60,6 +60,9 @@ struct DaemonDependencies {
   // Sees every engine action before it is executed, on the protocol thread
   // (the BTNS API's SA table).
   std::function<void(const ike::sa::Action&)> action_observer;
+  // Sees every kernel ACQUIRE, on the kernel thread, before the engine does
+  // (the BTNS API's sockets waiting for their SA).
+  std::function<void(const kernel_glue::AcquireEvent&)> acquire_observer;
 };
 
 struct DaemonCounters {

@@ -118,6 +118,10 @@ int main(int argc, char** argv) {
   deps.action_observer = [&api_bridge](const ike::sa::Action& action) {
     api_bridge.OnAction(action);
   };
+  deps.acquire_observer = [&api_bridge](const kernel_glue::AcquireEvent& acquire) {
+    api_bridge.OnKernelAcquire(acquire);
+  };
+  api_bridge.SetSocketPolicies(kernel.value().get());
 
   btnsd::daemon::Daemon daemon(config_path, loaded.snapshot,
                                std::move(credentials.store), std::move(deps));

@@ -1,11 +1,18 @@
 #include "daemon/api_bridge.h"
 
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <memory>
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "daemon/kernel_translate.h"
+#include "kernel_glue/xfrm_in_memory.h"
 
 namespace btnsd::daemon {
 namespace {
@@ -249,7 +256,139 @@ TEST(ApiBridgeTest, RequestProtectionChecksTheCallersIdentityGrant) {
   EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kNotSupported);
   request.credential_fd = -1;
   request.conversation.reset();
-  EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kNotConnected);
+  // Before connect(), asking nothing more than the SPD is a no-op; asking
+  // for a peer needs per-socket policies, which this bridge was not given.
+  EXPECT_TRUE(bridge.RequestProtection(request).ok());
+  request.remote_identity = "fqdn:bob.example";
+  EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kNotSupported);
+}
+
+ike::sa::IkeSaUp PeerUp(uint64_t ike_sa, const char* fqdn) {
+  ike::sa::IkeSaUp up;
+  up.ike_sa = ike_sa;
+  up.peer.asserted_id = ike::policy::Identity::Fqdn(fqdn);
+  up.peer.auth = ike::sa::PeerAuthKind::kCertificate;
+  up.peer.recorded_identity = std::string("fqdn:") + fqdn;
+  up.peer.pad_entry = "lab";
+  up.peer.authenticated = true;
+  return up;
+}
+
+// A socket given a pToken before connect(): its per-socket policy asks for
+// a reqid no SA has, the ACQUIRE of its first packet names the
+// conversation, and the SA that then covers it decides.
+class WaitingSocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bridge.SetSocketPolicies(&kernel);
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    request.caller.uid = 1000;
+    request.socket_fd = fd;
+    request.remote_identity = "fqdn:bob.example";
+    ASSERT_TRUE(bridge.RequestProtection(request).ok());
+    ASSERT_EQ(bridge.waiting_socket_count(), 1u);
+    // The bridge keeps its own duplicate: find the reqid on it.
+    for (int candidate = fd + 1; candidate < fd + 16; ++candidate) {
+      auto policies = kernel.SocketPolicies(candidate);
+      if (!policies.empty()) {
+        waiting_reqid = policies.back().templates.at(0).reqid;
+        duplicate = candidate;
+      }
+    }
+    ASSERT_NE(waiting_reqid, 0u);
+  }
+  void TearDown() override { close(fd); }
+
+  kernel_glue::AcquireEvent Acquire() {
+    kernel_glue::AcquireEvent acquire;
+    acquire.selector.src = *kernel_glue::IpAddress::Parse("10.0.0.1");
+    acquire.selector.dst = *kernel_glue::IpAddress::Parse("10.0.0.2");
+    acquire.selector.protocol = IPPROTO_TCP;
+    acquire.selector.dst_port = 7777;
+    acquire.templ.reqid = waiting_reqid;
+    return acquire;
+  }
+  void BringUp(uint64_t ike_sa, const char* fqdn, uint64_t child, uint32_t reqid) {
+    bridge.OnAction(PeerUp(ike_sa, fqdn));
+    ike::sa::InstallChildSa install = OutboundInstall(child);
+    install.reqid = reqid;
+    bridge.OnAction(install);
+    bridge.OnAction(ChildUp(ike_sa, child, "10.0.0.1", "10.0.0.2"));
+  }
+
+  kernel_glue::XfrmInMemory kernel;
+  ApiBridge bridge{Policy()};
+  btns_api::ProtectionRequest request;
+  int fd = -1;
+  int duplicate = -1;
+  uint32_t waiting_reqid = 0;
+};
+
+TEST_F(WaitingSocketTest, TheWantedPeerBindsTheSocketToItsSa) {
+  const KernelTags tags = ToKernelTags(Policy()->daemon.ownership);
+  // Not a trap's reqid (those count down from the top of the band).
+  EXPECT_LE(waiting_reqid, tags.ownership.reqid_max - 4096);
+  auto pending = kernel.SocketPolicies(duplicate);
+  ASSERT_EQ(pending.size(), 2u);  // out and in
+  bridge.OnKernelAcquire(Acquire());
+  EXPECT_EQ(bridge.waiting_socket_count(), 1u);  // no SA yet: IKE runs
+  BringUp(7, "bob.example", 70, 5);
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  auto bound = kernel.SocketPolicies(duplicate);
+  ASSERT_EQ(bound.size(), 4u);
+  EXPECT_EQ(bound[2].action, kernel_glue::PolicyAction::kProtect);
+  EXPECT_EQ(bound[2].templates.at(0).reqid, KernelReqid(5, tags));
+  EXPECT_EQ(bound[3].templates.at(0).reqid, KernelReqid(5, tags));
+  EXPECT_FALSE(bridge.SocketFailure(fd).has_value());
+}
+
+TEST_F(WaitingSocketTest, AnotherPeerAtTheAddressBlocksTheSocketWithAReason) {
+  BringUp(8, "carol.example", 80, 6);  // already up when the socket sends
+  bridge.OnKernelAcquire(Acquire());
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  auto policies = kernel.SocketPolicies(duplicate);
+  ASSERT_EQ(policies.size(), 4u);
+  EXPECT_EQ(policies[2].action, kernel_glue::PolicyAction::kDiscard);
+  EXPECT_EQ(policies[3].action, kernel_glue::PolicyAction::kDiscard);
+  std::optional<btns_api::Status> failure = bridge.SocketFailure(fd);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->why, btns_api::Why::kPeerMismatch);
+  EXPECT_EQ(failure->error, ECONNREFUSED);
+  EXPECT_NE(failure->message.find("'fqdn:carol.example', not 'fqdn:bob.example'"),
+            std::string::npos);
+  // Another socket has no such record.
+  int other = socket(AF_INET, SOCK_STREAM, 0);
+  EXPECT_FALSE(bridge.SocketFailure(other).has_value());
+  close(other);
+}
+
+TEST_F(WaitingSocketTest, AnAcquireForAnotherReqidIsNotTheSockets) {
+  kernel_glue::AcquireEvent acquire = Acquire();
+  acquire.templ.reqid = waiting_reqid + 1;
+  BringUp(8, "carol.example", 80, 6);
+  bridge.OnKernelAcquire(acquire);
+  EXPECT_EQ(bridge.waiting_socket_count(), 1u);
+  EXPECT_FALSE(bridge.SocketFailure(fd).has_value());
+}
+
+TEST(ApiBridgeTest, PinSocketBindsALatchedSocketToTheSaReqid) {
+  kernel_glue::XfrmInMemory kernel;
+  ApiBridge bridge(Policy());
+  btns_api::SaInfo sa;
+  sa.kernel_reqid = 0x10005;
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  // Without per-socket policies the latch is only reported, not enforced.
+  EXPECT_TRUE(bridge.PinSocket(fd, sa).ok());
+  bridge.SetSocketPolicies(&kernel);
+  EXPECT_TRUE(bridge.PinSocket(fd, sa).ok());
+  auto policies = kernel.SocketPolicies(fd);
+  ASSERT_EQ(policies.size(), 2u);
+  EXPECT_EQ(policies[0].templates.at(0).reqid, 0x10005u);
+  sa.tunnel = true;  // a tunnel SA cannot be named by a transport template
+  EXPECT_TRUE(bridge.PinSocket(fd, sa).ok());
+  EXPECT_EQ(kernel.SocketPolicies(fd).size(), 2u);
+  close(fd);
 }
 
 }  // namespace
