@@ -149,10 +149,26 @@ int ipsec_set_token_attr(const void *token, uint32_t attr_type,
                          uint32_t attr_len, const void *attr_val);
 /* Before connect()/listen(): asks the daemon for a per-socket policy with
  * the template's identities; on a listening socket it also creates a
- * LISTENER latch. Fails (errno EACCES/ECONNREFUSED...) with a reason. */
+ * LISTENER latch. Fails (errno EACCES/ECONNREFUSED...) with a reason.
+ * On a socket not yet connected, with a remote iToken (or a local one, or
+ * privacy/integrity ENABLE), nothing leaves the socket until the daemon has
+ * checked the SA for its first destination:
+ *  - connect()/sendto() answers EAGAIN while the SA is negotiated (the
+ *    kernel's answer for a per-socket IPsec policy without an SA): call it
+ *    again, as for a non-blocking connect;
+ *  - a peer with the wanted identity: the socket is bound to that SA (and
+ *    its rekeys) and connect() goes through;
+ *  - any other peer at that address: the socket is blocked (a waiting
+ *    connect() ends with ECONNRESET, later ones with EPERM) and
+ *    ipsec_get_socket_pToken(fd) fails with ECONNREFUSED and
+ *    IPSEC_API_WHY_PEER_MISMATCH, naming the identity found. No SA within
+ *    30 s: IPSEC_API_WHY_SA_SETUP_FAILED. */
 int ipsec_set_socket_pToken(int fd, const ipsec_pToken_t pToken);
 /* The latched pToken of a connected socket (creating its latch). A socket
- * without IPsec succeeds with privacy/integrity DISABLE, latch NONE. */
+ * without IPsec succeeds with privacy/integrity DISABLE, latch NONE.
+ * Creating the latch binds the socket to the SA it latched on (when one SA
+ * carries the conversation), so its packets never leave under an SA with
+ * another peer; after that SA is gone for good they are dropped. */
 int ipsec_get_socket_pToken(int fd, ipsec_pToken_t pToken);
 /* Adds/reads IPSEC_PTOKEN_CMSG ancillary data (see ipsec_sendmsg/recvmsg). */
 int ipsec_set_msg_pToken(struct msghdr *msg, const ipsec_pToken_t pToken);
