@@ -1,6 +1,6 @@
 #include "daemon/credentials.h"
 
-#include "ike/crypto/credential_files.h"
+#include "daemon/credential_files.h"
 
 namespace btnsd::daemon {
 
@@ -9,7 +9,7 @@ CredentialLoad LoadCredentials(const ike::policy::PolicySnapshot& snapshot) {
   for (const auto& identity : snapshot.identities) {
     ike::sa::LocalCredential credential;
     if (!identity.private_key_file.empty()) {
-      auto key = ike::crypto::LoadPrivateKeyFile(identity.private_key_file);
+      auto key = LoadPrivateKeyFile(identity.private_key_file);
       if (!key.ok()) {
         load.errors.push_back("identity " + identity.name + ": " +
                               key.error().message);
@@ -19,7 +19,7 @@ CredentialLoad LoadCredentials(const ike::policy::PolicySnapshot& snapshot) {
     }
     if (identity.credential == ike::policy::CredentialKind::kCertificate) {
       auto chain =
-          ike::crypto::LoadCertificateChainFile(identity.certificate_file);
+          LoadCertificateChainFile(identity.certificate_file);
       if (!chain.ok()) {
         load.errors.push_back("identity " + identity.name + ": " +
                               chain.error().message);
@@ -32,7 +32,7 @@ CredentialLoad LoadCredentials(const ike::policy::PolicySnapshot& snapshot) {
   for (const auto& entry : snapshot.pad.entries()) {
     for (const auto& file : entry.ca_files) {
       if (load.store.trust_anchors.count(file) != 0) continue;
-      auto chain = ike::crypto::LoadCertificateChainFile(file);
+      auto chain = LoadCertificateChainFile(file);
       if (!chain.ok()) {
         load.errors.push_back("pad entry " + entry.name + ": " +
                               chain.error().message);
@@ -42,7 +42,7 @@ CredentialLoad LoadCredentials(const ike::policy::PolicySnapshot& snapshot) {
     }
     for (const auto& file : entry.pinned_key_files) {
       if (load.store.pinned_keys.count(file) != 0) continue;
-      auto key = ike::crypto::LoadPublicKeyFile(file);
+      auto key = LoadPublicKeyFile(file);
       if (!key.ok()) {
         load.errors.push_back("pad entry " + entry.name + ": " +
                               key.error().message);

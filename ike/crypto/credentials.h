@@ -1,7 +1,7 @@
 // Private keys, public keys (SubjectPublicKeyInfo, also the RFC 7670 raw
 // public key encoding) and X.509 certificates, parsed from bytes. Errors
 // name the source (a file name or a description given by the caller).
-// Reading files lives in credential_files.h so this part stays I/O-free.
+// Reading files lives in daemon/credential_files.h so ike/ stays I/O-free.
 #pragma once
 
 #include <array>

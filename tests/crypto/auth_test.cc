@@ -8,11 +8,15 @@
 #include <botan/x509_key.h>
 #include <gtest/gtest.h>
 
-#include "ike/crypto/credential_files.h"
+#include "daemon/credential_files.h"
 #include "tests/crypto/vectors.h"
 
 namespace ike::crypto {
 namespace {
+
+using btnsd::daemon::ReadCredentialFile;
+using btnsd::daemon::LoadPrivateKeyFile;
+using btnsd::daemon::LoadPublicKeyFile;
 
 using testing::Hex;
 using testing::ReadVectors;

@@ -6,11 +6,16 @@
 
 #include <gtest/gtest.h>
 
-#include "ike/crypto/credential_files.h"
+#include "daemon/credential_files.h"
 #include "tests/crypto/vectors.h"
 
 namespace ike::crypto {
 namespace {
+
+using btnsd::daemon::ReadCredentialFile;
+using btnsd::daemon::LoadPrivateKeyFile;
+using btnsd::daemon::LoadPublicKeyFile;
+using btnsd::daemon::LoadCertificateChainFile;
 
 const std::string kKeys = "tests/fixtures/crypto/keys/";
 

@@ -4,13 +4,16 @@
 #include <gtest/gtest.h>
 
 #include "ike/crypto/auth.h"
-#include "ike/crypto/credential_files.h"
+#include "daemon/credential_files.h"
 #include "ike/crypto/key_exchange.h"
 #include "ike/crypto/sk_payload.h"
 #include "tests/crypto/vectors.h"
 
 namespace ike::crypto {
 namespace {
+
+using btnsd::daemon::ReadCredentialFile;
+using btnsd::daemon::LoadPrivateKeyFile;
 
 class Inputs {
  public:

@@ -5,7 +5,7 @@
 
 #include <botan/hash.h>
 
-#include "ike/crypto/credential_files.h"
+#include "daemon/credential_files.h"
 #include "ike/wire/message.h"
 #include "tests/sa/expect.h"
 #include "tests/sa/fixtures.h"
@@ -173,9 +173,9 @@ TEST(HandshakeTest, RawPublicKeySignatures) {
 // ECDSA), A with a pinned raw key.
 TEST(HandshakeTest, CertificateSignatureWithCaValidation) {
   const std::string dir = "tests/fixtures/crypto/keys/";
-  auto ee_key = crypto::LoadPrivateKeyFile(dir + "p256.pem");
-  auto chain = crypto::LoadCertificateChainFile(dir + "ee.crt");
-  auto ca = crypto::LoadCertificateChainFile(dir + "ca.crt");
+  auto ee_key = btnsd::daemon::LoadPrivateKeyFile(dir + "p256.pem");
+  auto chain = btnsd::daemon::LoadCertificateChainFile(dir + "ee.crt");
+  auto ca = btnsd::daemon::LoadCertificateChainFile(dir + "ca.crt");
   ASSERT_TRUE(ee_key.ok() && chain.ok() && ca.ok());
   auto key_a = MakeEd25519("key a");
   policy::Identity b_id =
@@ -236,9 +236,9 @@ TEST(HandshakeTest, CertificateSignatureWithCaValidation) {
 // answers with its certificate. No CERTREQ without CA entries.
 TEST(HandshakeTest, CertReqNamesTheTrustAnchors) {
   const std::string dir = "tests/fixtures/crypto/keys/";
-  auto ee_key = crypto::LoadPrivateKeyFile(dir + "p256.pem");
-  auto chain = crypto::LoadCertificateChainFile(dir + "ee.crt");
-  auto ca = crypto::LoadCertificateChainFile(dir + "ca.crt");
+  auto ee_key = btnsd::daemon::LoadPrivateKeyFile(dir + "p256.pem");
+  auto chain = btnsd::daemon::LoadCertificateChainFile(dir + "ee.crt");
+  auto ca = btnsd::daemon::LoadCertificateChainFile(dir + "ca.crt");
   ASSERT_TRUE(ee_key.ok() && chain.ok() && ca.ok());
   auto sha1 = Botan::HashFunction::create_or_throw("SHA-1");
   const auto& spki = (*ca)[0].public_key().spki_der();
@@ -526,7 +526,7 @@ TEST(HandshakeFailureTest, TrafficSelectorMismatchIsTsUnacceptable) {
 // different key) does not verify.
 TEST(HandshakeFailureTest, BadSignatureIsAuthenticationFailed) {
   const std::string dir = "tests/fixtures/crypto/keys/";
-  auto chain = crypto::LoadCertificateChainFile(dir + "ee.crt");
+  auto chain = btnsd::daemon::LoadCertificateChainFile(dir + "ee.crt");
   ASSERT_TRUE(chain.ok());
   auto key_a = MakeEd25519("key a");
   PolicyBuilder a, b;

@@ -1,11 +1,20 @@
-#include "ike/crypto/credential_files.h"
+#include "daemon/credential_files.h"
 
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <iterator>
 
-namespace ike::crypto {
+namespace btnsd::daemon {
+
+using ike::crypto::ErrorCode;
+using ike::crypto::MakeError;
+using ike::crypto::View;
+using ike::crypto::Bytes;
+using ike::crypto::Certificate;
+using ike::crypto::PrivateKey;
+using ike::crypto::PublicKey;
+using ike::crypto::Result;
 namespace {
 // Key files are small; refuse anything that is clearly not one.
 constexpr size_t kMaxCredentialFileBytes = 1 << 20;
@@ -53,4 +62,4 @@ Result<std::vector<Certificate>> LoadCertificateChainFile(
   return Certificate::ChainFromBytes(View(*data), path);
 }
 
-}  // namespace ike::crypto
+}  // namespace btnsd::daemon
