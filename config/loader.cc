@@ -39,6 +39,8 @@ std::string Index(const std::string& path, size_t i) {
   return path + "[" + std::to_string(i) + "]";
 }
 
+thread_local AcceptedKeys* accepted_keys_recorder = nullptr;
+
 std::string Quote(std::string_view s) { return "'" + std::string(s) + "'"; }
 
 std::string Suggest(std::string_view key,
@@ -254,6 +256,8 @@ void Loader::Collect(const YAML::Node& root, const std::string& file,
 // ---------------------------------------------------------------- helpers
 
 bool Loader::CheckMap(const Src& s, const std::vector<std::string>& allowed) {
+  if (accepted_keys_recorder != nullptr)
+    (*accepted_keys_recorder)[s.path].insert(allowed.begin(), allowed.end());
   if (!s.node.IsMap()) {
     Error(s, "expected a mapping with keys: " + [&] {
       std::string all;
@@ -1596,6 +1600,10 @@ std::string ConfigError::ToString() const {
   s += ": ";
   if (!field.empty()) s += field + ": ";
   return s + message;
+}
+
+void RecordAcceptedKeys(AcceptedKeys* recorder) {
+  accepted_keys_recorder = recorder;
 }
 
 size_t EditDistance(std::string_view a, std::string_view b) {

@@ -4,6 +4,8 @@
 // errors, each naming FILE:LINE:COL, the field path and what was expected.
 #pragma once
 
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -39,6 +41,13 @@ struct LoadResult {
 
 LoadResult LoadConfigFile(const std::string& path,
                           const LoadOptions& options = {});
+
+// For the test that keeps config/btnsd.schema.json in step with the loader:
+// while set (on this thread), every mapping the loader checks records its
+// field path (e.g. "pad[0].btns") with the keys it accepts there. Null
+// turns recording off.
+using AcceptedKeys = std::map<std::string, std::set<std::string>>;
+void RecordAcceptedKeys(AcceptedKeys* recorder);
 
 // Levenshtein distance, used for "did you mean" hints.
 size_t EditDistance(std::string_view a, std::string_view b);
