@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 #include <cstring>
 #include <exception>
 
@@ -611,12 +612,22 @@ void Daemon::HandleSignals() {
     if (error) return;
     if (signal == SIGHUP) {
       BTNSD_LOG(Level::kInfo, "reload-requested", {"signal", "SIGHUP"});
+      // systemd keeps the unit "reloading" until READY=1, so
+      // `systemctl reload` returns once the new policy is in force (or
+      // was rejected).
+      timespec now{};
+      clock_gettime(CLOCK_MONOTONIC, &now);
+      NotifySystemd("RELOADING=1\nMONOTONIC_USEC=" +
+                    std::to_string(uint64_t(now.tv_sec) * 1000000 +
+                                   uint64_t(now.tv_nsec) / 1000));
       Reload();
+      NotifySystemd("READY=1");
       HandleSignals();
       return;
     }
     BTNSD_LOG(Level::kInfo, "stop-requested",
               {"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"});
+    NotifySystemd("STOPPING=1");
     Stop();
   });
 }
