@@ -18,7 +18,7 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 dist/install --destdir "$root" --bin-dir "$bins" > "$TEST_TMPDIR/install.log"
 cat "$TEST_TMPDIR/install.log"
 etc=$root/etc/btnsd
-for f in usr/local/sbin/btnsd usr/local/sbin/btnsctl \
+for f in usr/local/sbin/btnsd usr/local/sbin/btnsctl usr/local/bin/swanctl2btnsd \
          usr/local/share/btnsd/btnsd.schema.json etc/systemd/system/btnsd.service \
          usr/local/share/man/man8/btnsd.8 usr/local/share/man/man8/btnsctl.8 \
          usr/local/share/man/man5/btnsd.yaml.5 usr/local/share/man/man3/btns.3 \
