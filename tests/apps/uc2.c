@@ -1,0 +1,77 @@
+/* Use case 2 (initiator only): the application names the acceptor it wants
+ * before connect(2); its own identity comes from system policy.
+ *
+ *   desired_acceptor_iToken = get_new_iToken("bob");
+ *   pToken = get_new_pToken(DEFAULT_INITIATOR_ITOKEN, desired_acceptor_iToken);
+ *   set pToken on fd; connect(2)  (EAGAIN while IKE runs: call it again)
+ *
+ *   uc2 HOST PORT WANTED_PEER
+ *
+ * Exit 0 (PASS) when the connection reached WANTED_PEER and a line made the
+ * round trip; exit 3 (REFUSED) when connect() failed and the daemon says
+ * why (the host at HOST is someone else): the line then prints the reason. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "tests/apps/uc_common.h"
+
+int main(int argc, char **argv) {
+  struct sockaddr_in address;
+  if (argc != 4 || uc_address(argv[1], argv[2], &address) != 0) {
+    fprintf(stderr, "usage: uc2 HOST PORT WANTED_PEER\n");
+    return UC_USAGE;
+  }
+  ipsec_iToken_t desired_acceptor_iToken = get_new_iToken(argv[3]);
+  ipsec_pToken_t pToken =
+      get_new_pToken(DEFAULT_INITIATOR_ITOKEN, desired_acceptor_iToken);
+  if (!desired_acceptor_iToken || !pToken) {
+    uc_print_why("get_new_pToken");
+    return UC_FAIL;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (ipsec_set_socket_pToken(fd, pToken) != 0) {
+    uc_print_why("ipsec_set_socket_pToken");
+    printf("UC2 FAIL the daemon did not take the pToken\n");
+    return UC_FAIL;
+  }
+  if (uc_connect(fd, &address, 15) != 0) {
+    const int connect_errno = errno;
+    ipsec_pToken_t seen = ipsec_create_pToken();
+    if (ipsec_get_socket_pToken(fd, seen) == 0) {
+      printf("UC2 FAIL connect: %s, and the daemon names no reason\n",
+             strerror(connect_errno));
+      return UC_FAIL;
+    }
+    printf("UC2 REFUSED connect: %s; why=%d %s\n", strerror(connect_errno),
+           ipsec_api_why_code(), ipsec_api_why());
+    return UC_REFUSED;
+  }
+  const char hello[] = "uc2 hello\n";
+  char line[64];
+  if (write(fd, hello, sizeof hello - 1) != (ssize_t)(sizeof hello - 1)) return UC_FAIL;
+  ssize_t n = read(fd, line, sizeof line);
+  if (n != (ssize_t)(sizeof hello - 1)) {
+    printf("UC2 FAIL no echo\n");
+    return UC_FAIL;
+  }
+  ipsec_pToken_t seen = ipsec_create_pToken();
+  char peer[256];
+  uint16_t method = 0;
+  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
+      uc_peer_of(seen, peer, sizeof peer, &method) != 0) {
+    uc_print_why("ipsec_get_socket_pToken");
+    return UC_FAIL;
+  }
+  char wanted[256];
+  uc_identity(desired_acceptor_iToken, wanted, sizeof wanted, NULL);
+  if (strcmp(peer, wanted) != 0) {
+    printf("UC2 FAIL reached %s, wanted %s\n", peer, wanted);
+    return UC_FAIL;
+  }
+  printf("UC2 PASS reached %s (method %u)\n", peer, method);
+  close(fd);
+  return UC_PASS;
+}

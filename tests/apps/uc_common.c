@@ -1,0 +1,60 @@
+#include "tests/apps/uc_common.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+int uc_address(const char *host, const char *port, struct sockaddr_in *out) {
+  memset(out, 0, sizeof *out);
+  out->sin_family = AF_INET;
+  char *end = NULL;
+  const long number = strtol(port, &end, 10);
+  if (inet_pton(AF_INET, host, &out->sin_addr) != 1 || *end != '\0' ||
+      number <= 0 || number > 65535)
+    return -1;
+  out->sin_port = htons((uint16_t)number);
+  return 0;
+}
+
+int uc_identity(const ipsec_iToken_t itoken, char *identity, size_t size,
+                uint16_t *method) {
+  uint32_t len = (uint32_t)size - 1;
+  if (ipsec_get_token_attr(itoken, IPSEC_API_ATTR_identity, &len, identity) != 0)
+    return -1;
+  identity[len < size ? len : size - 1] = '\0';
+  uint16_t value = 0;
+  uint32_t value_len = sizeof value;
+  if (ipsec_get_token_attr(itoken, IPSEC_API_ATTR_authenticationMethod,
+                           &value_len, &value) != 0)
+    value = 0;
+  if (method) *method = value;
+  return identity[0] ? 0 : -1;
+}
+
+int uc_peer_of(const ipsec_pToken_t ptoken, char *identity, size_t size,
+               uint16_t *method) {
+  ipsec_iToken_t peer = ipsec_get_pToken_iToken(ptoken);
+  if (!peer) return -1;
+  const int status = uc_identity(peer, identity, size, method);
+  ipsec_free_iToken(peer);
+  return status;
+}
+
+void uc_print_why(const char *call) {
+  printf("%s failed: errno=%d why=%d %s\n", call, errno, ipsec_api_why_code(),
+         ipsec_api_why());
+}
+
+int uc_connect(int fd, const struct sockaddr_in *address, int seconds) {
+  const time_t deadline = time(NULL) + seconds;
+  for (;;) {
+    if (connect(fd, (const struct sockaddr *)address, sizeof *address) == 0) return 0;
+    if (errno != EAGAIN || time(NULL) >= deadline) return -1;
+    usleep(100 * 1000);
+  }
+}

@@ -1,0 +1,35 @@
+/* Helpers shared by the six use-case programs (uc1..uc6): address parsing,
+ * reading an iToken's identity, and one PASS/FAIL line per run so the UML
+ * script can grep the outcome. Only <btns/ipsec_api.h> is used. */
+#ifndef TESTS_APPS_UC_COMMON_H_
+#define TESTS_APPS_UC_COMMON_H_
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <btns/ipsec_api.h>
+
+/* Exit statuses: 0 the use case did what the slides promise, 1 it did not,
+ * 2 bad command line, 3 the daemon refused as asked (the expected outcome
+ * when the host at the address is not the wanted peer). */
+enum { UC_PASS = 0, UC_FAIL = 1, UC_USAGE = 2, UC_REFUSED = 3 };
+
+/* "A.B.C.D" and a port into *out; -1 when either is not valid. */
+int uc_address(const char *host, const char *port, struct sockaddr_in *out);
+/* The identity string ("fqdn:bob.example.org") and authentication method
+ * (IPSEC_API_ATTR_authMeth_*) of an iToken; -1 when it has none. */
+int uc_identity(const ipsec_iToken_t itoken, char *identity, size_t size,
+                uint16_t *method);
+/* The peer identity and method of a pToken (get iToken from pToken). */
+int uc_peer_of(const ipsec_pToken_t ptoken, char *identity, size_t size,
+               uint16_t *method);
+/* connect(2) on a socket that carries a pToken: while the daemon brings
+ * up (or checks) the SA the pToken asks for, the kernel answers EAGAIN
+ * (its behaviour for per-socket IPsec policies without an SA); call it
+ * again. Retries for up to `seconds`; returns connect's last result. */
+int uc_connect(int fd, const struct sockaddr_in *address, int seconds);
+/* Prints "why: CODE SENTENCE" for the last failed call. */
+void uc_print_why(const char *call);
+
+#endif
