@@ -614,9 +614,11 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
         return;
       }
       FiveTuple conv{f.local, *remote, f.Protocol()};
-      // An unbound or wildcard-bound sender: its datagram will leave from
-      // the address the route gives, so that is the conversation's.
-      if (send && f.local.address.value == 0) {
+      // A wildcard-bound socket: a datagram leaves from the address the
+      // route to the peer gives, and (without IP_PKTINFO from the caller)
+      // that is also taken as the address a received one came to.
+      if (f.local.address.value == 0 &&
+          (send || !req.lookup_datagram().has_local())) {
         if (auto source = SourceAddressFor(*remote)) conv.local.address = *source;
       }
       // A socket bound to the wildcard address may name the datagram's

@@ -163,10 +163,13 @@ app left alice uc_latch 192.0.2.2 7003 bob.example.org 40 > b-latch.out 2>&1 &
 latcher=$!
 UML_WAIT_SECONDS=15 uml_wait_for grep -q '^latched' b-latch.out || note "the latch client did not latch"
 # Bob's host goes away (its btnsd deletes its SAs and tells alice), and
-# carol's btnsd takes the address.
-kill -TERM "$(cat bob.pid)"; wait "$(cat bob.pid)" || true
+# carol's btnsd takes the address. Bob's application goes first: its
+# socket lives in the kernel carol's btnsd will use, and must not outlive
+# bob's SAs there.
 kill -KILL $bob_acceptor 2> /dev/null || true
 wait $bob_acceptor 2> /dev/null || true
+sleep 1
+kill -TERM "$(cat bob.pid)"; wait "$(cat bob.pid)" || true
 capture=""
 if command -v dumpcap > /dev/null; then
   ip netns exec right dumpcap -q -i eth0 -f 'tcp port 7003' -w "$work/b-right.pcap" > /dev/null 2>&1 &
