@@ -64,7 +64,7 @@ r = run(btnsctl, "--help")
 commands = set(re.findall(r"^  ([a-z][a-z-]+)\s", r.stdout, re.M))
 check(len(commands) >= 1, f"no commands in btnsctl --help: {r.stdout}")
 page = rendered("btnsctl.8")
-section = page.split("COMMANDS")[1].split("EXIT STATUS")[0]
+section = re.split(r"^[A-Z][A-Z ]+$", page.split("\nCOMMANDS\n")[1], maxsplit=1, flags=re.M)[0]
 documented = set(re.findall(r"^       ([a-z][a-z-]+)\b", section, re.M))
 check(commands == documented,
       f"btnsctl.8 COMMANDS {sorted(documented)} != btnsctl --help {sorted(commands)}")
