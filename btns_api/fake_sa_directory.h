@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -42,6 +43,16 @@ class FakeSaDirectory : public SaDirectory {
   std::vector<SaInfo> FindSas(const FiveTuple& conversation) override;
   Status RequestProtection(const ProtectionRequest& request) override;
   void Subscribe(SaEventSink* sink) override { sink_ = sink; }
+  // What SocketFailure answers for every socket (the daemon keeps one per
+  // refused socket); nullopt: none.
+  void SetSocketFailure(std::optional<Status> failure) {
+    std::lock_guard lock(mu_);
+    socket_failure_ = std::move(failure);
+  }
+  std::optional<Status> SocketFailure(int) override {
+    std::lock_guard lock(mu_);
+    return socket_failure_;
+  }
 
  private:
   void Emit(SaEventKind kind, const SaInfo& sa);
@@ -50,6 +61,7 @@ class FakeSaDirectory : public SaDirectory {
   std::map<uint64_t, SaInfo> sas_;  // by child SA id
   std::map<uid_t, std::set<std::string>> allowed_local_;
   std::function<Status(const ProtectionRequest&)> on_request_;
+  std::optional<Status> socket_failure_;
   mutable std::mutex mu_;
   std::vector<RecordedRequest> requests_;
 };

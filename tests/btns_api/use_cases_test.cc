@@ -211,6 +211,29 @@ TEST_F(UseCases, Uc2SomeoneElseAtThatAddressIsRefused) {
   ipsec_free_pToken(got);
 }
 
+// UC2 against the daemon's own enforcement: the socket was refused before
+// anything left it, and the reason waits for the application's next call.
+TEST_F(UseCases, Uc2RefusedSocketReportsTheDaemonsReason) {
+  int fd = BoundSocket(SOCK_STREAM, "127.0.0.2");
+  OnLoop([&] {
+    fake_.SetSocketFailure(Status::Fail(ECONNREFUSED, Why::kPeerMismatch,
+                                        "the host at 127.0.0.1 authenticated as "
+                                        "'fqdn:carol', not 'fqdn:bob'"));
+  });
+  ipsec_pToken_t got = ipsec_create_pToken();
+  EXPECT_EQ(ipsec_get_socket_pToken(fd, got), -1);
+  EXPECT_EQ(errno, ECONNREFUSED);
+  EXPECT_EQ(ipsec_api_why_code(), IPSEC_API_WHY_PEER_MISMATCH);
+  EXPECT_NE(std::string(ipsec_api_why()).find("'fqdn:carol', not 'fqdn:bob'"),
+            std::string::npos);
+  // Without the record the same socket is merely not connected.
+  OnLoop([&] { fake_.SetSocketFailure(std::nullopt); });
+  EXPECT_EQ(ipsec_get_socket_pToken(fd, got), -1);
+  EXPECT_EQ(ipsec_api_why_code(), IPSEC_API_WHY_NOT_CONNECTED);
+  close(fd);
+  ipsec_free_pToken(got);
+}
+
 // UC3: the application picks its own identity and a PKCS#11 credential.
 TEST_F(UseCases, Uc3OwnIdentityPkcs11IsRefusedClearlyAndIdentityIsRequested) {
   ipsec_iToken_t desired_acceptor_iToken = get_new_iToken("bob");
