@@ -90,6 +90,7 @@ class LatchDatabase {
   std::vector<LatchAlert> OnSaEvent(const SaEvent& event);
 
   size_t size() const { return latches_.size(); }
+  const std::map<uint64_t, Latch>& all() const { return latches_; }
   size_t CountOwned(uint64_t owner) const;
 
  private:

@@ -9,6 +9,7 @@
 #include <botan/hash.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 #include "btns/ipsec_api.h"
@@ -27,6 +28,7 @@ struct Server::Session {
   size_t output_consumed = 0;
   uint64_t last_request_id = 0;
   bool closing = false;
+  uint64_t follow_id = 0;  // FollowEvents request id; 0: not following
   // Peers the application demanded per socket (socket inode -> identity).
   std::map<uint64_t, std::optional<std::string>> expectations;
 
@@ -732,6 +734,18 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       QueueReply(s, reply.SerializeAsString());
       return;
     }
+    case pb::Request::kAdminListSas:
+    case pb::Request::kAdminListPolicy:
+    case pb::Request::kAdminInitiate:
+    case pb::Request::kAdminTerminate:
+    case pb::Request::kAdminRekey:
+    case pb::Request::kAdminReload:
+    case pb::Request::kAdminStats:
+    case pb::Request::kAdminFollowEvents:
+    case pb::Request::kAdminListLatches:
+    case pb::Request::kAdminVersion:
+      HandleAdmin(s, req);
+      return;
     case pb::Request::BODY_NOT_SET:
       break;
   }
@@ -757,6 +771,18 @@ void Server::Deliver(const std::vector<LatchAlert>& alerts) {
     if (a.peer) ToProto(*a.peer, nullptr, e->mutable_peer());
     QueueReply(*it->second, r.SerializeAsString());
   }
+  for (const LatchAlert& a : alerts) {
+    if (a.old_state == a.new_state && a.why != Why::kListenerSpawned) continue;
+    pb::AdminEvent e;
+    e.set_kind("latch");
+    e.set_reason(WhyName(a.why));
+    if (a.peer) e.set_peer_id(a.peer->id);
+    e.set_text("latch " + std::to_string(a.latch_id) + " " +
+               LatchStateName(a.old_state) + " -> " +
+               LatchStateName(a.new_state) + " (" + a.conversation.ToString() +
+               "): " + a.message);
+    PublishAdminEvent(e);
+  }
 }
 
 void Server::OnSaEvent(const SaEvent& event) {
@@ -776,6 +802,111 @@ const std::string& Server::BindingFor(const SaInfo& sa) {
 
 void Server::CloseAllLatches(const std::string& message) {
   Deliver(latches_.CloseAll(message));
+}
+
+// ------------------------------------------------------------ administration
+
+void Server::PublishAdminEvent(const pb::AdminEvent& event) {
+  pb::Reply r;
+  r.set_version(kProtocolVersion);
+  pb::AdminEvent* e = r.mutable_admin_event();
+  *e = event;
+  if (e->time_unix_ms() == 0) {
+    e->set_time_unix_ms(std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count());
+  }
+  for (auto& [id, session] : sessions_) {
+    if (session->follow_id == 0 || session->closing) continue;
+    r.set_id(session->follow_id);
+    QueueReply(*session, r.SerializeAsString());
+  }
+}
+
+size_t Server::follower_count() const {
+  size_t n = 0;
+  for (const auto& [id, session] : sessions_) n += session->follow_id != 0;
+  return n;
+}
+
+void Server::HandleAdmin(Session& s, const pb::Request& req) {
+  const uint64_t id = req.id();
+  if (admin_ == nullptr) {
+    QueueReply(s, ErrorReply(id, Status::Fail(EOPNOTSUPP, Why::kNotSupported,
+                                              "this endpoint has no "
+                                              "administrative interface")));
+    return;
+  }
+  const std::optional<gid_t> admin_gid = admin_->AdminGroup();
+  if (!IsAdmin(s.caller, admin_gid)) {
+    const std::string group = admin_->AdminGroupName();
+    QueueReply(s, ErrorReply(id, Status::Fail(
+                                     EPERM, Why::kPrivilegeRequired,
+                                     "uid " + std::to_string(s.caller.uid) +
+                                         " may not administer btnsd: run as root" +
+                                         (group.empty()
+                                              ? std::string(" (no api.admin_group "
+                                                            "is configured)")
+                                              : " or join group '" + group + "'"))));
+    return;
+  }
+  pb::Reply reply;
+  reply.set_version(kProtocolVersion);
+  reply.set_id(id);
+  switch (req.body_case()) {
+    case pb::Request::kAdminFollowEvents:
+      s.follow_id = id;
+      reply.mutable_admin_result()->set_message("following events");
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    case pb::Request::kAdminListLatches: {
+      pb::LatchList* list = reply.mutable_latch_list();
+      for (const auto& [latch_id, latch] : latches_.all()) {
+        pb::LatchStatus* l = list->add_latches();
+        l->set_id(latch_id);
+        l->set_state(LatchStateName(latch.state));
+        auto owner = sessions_.find(latch.owner);
+        if (owner != sessions_.end()) {
+          l->set_owner_pid(static_cast<uint32_t>(owner->second->caller.pid));
+          l->set_owner_uid(owner->second->caller.uid);
+        }
+        l->set_conversation(latch.conversation.ToString());
+        if (latch.latched) {
+          l->set_peer_id(latch.latched->peer.id);
+          l->set_peer_auth(AuthKindText(latch.latched->peer.auth));
+          l->set_child_sa_id(latch.latched->child_sa_id);
+          l->set_ike_sa_id(latch.latched->ike_sa_id);
+          l->set_policy_name(latch.latched->policy_name);
+        } else if (latch.expected_peer) {
+          l->set_peer_id(*latch.expected_peer);
+        }
+      }
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    default:
+      break;
+  }
+  Status st = admin_->Handle(req, &reply);
+  if (req.body_case() == pb::Request::kAdminStats) {
+    auto add = [&](const char* name, uint64_t value) {
+      pb::Counter* c = reply.mutable_stats()->add_counters();
+      c->set_name(name);
+      c->set_value(value);
+    };
+    add("api_clients", sessions_.size());
+    add("api_event_followers", follower_count());
+    add("api_latches", latches_.size());
+  }
+  if (req.body_case() == pb::Request::kAdminVersion) {
+    reply.mutable_version_info()->set_api_version(kProtocolVersion);
+  }
+  if (!st.ok()) {
+    reply.mutable_error()->set_errno_value(st.error);
+    reply.mutable_error()->set_reason(static_cast<uint32_t>(st.why));
+    reply.mutable_error()->set_why(st.message);
+  }
+  QueueReply(s, reply.SerializeAsString());
 }
 
 }  // namespace btns_api

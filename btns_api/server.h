@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "btns_api/admin.h"
 #include "btns_api/frame.h"
 #include "btns_api/latch.h"
 #include "btns_api/sa_directory.h"
@@ -67,6 +68,13 @@ class Server : public SaEventSink {
   const LatchDatabase& latches() const { return latches_; }
   size_t session_count() const { return sessions_.size(); }
 
+  // Administration (btnsctl). Without a backend, administrative calls fail
+  // with EOPNOTSUPP. Call before serving, on the server's thread.
+  void SetAdmin(AdminBackend* admin) { admin_ = admin; }
+  // Sends `event` to every connection following events (FollowEvents).
+  void PublishAdminEvent(const btns::api::v1::AdminEvent& event);
+  size_t follower_count() const;
+
  private:
   struct Session;
   struct Handled;
@@ -74,6 +82,9 @@ class Server : public SaEventSink {
   void HandleFrame(Session& s, const std::string& payload);
   void Deliver(const std::vector<LatchAlert>& alerts);
   void QueueReply(Session& s, const std::string& serialized);
+  // Administrative requests: permission check, then the server's own
+  // answers (events, latches, API counters) or the backend's.
+  void HandleAdmin(Session& s, const btns::api::v1::Request& request);
   // End-point channel binding (SHA-256) of an SA, cached by child SA.
   const std::string& BindingFor(const SaInfo& sa);
 
@@ -84,6 +95,7 @@ class Server : public SaEventSink {
   LatchDatabase latches_;
   std::function<void(uint64_t)> output_ready_;
   std::map<uint64_t, std::string> bindings_;
+  AdminBackend* admin_ = nullptr;
 };
 
 }  // namespace btns_api

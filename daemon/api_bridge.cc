@@ -675,7 +675,11 @@ bool ApiService::Start(const std::string& path, const std::string& group,
   const int fd = btns_api::CreateEndpoint(options, why);
   if (fd < 0) return false;
   server_ = std::make_unique<btns_api::Server>(bridge_);  // subscribes itself
-  runner_ = std::make_unique<btns_api::EpollRunner>(*server_, fd);
+  server_->SetAdmin(admin_);
+  {
+    std::lock_guard lock(runner_mu_);
+    runner_ = std::make_unique<btns_api::EpollRunner>(*server_, fd);
+  }
   btns_api::EpollRunner* runner = runner_.get();
   bridge_.SetPoster([runner](std::function<void()> task) {
     runner->Post(std::move(task));
@@ -697,8 +701,18 @@ void ApiService::Stop(const std::string& message) {
     runner->Post([runner] { runner->Stop(); });
   });
   thread_.join();
-  runner_.reset();
+  {
+    std::lock_guard lock(runner_mu_);
+    runner_.reset();
+  }
   server_.reset();  // unsubscribes
+}
+
+void ApiService::PublishAdminEvent(const btns::api::v1::AdminEvent& event) {
+  std::lock_guard lock(runner_mu_);
+  if (!runner_ || !server_) return;
+  btns_api::Server* server = server_.get();
+  runner_->Post([server, event] { server->PublishAdminEvent(event); });
 }
 
 }  // namespace btnsd::daemon

@@ -28,9 +28,13 @@
 #include "kernel_glue/xfrm_interface.h"
 
 namespace btns_api {
+class AdminBackend;
 class Server;
 class EpollRunner;
 }  // namespace btns_api
+namespace btns::api::v1 {
+class AdminEvent;
+}  // namespace btns::api::v1
 
 namespace btnsd::daemon {
 
@@ -157,6 +161,10 @@ class ApiService {
   // thread. False with `why` set when the endpoint cannot be created.
   bool Start(const std::string& path, const std::string& group,
              std::string* why);
+  // Administrative calls (btnsctl) go to `admin`; set before Start.
+  void SetAdmin(btns_api::AdminBackend* admin) { admin_ = admin; }
+  // Thread-safe: sends `event` to the connections following events.
+  void PublishAdminEvent(const btns::api::v1::AdminEvent& event);
   // Tells every latch holder CLOSED, then stops and joins the thread.
   void Stop(const std::string& message);
   bool running() const { return thread_.joinable(); }
@@ -166,6 +174,9 @@ class ApiService {
   std::unique_ptr<btns_api::Server> server_;
   std::unique_ptr<btns_api::EpollRunner> runner_;
   std::thread thread_;
+  btns_api::AdminBackend* admin_ = nullptr;
+  // Guards runner_ for PublishAdminEvent against Start/Stop.
+  std::mutex runner_mu_;
 };
 
 }  // namespace btnsd::daemon

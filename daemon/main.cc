@@ -11,6 +11,7 @@
 #include <string>
 
 #include "config/loader.h"
+#include "daemon/admin_service.h"
 #include "daemon/api_bridge.h"
 #include "daemon/credentials.h"
 #include "daemon/daemon.h"
@@ -115,8 +116,10 @@ int main(int argc, char** argv) {
   deps.spi_kernel = {spi_kernel.value().get(), &spi_mutex};
   deps.random = &random;
   btnsd::daemon::ApiBridge api_bridge(loaded.snapshot);
-  deps.action_observer = [&api_bridge](const ike::sa::Action& action) {
+  std::unique_ptr<btnsd::daemon::AdminService> admin;
+  deps.action_observer = [&api_bridge, &admin](const ike::sa::Action& action) {
     api_bridge.OnAction(action);
+    if (admin) admin->OnAction(action);
   };
   deps.acquire_observer = [&api_bridge](const kernel_glue::AcquireEvent& acquire) {
     api_bridge.OnKernelAcquire(acquire);
@@ -140,6 +143,14 @@ int main(int argc, char** argv) {
   // The BTNS API is a service on top of IKE: without it btnsd still protects
   // traffic, so a failure to create the endpoint is logged, not fatal.
   btnsd::daemon::ApiService api(api_bridge);
+  // btnsctl's calls; SA counters are read on the protocol thread's socket.
+  admin = std::make_unique<btnsd::daemon::AdminService>(
+      daemon, btnsd::daemon::AdminService::Options{
+                  config_path, {spi_kernel.value().get(), &spi_mutex}});
+  admin->SetEventSink([&api](const btns::api::v1::AdminEvent& event) {
+    api.PublishAdminEvent(event);
+  });
+  api.SetAdmin(admin.get());
   const auto& settings = loaded.snapshot->daemon;
   std::string api_why;
   if (api.Start(settings.api_socket, settings.api_group, &api_why)) {

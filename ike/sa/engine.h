@@ -38,6 +38,7 @@
 #include "ike/crypto/credentials.h"
 #include "ike/crypto/random.h"
 #include "ike/crypto/result.h"
+#include "ike/crypto/transforms.h"
 #include "ike/policy/address.h"
 #include "ike/policy/pad.h"
 #include "ike/policy/snapshot.h"
@@ -410,6 +411,8 @@ struct IkeSaView {
   Endpoint local;
   Endpoint remote;
   std::optional<PeerIdentity> peer;
+  // The negotiated IKE SA transforms (meaningful once established).
+  crypto::TransformSet transforms;
   std::vector<ChildSaView> children;
 };
 
@@ -441,6 +444,8 @@ class SaManager {
 
   size_t ike_sa_count() const;
   size_t half_open_count() const;
+  // IKE_SA_INIT requests answered with a COOKIE demand (RFC 7296 2.6).
+  uint64_t cookies_demanded() const;
   size_t child_sa_count() const;
   std::vector<IkeSaView> List() const;
   std::optional<IkeSaView> Find(IkeSaHandle handle) const;

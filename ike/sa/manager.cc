@@ -334,6 +334,7 @@ class SaManagerImpl {
 
   size_t ike_sa_count() const { return sas_.size(); }
   size_t half_open_count() const { return half_open_count_; }
+  uint64_t cookies_demanded() const { return cookies_demanded_; }
   size_t child_sa_count() const {
     size_t n = 0;
     for (const auto& [h, sa] : sas_) n += sa->children.size();
@@ -355,6 +356,7 @@ class SaManagerImpl {
     v.local = sa.local;
     v.remote = sa.remote;
     v.peer = sa.peer;
+    v.transforms = sa.set;
     for (const auto& c : sa.children)
       v.children.push_back({c.handle, c.spd_entry, c.spi_in, c.spi_out,
                             c.local_ts, c.remote_ts});
@@ -1167,6 +1169,7 @@ class SaManagerImpl {
               View(cookie->data));
       }
       if (!valid) {
+        ++cookies_demanded_;
         SendStatelessInitReply(
             d, h,
             {Notify(NotifyType::kCookie,
@@ -3074,6 +3077,7 @@ class SaManagerImpl {
   std::unordered_multimap<uint64_t, IkeSaHandle> by_pair_;
   std::unordered_map<uint32_t, ChildSaHandle> spi_to_child_;
   size_t half_open_count_ = 0;
+  uint64_t cookies_demanded_ = 0;
   IkeSaHandle next_handle_ = 1;
   ChildSaHandle next_child_handle_ = 1;
   uint32_t next_reqid_ = 1;
@@ -3115,6 +3119,9 @@ void SaManager::UpdateCredentials(CredentialStore credentials) {
 }
 size_t SaManager::ike_sa_count() const { return impl_->ike_sa_count(); }
 size_t SaManager::half_open_count() const { return impl_->half_open_count(); }
+uint64_t SaManager::cookies_demanded() const {
+  return impl_->cookies_demanded();
+}
 size_t SaManager::child_sa_count() const { return impl_->child_sa_count(); }
 std::vector<IkeSaView> SaManager::List() const { return impl_->List(); }
 std::optional<IkeSaView> SaManager::Find(IkeSaHandle handle) const {
