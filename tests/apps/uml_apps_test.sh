@@ -19,7 +19,7 @@ if [[ ${1:-} != --inside ]]; then
   for f in "$btnsd" "$bin/tools/btnsctl/btnsctl" "$bin/tests/apps/btns-echo-server"; do
     [[ -x $f ]] || { echo "$f not found (bazel build //daemon:btnsd //tools/btnsctl //tests/apps/...; set BTNS_BIN to bazel-bin)" >&2; exit 2; }
   done
-  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-200}" "$(realpath "$0")" --inside \
+  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-200}" ${UML_FOLLOW:+--follow} "$(realpath "$0")" --inside \
     "$(realpath "$btnsd")" "$(realpath "$bin/tests/apps/btns-echo-server")" \
     "$(realpath "$bin/tests/apps/btns-echo-client")" \
     "$(realpath "$root/tools/uml/lib.sh")" "$(realpath "$root/config/examples/on-demand")" \

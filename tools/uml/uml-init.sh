@@ -47,8 +47,18 @@ out="$scratch/output"
 # survives the private /run of each test host.
 export TMPDIR=/var/tmp
 cd "$(cat "$scratch/cwd")" 2>/dev/null || cd /
-eval "$(cat "$scratch/command")" > "$out" 2>&1 < /dev/null
-echo $? > "$scratch/rc.tmp"
+if grep -qw btns_follow /proc/cmdline; then
+  # run-in-uml --follow: the output also goes to the console, which the
+  # host shows as it comes (a hostfs file is only complete after sync).
+  echo "@@btns-output-begin"
+  eval "$(cat "$scratch/command")" 2>&1 < /dev/null | tee "$out"
+  rc=${PIPESTATUS[0]}
+  echo "@@btns-output-end"
+else
+  eval "$(cat "$scratch/command")" > "$out" 2>&1 < /dev/null
+  rc=$?
+fi
+echo "$rc" > "$scratch/rc.tmp"
 mv "$scratch/rc.tmp" "$scratch/rc"
 sync
 poweroff -f
