@@ -179,6 +179,21 @@ TEST(LoaderTest, DaemonDefaultsAndSettings) {
   EXPECT_EQ(e.snapshot->proposals.size(), 2u);      // the built-in sets
 }
 
+// api.admin_group: who besides uid 0 may use btnsctl's calls.
+TEST(LoaderTest, ApiAdminGroupByNameOrGid) {
+  ScratchDir dir("admin_group");
+  LoadResult by_name = LoadNoFiles(dir.Write("n.yaml", "api:\n  admin_group: root\n"));
+  ASSERT_TRUE(by_name.ok()) << ::testing::PrintToString(ErrorStrings(by_name));
+  EXPECT_EQ(by_name.snapshot->api.admin_gid, 0u);
+  EXPECT_EQ(by_name.snapshot->api.admin_group, "root");
+  LoadResult by_gid = LoadNoFiles(dir.Write("g.yaml", "api:\n  admin_group: 4242\n"));
+  ASSERT_TRUE(by_gid.ok()) << ::testing::PrintToString(ErrorStrings(by_gid));
+  EXPECT_EQ(by_gid.snapshot->api.admin_gid, 4242u);
+  LoadResult none = LoadNoFiles(dir.Write("e.yaml", ""));
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none.snapshot->api.admin_gid.has_value());
+}
+
 TEST(LoaderTest, SpdSelectorsPortsAndLifetimes) {
   ScratchDir dir("spd");
   std::string f = dir.Write("t.yaml", R"(identities: {h: {id: null}}
