@@ -16,7 +16,7 @@ if [[ ${1:-} != --inside ]]; then
   for f in "$bin/daemon/btnsd" "$bin/tools/btnsctl/btnsctl"; do
     [[ -x $f ]] || { echo "$f not found (bazel build //daemon:btnsd //tools/btnsctl; set BTNS_BIN)" >&2; exit 2; }
   done
-  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-200}" "$(realpath "$0")" --inside \
+  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-300}" "$(realpath "$0")" --inside \
     "$(realpath "$bin/daemon/btnsd")" "$(realpath "$bin/tools/btnsctl/btnsctl")" \
     "$(realpath "$root/tools/uml/lib.sh")" "$(realpath "$root/config/examples/on-demand")"
 fi
