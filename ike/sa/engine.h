@@ -386,6 +386,17 @@ struct EngineSettings {
   // IKE_SA lifetime when the SPD entry has none (soft rekey, hard delete).
   Duration default_ike_soft{std::chrono::hours(3)};
   Duration default_ike_hard{std::chrono::hours(4)};
+  // IKE fragmentation (RFC 7383). Encrypted messages longer than this many
+  // octets (IKE header included, non-ESP marker not) are sent as fragments
+  // of at most this size when the peer announced support; 0 turns it off
+  // (IKEV2_FRAGMENTATION_SUPPORTED is then not announced and fragments are
+  // dropped).
+  size_t fragment_size = 1280;
+  // Reassembly bounds, per message being collected (at most one request
+  // and one response per IKE SA): more fragments or more decrypted octets
+  // than this and the message is dropped.
+  uint16_t max_fragments = 64;
+  size_t max_reassembly_bytes = 64 * 1024;
 };
 
 // A read-only view of one IKE SA, for btnsctl and the BTNS API.

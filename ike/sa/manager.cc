@@ -17,6 +17,7 @@
 #include "ike/crypto/prf.h"
 #include "ike/sa/codec_helpers.h"
 #include "ike/sa/engine.h"
+#include "ike/sa/fragments.h"
 #include "ike/wire/message.h"
 #include "ike/wire/names.h"
 
@@ -121,10 +122,13 @@ struct PeerRekey {
   uint64_t spi_r = 0;    // ours (reserved in the SPI table)
 };
 
+// One message as sent: a single datagram, or its RFC 7383 fragments.
+using Datagrams = std::vector<std::vector<uint8_t>>;
+
 struct Pending {
   ReqKind kind = ReqKind::kInit;
   uint32_t message_id = 0;
-  std::vector<uint8_t> bytes;
+  Datagrams bytes;
   uint32_t sends = 0;
   Duration timeout{0};
   std::optional<ChildNegotiation> child;
@@ -173,7 +177,11 @@ struct IkeSa {
   std::deque<Task> tasks;
   bool has_response = false;
   uint32_t response_id = 0;
-  std::vector<uint8_t> response;
+  Datagrams response;
+  // RFC 7383: the peer announced fragmentation; fragments being collected
+  // (allocated only while a fragmented message arrives).
+  bool peer_fragmentation = false;
+  std::unique_ptr<Reassembly> request_fragments, response_fragments;
   std::vector<ChildSa> children;
   std::optional<PeerIdentity> peer;
   bool announced = false;  // IkeSaUp was emitted
@@ -422,6 +430,93 @@ class SaManagerImpl {
 
   void SendBytes(IkeSa& sa, const std::vector<uint8_t>& bytes) {
     Emit(SendDatagram{sa.local, sa.remote, bytes, sa.marker()});
+  }
+  void SendBytes(IkeSa& sa, const Datagrams& message) {
+    for (const auto& d : message) SendBytes(sa, d);
+  }
+
+  // An encrypted message, as RFC 7383 fragments when it is larger than
+  // the fragment size and the peer supports them (never IKE_SA_INIT).
+  crypto::Result<Datagrams> Seal(IkeSa& sa, const wire::Header& h,
+                                 const std::vector<wire::Payload>& inner) {
+    auto bytes = SealMessage(sa.set, sa.OutKeys(), h, inner, random_);
+    if (!bytes.ok()) return bytes.error();
+    if (!sa.peer_fragmentation || settings_.fragment_size == 0 ||
+        bytes->size() <= settings_.fragment_size)
+      return Datagrams{std::move(*bytes)};
+    auto fragments = SealFragments(sa.set, sa.OutKeys(), h, inner,
+                                   settings_.fragment_size, random_);
+    if (!fragments.ok()) return fragments.error();
+    return std::move(*fragments);
+  }
+
+  // Decodes and decrypts a request or response of `sa`, or adds it to the
+  // fragments being collected. Nothing when it was dropped or is a
+  // fragment of a message not complete yet.
+  std::optional<std::vector<wire::Payload>> OpenIncoming(
+      IkeSa& sa, const DatagramReceived& d, const wire::Header& h,
+      bool response) {
+    const char* what = response ? "response " : "request ";
+    auto msg = wire::DecodeMessage(d.bytes);
+    if (!msg.ok()) {
+      LogLine(LogLevel::kInfo, sa.handle, FailureReason::kInvalidSyntax,
+              what + std::to_string(h.message_id) + " from " +
+                  d.remote.address.ToString() + ": " + msg.error().message);
+      return std::nullopt;
+    }
+    const auto* skf = msg->payloads.empty()
+                          ? nullptr
+                          : std::get_if<wire::SkfPayload>(
+                                &msg->payloads.front().body);
+    if (!skf) {
+      auto opened = OpenMessage(sa.set, sa.InKeys(), d.bytes, *msg);
+      if (auto* err = std::get_if<OpenError>(&opened)) {
+        // Unauthenticated garbage must not change any state (2.21.2).
+        LogLine(LogLevel::kInfo, sa.handle, err->reason,
+                what + std::to_string(h.message_id) + " from " +
+                    d.remote.address.ToString() + " dropped: " + err->text);
+        return std::nullopt;
+      }
+      return std::move(std::get<std::vector<wire::Payload>>(opened));
+    }
+    if (settings_.fragment_size == 0 || h.exchange == ExchangeType::kIkeSaInit) {
+      LogLine(LogLevel::kInfo, sa.handle, FailureReason::kInvalidSyntax,
+              std::string("fragment dropped: ") +
+                  (settings_.fragment_size == 0
+                       ? "fragmentation is off"
+                       : "IKE_SA_INIT is never fragmented"));
+      return std::nullopt;
+    }
+    auto& slot = response ? sa.response_fragments : sa.request_fragments;
+    if (!slot) slot = std::make_unique<Reassembly>();
+    ReassemblyLimits limits{settings_.max_fragments,
+                            settings_.max_reassembly_bytes};
+    auto step = slot->Add(sa.set, sa.InKeys(), d.bytes, h.message_id, *skf,
+                          limits);
+    switch (step.outcome) {
+      case Reassembly::Outcome::kIncomplete:
+        return std::nullopt;
+      case Reassembly::Outcome::kDropped:
+        LogLine(LogLevel::kInfo, sa.handle, FailureReason::kInvalidSyntax,
+                std::string("fragment of ") + what +
+                    std::to_string(h.message_id) + " dropped: " + step.why);
+        if (!slot->active()) slot.reset();
+        return std::nullopt;
+      case Reassembly::Outcome::kComplete:
+        slot.reset();
+        return std::move(step.payloads);
+    }
+    return std::nullopt;
+  }
+
+  // Whether a retransmitted request deserves the cached response again:
+  // for a fragmented request only its first fragment does (RFC 7383 2.6.1),
+  // so a lost fragment does not multiply the answer.
+  static bool ResendsResponse(const std::vector<uint8_t>& datagram) {
+    auto where = wire::LocateSk(datagram);
+    if (!where.ok() || where->type != wire::PayloadType::kSkf) return true;
+    size_t at = where->body_offset - 4;
+    return (uint16_t(datagram[at]) << 8 | datagram[at + 1]) == 1;
   }
 
   // ------------------------------------------------------------ CERTREQ
@@ -733,7 +828,7 @@ class SaManagerImpl {
     }
     sa.init_request = *bytes;
     sa.state = State::kInitSent;
-    StartRequest(sa, ReqKind::kInit, 0, std::move(*bytes));
+    StartRequest(sa, ReqKind::kInit, 0, Datagrams{std::move(*bytes)});
   }
 
   void AppendInitNotifies(IkeSa& sa, std::vector<wire::Payload>& ps) {
@@ -741,9 +836,8 @@ class SaManagerImpl {
                         NatDetectionHash(sa.spi_i, sa.spi_r, sa.local)));
     ps.push_back(Notify(NotifyType::kNatDetectionDestinationIp,
                         NatDetectionHash(sa.spi_i, sa.spi_r, sa.remote)));
-    // IKEV2_FRAGMENTATION_SUPPORTED is not announced: SKF reassembly (RFC
-    // 7383) does not exist yet, and a peer told we support it would send
-    // large IKE_AUTH messages (certificate chains) as fragments we drop.
+    if (settings_.fragment_size != 0)
+      ps.push_back(Notify(NotifyType::kIkev2FragmentationSupported));
     crypto::Bytes hashes;
     for (auto h : crypto::SupportedSignatureHashes()) {
       hashes.push_back(uint8_t(uint16_t(h) >> 8));
@@ -753,8 +847,7 @@ class SaManagerImpl {
   }
 
   // Sends a request and keeps it for retransmission (window size 1).
-  void StartRequest(IkeSa& sa, ReqKind kind, uint32_t id,
-                    std::vector<uint8_t> bytes,
+  void StartRequest(IkeSa& sa, ReqKind kind, uint32_t id, Datagrams bytes,
                     std::optional<ChildNegotiation> child = std::nullopt,
                     ChildSaHandle target = 0,
                     FailureReason reason = FailureReason::kDeletedLocally) {
@@ -996,7 +1089,7 @@ class SaManagerImpl {
     h.exchange = exchange;
     h.flags = sa.initiator ? wire::header_flags::kInitiator : 0;
     h.message_id = sa.next_request_id;
-    auto bytes = SealMessage(sa.set, sa.OutKeys(), h, inner, random_);
+    auto bytes = Seal(sa, h, inner);
     if (!bytes.ok()) {
       LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
               "sealing " + wire::ExchangeName(exchange) +
@@ -1018,7 +1111,7 @@ class SaManagerImpl {
     h.flags = uint8_t(wire::header_flags::kResponse |
                       (sa.initiator ? wire::header_flags::kInitiator : 0));
     h.message_id = req.message_id;
-    auto bytes = SealMessage(sa.set, sa.OutKeys(), h, inner, random_);
+    auto bytes = Seal(sa, h, inner);
     if (!bytes.ok()) {
       LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
               "sealing response: " + bytes.error().message);
@@ -1293,6 +1386,8 @@ class SaManagerImpl {
         sa.nat_local = n->data != NatDetectionHash(
                                       sa.spi_i, sa.initiator ? sa.spi_r : 0,
                                       sa.local);
+      } else if (n->type == NotifyType::kIkev2FragmentationSupported) {
+        sa.peer_fragmentation = true;
       } else if (n->type == NotifyType::kSignatureHashAlgorithms) {
         sa.peer_hashes.clear();
         for (size_t i = 0; i + 1 < n->data.size(); i += 2)
@@ -1850,29 +1945,15 @@ class SaManagerImpl {
     if (sa.has_response && h.message_id == sa.response_id &&
         h.message_id + 1 == sa.expected_request_id) {
       // RFC 7296 section 2.1: a retransmitted request gets the same answer.
-      // Only if it is the same message (a forged header must not trigger it).
-      SendBytes(sa, sa.response);
+      if (ResendsResponse(d.bytes)) SendBytes(sa, sa.response);
       return;
     }
     if (h.message_id != sa.expected_request_id) return;
     if (sa.state == State::kHalfOpen && h.exchange != ExchangeType::kIkeAuth)
       return;
-    auto msg = wire::DecodeMessage(d.bytes);
-    if (!msg.ok()) {
-      LogLine(LogLevel::kInfo, sa.handle, FailureReason::kInvalidSyntax,
-              "request from " + sa.remote.address.ToString() + ": " +
-                  msg.error().message);
-      return;
-    }
-    auto opened = OpenMessage(sa.set, sa.InKeys(), d.bytes, *msg);
-    if (auto* err = std::get_if<OpenError>(&opened)) {
-      // Unauthenticated garbage must not change any state (2.21.2).
-      LogLine(LogLevel::kInfo, sa.handle, err->reason,
-              "request " + std::to_string(h.message_id) + " from " +
-                  sa.remote.address.ToString() + " dropped: " + err->text);
-      return;
-    }
-    auto& ps = std::get<std::vector<wire::Payload>>(opened);
+    auto opened = OpenIncoming(sa, d, h, /*response=*/false);
+    if (!opened) return;
+    auto& ps = *opened;
     sa.last_received = now_;
     ++sa.expected_request_id;
     if (sa.state == State::kEstablished && d.remote != sa.remote &&
@@ -2699,6 +2780,7 @@ class SaManagerImpl {
     r.set = set;
     r.keys = std::move(keys);
     r.peer = like.peer;
+    r.peer_fragmentation = like.peer_fragmentation;
     by_spi_[r.our_spi()] = r.handle;
     return r;
   }
@@ -2788,16 +2870,9 @@ class SaManagerImpl {
       OnInitResponse(sa, d, h);
       return;
     }
-    auto msg = wire::DecodeMessage(d.bytes);
-    if (!msg.ok()) return;
-    auto opened = OpenMessage(sa.set, sa.InKeys(), d.bytes, *msg);
-    if (auto* err = std::get_if<OpenError>(&opened)) {
-      LogLine(LogLevel::kInfo, sa.handle, err->reason,
-              "response " + std::to_string(h.message_id) + " dropped: " +
-                  err->text);
-      return;
-    }
-    auto& ps = std::get<std::vector<wire::Payload>>(opened);
+    auto opened = OpenIncoming(sa, d, h, /*response=*/true);
+    if (!opened) return;
+    auto& ps = *opened;
     sa.last_received = now_;
     Pending p = std::move(*sa.pending);
     ClearPending(sa);

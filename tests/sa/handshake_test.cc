@@ -96,8 +96,7 @@ TEST(HandshakeTest, InitSaAnnouncesNatDetectionFragmentationAndHashes) {
   };
   EXPECT_TRUE(has(wire::NotifyType::kNatDetectionSourceIp));
   EXPECT_TRUE(has(wire::NotifyType::kNatDetectionDestinationIp));
-  // Not announced until SKF reassembly (RFC 7383) exists.
-  EXPECT_FALSE(has(wire::NotifyType::kIkev2FragmentationSupported));
+  EXPECT_TRUE(has(wire::NotifyType::kIkev2FragmentationSupported));
   EXPECT_TRUE(has(wire::NotifyType::kSignatureHashAlgorithms));
   EXPECT_NE(wire::FindFirst<wire::SaPayload>(msg->payloads), nullptr);
   EXPECT_NE(wire::FindFirst<wire::KePayload>(msg->payloads), nullptr);

@@ -1,0 +1,272 @@
+// IKE fragmentation (RFC 7383): announcement, fragmented IKE_AUTH and
+// later exchanges, reassembly under loss, duplication and reordering, and
+// the bounds and rules of section 2.6 on malformed or surplus fragments.
+#include <gtest/gtest.h>
+
+#include "ike/sa/fragments.h"
+#include "ike/wire/message.h"
+#include "tests/sa/expect.h"
+#include "tests/sa/fixtures.h"
+#include "tests/sa/sim.h"
+
+namespace ike::sa::testing {
+namespace {
+
+using internal::Reassembly;
+using internal::ReassemblyLimits;
+
+bool IsFragment(const std::vector<uint8_t>& bytes) {
+  auto where = wire::LocateSk(bytes);
+  return where.ok() && where->type == wire::PayloadType::kSkf;
+}
+
+EngineSettings FragmentAt(size_t size) {
+  EngineSettings s;
+  s.fragment_size = size;
+  return s;
+}
+
+size_t CountFragments(const Node& n, size_t* largest) {
+  size_t c = 0;
+  for (const auto& s : n.sent)
+    if (IsFragment(s.bytes)) {
+      ++c;
+      *largest = std::max(*largest, s.bytes.size());
+    }
+  return c;
+}
+
+bool Announces(const std::vector<uint8_t>& init) {
+  auto msg = wire::DecodeMessage(init);
+  if (!msg.ok()) return false;
+  for (const auto& p : msg->payloads)
+    if (auto* n = std::get_if<wire::NotifyPayload>(&p.body))
+      if (n->type == wire::NotifyType::kIkev2FragmentationSupported)
+        return true;
+  return false;
+}
+
+TEST(FragmentationTest, IkeAuthAndLaterExchangesAreFragmented) {
+  Simulation sim(200);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(160));
+  Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(160));
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(2000));
+  ExpectEstablished(a, b);
+  EXPECT_TRUE(Announces(a.sent[0].bytes));
+  EXPECT_TRUE(Announces(b.sent[0].bytes));
+  EXPECT_FALSE(IsFragment(a.sent[0].bytes));  // IKE_SA_INIT never
+  size_t largest = 0;
+  EXPECT_GE(CountFragments(a, &largest), 2u);  // IKE_AUTH request
+  EXPECT_GE(CountFragments(b, &largest), 2u);  // IKE_AUTH response
+  EXPECT_LE(largest, 160u);
+  // A CHILD_SA rekey and an IKE SA rekey over fragments.
+  size_t before = CountFragments(a, &largest) + CountFragments(b, &largest);
+  auto v = a.manager->List();
+  sim.Feed(a, RekeyRequest{0, v[0].children[0].handle});
+  sim.RunFor(Duration(3000));
+  sim.Feed(b, RekeyRequest{b.manager->List()[0].handle, 0});
+  sim.RunFor(Duration(60000));
+  EXPECT_GT(CountFragments(a, &largest) + CountFragments(b, &largest), before);
+  EXPECT_LE(largest, 160u);
+  EXPECT_EQ(a.manager->ike_sa_count(), 1u);
+  EXPECT_EQ(b.manager->ike_sa_count(), 1u);
+  EXPECT_EQ(a.manager->child_sa_count(), 1u);
+  EXPECT_EQ(CheckPairConsistent(a, b), "");
+  EXPECT_EQ(a.errors + b.errors, 0u);
+  ExpectContinuous(a);
+  ExpectContinuous(b);
+}
+
+TEST(FragmentationTest, NotUsedWithAPeerThatDidNotAnnounceIt) {
+  Simulation sim(201);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(160));
+  Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(0));
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(2000));
+  ExpectEstablished(a, b);
+  EXPECT_FALSE(Announces(b.sent[0].bytes));
+  size_t largest = 0;
+  EXPECT_EQ(CountFragments(a, &largest) + CountFragments(b, &largest), 0u);
+  EXPECT_GT(a.sent[1].bytes.size(), 160u);  // sent whole
+}
+
+TEST(FragmentationTest, LossDuplicationAndReorderingOfFragments) {
+  size_t up = 0;
+  for (uint64_t seed = 210; seed < 230; ++seed) {
+    SCOPED_TRACE(seed);
+    Simulation sim(seed);
+    auto p = MakePskPair();
+    Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(120));
+    Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(120));
+    sim.faults.loss = 0.1;
+    sim.faults.duplicate = 0.3;
+    sim.faults.min_delay = Duration(1);
+    sim.faults.max_delay = Duration(200);
+    sim.Feed(a, Initiate("a-b"));
+    sim.RunFor(Duration(60000));
+    sim.faults = {};
+    sim.RunFor(Duration(120000));
+    if (a.manager->ike_sa_count() == 0) {
+      EXPECT_TRUE(a.sad.empty());
+      continue;
+    }
+    ++up;
+    EXPECT_EQ(a.manager->child_sa_count(), 1u);
+    EXPECT_EQ(b.manager->child_sa_count(), 1u);
+    EXPECT_EQ(CheckPairConsistent(a, b), "");
+    EXPECT_EQ(a.errors + b.errors, 0u);
+    size_t largest = 0;
+    EXPECT_GE(CountFragments(a, &largest), 2u);
+  }
+  EXPECT_GE(up, 18u);
+}
+
+// Fragments whose numbers were altered in flight fail to decode (number 0
+// or above the total) or to authenticate (the total is covered by the
+// ICV): they are dropped, and the retransmission completes the exchange.
+TEST(FragmentationTest, MalformedFragmentNumbersAreDropped) {
+  for (int kind = 0; kind < 4; ++kind) {
+    SCOPED_TRACE(kind);
+    Simulation sim(240 + kind);
+    auto p = MakePskPair();
+    Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(120));
+    Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(120));
+    int tampered = 0;
+    sim.tamper = [&](Datagram& d) {
+      if (d.from != "a" || !IsFragment(d.event.bytes) || tampered >= 3) return;
+      auto where = wire::LocateSk(d.event.bytes);
+      size_t at = where->body_offset - 4;  // number (2 octets), total (2)
+      auto& m = d.event.bytes;
+      switch (kind) {
+        case 0: m[at] = 0, m[at + 1] = 0; break;           // number 0
+        case 1: m[at] = 0xff, m[at + 1] = 0xff; break;     // above total
+        case 2: m[at + 2] = 0x7f, m[at + 3] = 0xff; break; // huge total
+        case 3: m[at + 3] ^= 1; break;                     // other total
+      }
+      ++tampered;
+    };
+    sim.Feed(a, Initiate("a-b"));
+    sim.RunFor(Duration(30000));
+    EXPECT_EQ(tampered, 3);
+    ExpectEstablished(a, b);
+    EXPECT_TRUE(b.Logged(FailureReason::kInvalidSyntax));
+  }
+}
+
+// ------------------------------------------------- Reassembly directly
+
+struct Keys {
+  crypto::TransformSet set;
+  std::vector<uint8_t> encryption = std::vector<uint8_t>(36, 0x42);
+  internal::IkeDirectionKeys view() const {
+    return {crypto::View(encryption), {}};
+  }
+};
+
+std::vector<uint8_t> Fragment(const Keys& k, uint32_t id, uint16_t number,
+                              uint16_t total, const std::vector<uint8_t>& plain,
+                              crypto::RandomSource& random) {
+  wire::Header h;
+  h.initiator_spi = 1;
+  h.responder_spi = 2;
+  h.exchange = wire::ExchangeType::kInformational;
+  h.message_id = id;
+  auto f = internal::SealFragment(k.set, k.view(), h,
+                                  uint8_t(wire::PayloadType::kNotify), number,
+                                  total, crypto::View(plain), random);
+  EXPECT_TRUE(f.ok());
+  return *f;
+}
+
+// A notify payload (INITIAL_CONTACT) split in two halves.
+std::vector<uint8_t> NotifyChain() {
+  auto chain = wire::EncodePayloadChain(
+      {wire::MakePayload(wire::NotifyPayload{
+          0, wire::NotifyType::kInitialContact, {}, std::vector<uint8_t>(40, 7)})});
+  EXPECT_TRUE(chain.ok());
+  return chain->bytes;
+}
+
+Reassembly::Step Feed(Reassembly& r, const Keys& k,
+                      const std::vector<uint8_t>& datagram,
+                      ReassemblyLimits limits = {}) {
+  auto msg = wire::DecodeMessage(datagram);
+  EXPECT_TRUE(msg.ok());
+  const auto* skf = wire::FindFirst<wire::SkfPayload>(msg->payloads);
+  EXPECT_NE(skf, nullptr);
+  return r.Add(k.set, k.view(), datagram, msg->header.message_id, *skf,
+               limits);
+}
+
+TEST(ReassemblyTest, RulesOfSection26) {
+  crypto::DeterministicRandomSource random(crypto::View(Text("frag")));
+  Keys k;
+  auto all = NotifyChain();
+  std::vector<uint8_t> first(all.begin(), all.begin() + 20),
+      second(all.begin() + 20, all.end());
+  using O = Reassembly::Outcome;
+
+  // Out of order, with a duplicate: completes once, with the payload.
+  Reassembly r;
+  EXPECT_EQ(Feed(r, k, Fragment(k, 5, 2, 2, second, random)).outcome,
+            O::kIncomplete);
+  EXPECT_EQ(Feed(r, k, Fragment(k, 5, 2, 2, second, random)).outcome,
+            O::kIncomplete);
+  auto done = Feed(r, k, Fragment(k, 5, 1, 2, first, random));
+  ASSERT_EQ(done.outcome, O::kComplete);
+  ASSERT_EQ(done.payloads.size(), 1u);
+  auto* n = std::get_if<wire::NotifyPayload>(&done.payloads[0].body);
+  ASSERT_NE(n, nullptr);
+  EXPECT_EQ(n->type, wire::NotifyType::kInitialContact);
+  EXPECT_FALSE(r.active());
+
+  // A larger total restarts; a smaller one is dropped.
+  Reassembly r2;
+  std::vector<uint8_t> third(all.begin() + 30, all.end());
+  second.assign(all.begin() + 20, all.begin() + 30);
+  EXPECT_EQ(Feed(r2, k, Fragment(k, 6, 1, 2, first, random)).outcome,
+            O::kIncomplete);
+  EXPECT_EQ(Feed(r2, k, Fragment(k, 6, 2, 3, second, random)).outcome,
+            O::kIncomplete);  // restarted with 3: fragment 1 forgotten
+  EXPECT_EQ(Feed(r2, k, Fragment(k, 6, 1, 2, first, random)).outcome,
+            O::kDropped);     // total 2 < 3
+  EXPECT_EQ(Feed(r2, k, Fragment(k, 6, 3, 3, third, random)).outcome,
+            O::kIncomplete);
+  EXPECT_EQ(Feed(r2, k, Fragment(k, 6, 1, 3, first, random)).outcome,
+            O::kComplete);
+
+  // Forged fragments (other keys) are dropped without being stored.
+  Keys other;
+  other.encryption[0] ^= 1;
+  Reassembly r3;
+  EXPECT_EQ(Feed(r3, k, Fragment(other, 7, 1, 2, first, random)).outcome,
+            O::kDropped);
+  EXPECT_FALSE(r3.active());
+
+  // Too many fragments, too many octets.
+  ReassemblyLimits tight;
+  tight.max_fragments = 4;
+  tight.max_bytes = 30;
+  Reassembly r4;
+  EXPECT_EQ(Feed(r4, k, Fragment(k, 8, 1, 5, first, random), tight).outcome,
+            O::kDropped);
+  EXPECT_EQ(Feed(r4, k, Fragment(k, 8, 1, 2, first, random), tight).outcome,
+            O::kIncomplete);
+  auto over = Feed(r4, k, Fragment(k, 8, 2, 2, all, random), tight);
+  EXPECT_EQ(over.outcome, O::kDropped);
+  EXPECT_FALSE(r4.active());
+
+  // A fragment of a newer message replaces the one being collected.
+  Reassembly r5;
+  EXPECT_EQ(Feed(r5, k, Fragment(k, 9, 1, 2, first, random)).outcome,
+            O::kIncomplete);
+  EXPECT_EQ(Feed(r5, k, Fragment(k, 10, 2, 2, second, random)).outcome,
+            O::kIncomplete);
+  EXPECT_EQ(r5.message_id(), 10u);
+}
+
+}  // namespace
+}  // namespace ike::sa::testing
