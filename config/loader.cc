@@ -1480,7 +1480,8 @@ void Loader::ParseDaemon() {
   }
   const Src& s = *daemon_;
   if (!CheckMap(s, {"listen", "ike_port", "nat_port", "api_socket",
-                    "api_group", "log_level", "ownership"}))
+                    "api_group", "log_level", "ownership", "dpd_interval",
+                    "retransmit"}))
     return;
   if (s.node["ike_port"])
     d.ike_port = static_cast<uint16_t>(
@@ -1530,6 +1531,35 @@ void Loader::ParseDaemon() {
       if (v) Error(l, "unknown log level " + Quote(*v) + Suggest(*v, names));
     } else {
       d.log_level = static_cast<LogLevel>(it - names.begin());
+    }
+  }
+  // Seconds in [min, max]; the field keeps its default on error.
+  auto seconds = [&](const Src& v, uint32_t* field, uint64_t min, uint64_t max) {
+    auto value = Duration(v);
+    if (!value) return;
+    if (*value < min || *value > max) {
+      Error(v, "expected a duration from " + std::to_string(min) + "s to " +
+                   std::to_string(max) + "s");
+      return;
+    }
+    *field = static_cast<uint32_t>(*value);
+  };
+  if (s.node["dpd_interval"])
+    seconds(Child(s, "dpd_interval"), &d.dpd_interval_seconds, 0, 86400);
+  if (s.node["retransmit"]) {
+    Src r = Child(s, "retransmit");
+    if (CheckMap(r, {"initial", "max", "tries"})) {
+      if (r.node["initial"])
+        seconds(Child(r, "initial"), &d.retransmit_initial_seconds, 1, 600);
+      if (r.node["max"])
+        seconds(Child(r, "max"), &d.retransmit_max_seconds, 1, 3600);
+      if (r.node["tries"]) {
+        if (auto v = Uint(Child(r, "tries"), 0, 20))
+          d.retransmit_tries = static_cast<uint32_t>(*v);
+      }
+      if (d.retransmit_max_seconds < d.retransmit_initial_seconds)
+        Error(Child(r, r.node["max"] ? "max" : "initial"),
+              "retransmit.max must not be below retransmit.initial");
     }
   }
   if (s.node["ownership"]) {

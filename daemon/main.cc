@@ -126,8 +126,17 @@ int main(int argc, char** argv) {
   };
   api_bridge.SetSocketPolicies(kernel.value().get());
 
+  // Liveness settings apply at start (like listen addresses and ports).
+  const auto& liveness = loaded.snapshot->daemon;
+  ike::sa::EngineSettings engine_settings;
+  engine_settings.dpd_interval = std::chrono::seconds(liveness.dpd_interval_seconds);
+  engine_settings.retransmit_initial =
+      std::chrono::seconds(liveness.retransmit_initial_seconds);
+  engine_settings.retransmit_max = std::chrono::seconds(liveness.retransmit_max_seconds);
+  engine_settings.retransmit_tries = liveness.retransmit_tries;
   btnsd::daemon::Daemon daemon(config_path, loaded.snapshot,
-                               std::move(credentials.store), std::move(deps));
+                               std::move(credentials.store), std::move(deps),
+                               engine_settings);
   daemon.HandleSignals();
   api_bridge.SetInitiator([&daemon](const std::string& spd_entry,
                                     const ike::policy::PacketFiveTuple& packet) {

@@ -45,6 +45,14 @@ struct DaemonSettings {
   std::string api_group;  // group owning the socket; empty: root only
   LogLevel log_level = LogLevel::kInfo;
   KernelOwnership ownership;
+  // Liveness check (RFC 7296 section 2.4) after this many seconds without
+  // a message from the peer; 0 disables it.
+  uint32_t dpd_interval_seconds = 30;
+  // Request retransmission (section 2.1): the first timeout doubles up to
+  // the cap; after `tries` resends without an answer the peer is dead.
+  uint32_t retransmit_initial_seconds = 1;
+  uint32_t retransmit_max_seconds = 30;
+  uint32_t retransmit_tries = 5;
   bool operator==(const DaemonSettings&) const = default;
 };
 

@@ -154,6 +154,8 @@ TEST(LoaderTest, DaemonDefaultsAndSettings) {
   api_group: 0
   log_level: trace
   ownership: {priority_min: 10, priority_max: 20, reqid_min: 5, reqid_max: 9, mark: 0x10, mark_mask: 0xf0}
+  dpd_interval: 2m
+  retransmit: {initial: 2s, max: 8s, tries: 3}
 )");
   LoadResult r = LoadNoFiles(f);
   ASSERT_TRUE(r.ok()) << ::testing::PrintToString(ErrorStrings(r));
@@ -165,6 +167,10 @@ TEST(LoaderTest, DaemonDefaultsAndSettings) {
   EXPECT_EQ(d.log_level, LogLevel::kTrace);
   EXPECT_EQ(d.ownership.reqid_max, 9u);
   EXPECT_EQ(d.ownership.mark_mask, 0xf0u);
+  EXPECT_EQ(d.dpd_interval_seconds, 120u);
+  EXPECT_EQ(d.retransmit_initial_seconds, 2u);
+  EXPECT_EQ(d.retransmit_max_seconds, 8u);
+  EXPECT_EQ(d.retransmit_tries, 3u);
 
   std::string blank = dir.Write("blank.yaml",
                                 "identities:\nproposals:\npad:\nspd:\n");
@@ -176,6 +182,8 @@ TEST(LoaderTest, DaemonDefaultsAndSettings) {
   LoadResult e = LoadNoFiles(empty);
   ASSERT_TRUE(e.ok());
   EXPECT_EQ(e.snapshot->daemon.listen.size(), 4u);  // 0.0.0.0 and :: x 2
+  EXPECT_EQ(e.snapshot->daemon.dpd_interval_seconds, 30u);
+  EXPECT_EQ(e.snapshot->daemon.retransmit_tries, 5u);
   EXPECT_EQ(e.snapshot->proposals.size(), 2u);      // the built-in sets
 }
 

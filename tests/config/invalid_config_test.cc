@@ -30,7 +30,17 @@ std::vector<Case> Cases() {
       {"unknown_key_lists_choices", "daemon:\n  colour: blue\n",
        {"F:2:3: daemon.colour: unknown key 'colour'; expected one of: "
         "listen, ike_port, nat_port, api_socket, api_group, log_level, "
-        "ownership"}},
+        "ownership, dpd_interval, retransmit"}},
+      {"dpd_interval_not_a_duration", "daemon:\n  dpd_interval: soon\n",
+       {"F:2:17: daemon.dpd_interval: expected a duration such as 3600, 90s, "
+        "30m, 8h or 1d"}},
+      {"retransmit_max_below_initial",
+       "daemon:\n  retransmit: {initial: 10s, max: 5s}\n",
+       {"F:2:35: daemon.retransmit.max: retransmit.max must not be below "
+        "retransmit.initial"}},
+      {"retransmit_tries_too_many", "daemon:\n  retransmit: {tries: 99}\n",
+       {"F:2:23: daemon.retransmit.tries: expected an integer from 0 to 20, "
+        "got '99'"}},
       {"duplicate_key", "daemon:\n  log_level: info\n  log_level: debug\n",
        {"F:3:3: daemon.log_level: duplicate key (first at line 2)"}},
       {"bad_listen_address", "daemon:\n  listen: [192.0.2.300]\n",
