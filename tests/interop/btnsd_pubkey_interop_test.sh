@@ -18,10 +18,6 @@
 # through ESP and the left host's ESP counters show it. Every case prints
 # "RESULT <name> PASS|FAIL esp_packets=N"; a failing case also prints the
 # daemons' decisive log lines.
-#
-# KNOWN_FAILURES (below) lists cases that fail because of a known btnsd
-# defect: they still run and print their result and log lines, but do not
-# fail the test. Every other case must pass.
 set -euo pipefail
 
 if [[ ${1:-} != --inside ]]; then
@@ -38,15 +34,6 @@ btnsd=$2
 . "$3"
 configs=$4
 
-# name -> why it is expected to fail (a btnsd defect, see the report lines).
-# strongSwan with pinned raw keys sends no CERT payload (nothing to send: its
-# key is configured on both ends), and btnsd refuses a signature AUTH without
-# a CERT payload even though the matching PAD entry pins the peer's key:
-#   event=engine reason=authentication-failed msg="signature AUTH without a
-#   CERT payload (no key to verify with)"
-# strongSwan verifies btnsd's Ed25519 AUTH with its pinned key (it logs
-# "authentication of 'left.example.net' with ED25519 successful").
-declare -A KNOWN_FAILURES=()
 
 work=$TMPDIR/pubkey-interop
 mkdir -p "$work"
@@ -107,32 +94,7 @@ start_charon() {
       remote_auth="cacerts = ca.crt"
       ;;
   esac
-  cat > "$dir/strongswan.conf" <<CONF
-swanctl {
-  load = random openssl pem pkcs1 pkcs8 x509 pubkey curve25519
-}
-charon {
-  load = random nonce openssl gcm aes sha1 sha2 hmac curve25519 kdf pem pkcs1 pkcs8 x509 pubkey kernel-netlink socket-default vici
-  install_routes = no
-  plugins {
-    vici {
-      socket = unix://$dir/charon.vici
-    }
-  }
-  filelog {
-    log {
-      path = $dir/charon.log
-      time_format = %s
-      flush_line = yes
-      default = 1
-      ike = 2
-      cfg = 2
-      chd = 2
-      knl = 1
-    }
-  }
-}
-CONF
+  uml_strongswan_conf "$dir"
   cat > "$sw/swanctl.conf" <<CONF
 connections {
   to-left {
@@ -164,26 +126,14 @@ connections {
   }
 }
 CONF
-  rm -f "$dir/charon.vici" "$dir/charon.log"
-  ip netns exec right unshare -m sh -c "
-    mount -t tmpfs none /run
-    exec env STRONGSWAN_CONF=$dir/strongswan.conf /usr/lib/ipsec/charon" > "$dir/charon.out" 2>&1 &
-  echo $! > "$work/charon.pid"
-  uml_wait_for test -S "$dir/charon.vici" || { echo "charon did not open vici"; return 1; }
-  swanctl_right "$dir" --load-all --file "$sw/swanctl.conf"
+  uml_start_charon right "$dir"
 }
 swanctl_right() {
   local dir=$1
   shift
-  ip netns exec right env STRONGSWAN_CONF="$dir/strongswan.conf" SWANCTL_DIR="$dir/swanctl" \
-    swanctl "$@" --uri "unix://$dir/charon.vici" >> "$dir/charon.out" 2>&1
+  uml_swanctl right "$dir" "$@"
 }
-stop_charon() {
-  local pid
-  pid=$(cat "$work/charon.pid")
-  kill -TERM "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
+stop_charon() { uml_stop_charon "$1"; }
 
 # decisive_lines DIR: the log lines that say why authentication or the
 # CHILD_SA failed, from both daemons.
@@ -237,20 +187,15 @@ run_case() {
     fi
     stop_btnsd || { ok=0; why="$why btnsd exit status not 0"; }
   fi
-  stop_charon
+  stop_charon "$dir"
   mv "$work/btnsd.log" "$dir/btnsd.log" 2>/dev/null || true
   flush_all
   if ((ok)); then
     result "$name" PASS "esp_packets=$packets"
     return 0
   fi
-  local known=${KNOWN_FAILURES[$name]:-}
-  if [[ -n $known ]]; then
-    result "$name" FAIL "esp_packets=$packets KNOWN-FAILURE ($known): $why"
-  else
-    result "$name" FAIL "esp_packets=$packets $why"
-    failures=$((failures + 1))
-  fi
+  result "$name" FAIL "esp_packets=$packets $why"
+  failures=$((failures + 1))
   decisive_lines "$dir"
   return 0
 }
@@ -267,4 +212,4 @@ if ((failures)); then
   echo "FAIL: $failures public-key interop case(s) failed"
   exit 1
 fi
-echo "PASS: every public-key interop case not listed as a known btnsd defect"
+echo "PASS: all public-key interop cases"

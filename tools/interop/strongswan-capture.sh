@@ -22,45 +22,24 @@ work=$TMPDIR/strongswan
 mkdir -p "$work"
 show_daemon_output() {
   local f
-  for f in "$work"/*/charon.out "$work"/*/charon.log; do echo "== $f"; tail -n 30 "$f"; done >&2
+  for f in "$work"/*/charon.out "$work"/*/charon.stdout "$work"/*/charon.log; do echo "== $f"; tail -n 30 "$f"; done >&2
 }
 trap 'show_daemon_output' ERR
 
-# write_conf HOST SCENARIO IKE_PROPOSAL ESP_PROPOSAL
+# write_conf HOST SCENARIO IKE_PROPOSAL ESP_PROPOSAL: the host's charon
+# folder $work/HOST; "ike = 4" makes charon log nonces, the DH secret and
+# the derived keys.
 write_conf() {
   local host=$1 name=$2 ike=$3 esp=$4 me peer
   if [[ $host == left ]]; then me=$UML_LEFT_V4; peer=$UML_RIGHT_V4; else me=$UML_RIGHT_V4; peer=$UML_LEFT_V4; fi
-  mkdir -p "$work/$host"
-  cat > "$work/$host/strongswan.conf" <<CONF
-# swanctl with the system-wide plugin list hangs in UML; keep it minimal.
-swanctl {
-  load = random openssl pem pkcs1 pkcs8 x509 pubkey
-}
-charon {
-  load = random nonce openssl gcm aes sha1 sha2 hmac curve25519 kdf pem pkcs1 pkcs8 x509 pubkey kernel-netlink socket-default vici
-  install_routes = no
-  plugins {
-    vici {
-      socket = unix:///run/charon.vici
-    }
-  }
-  filelog {
-    keys {
-      path = $work/$host/charon.log
-      time_format = %s
-      flush_line = yes
-      default = 1
+  uml_strongswan_conf "$work/$host" "default = 1
       ike = 4
       enc = 2
       net = 2
       cfg = 2
       chd = 2
-      lib = 1
-    }
-  }
-}
-CONF
-  cat > "$work/$host/swanctl.conf" <<CONF
+      lib = 1"
+  cat > "$work/$host/swanctl/swanctl.conf" <<CONF
 connections {
   $name {
     version = 2
@@ -95,31 +74,16 @@ secrets {
 CONF
 }
 
-start_charon() {
-  local host=$1
-  ip netns exec "$host" unshare -m sh -c "
-    mount -t tmpfs none /run
-    STRONGSWAN_CONF=$work/$host/strongswan.conf /usr/lib/ipsec/charon > $work/$host/charon.out 2>&1 &
-    for i in \$(seq 1 100); do [ -S /run/charon.vici ] && break; sleep 0.1; done
-    export STRONGSWAN_CONF=$work/$host/strongswan.conf
-    swanctl --load-all --file $work/$host/swanctl.conf --uri unix:///run/charon.vici >> $work/$host/charon.out 2>&1
-    [ \"$host\" = left ] && swanctl --initiate --child $scenario --uri unix:///run/charon.vici --timeout 20 >> $work/$host/charon.out 2>&1
-    # Keep this mount namespace (and its /run) alive while charon runs.
-    wait
-  " &
-}
-
 run_scenario() {
-  scenario=$1
   write_conf left "$1" "$2" "$3"
   write_conf right "$1" "$2" "$3"
   rm -f "$out/$1.pcap"
   ip netns exec left dumpcap -q -P -i eth0 -f "udp port 500 or udp port 4500" -w "$out/$1.pcap" 2>/dev/null &
   local capture=$!
   sleep 1
-  start_charon right
-  sleep 1
-  start_charon left
+  uml_start_charon right "$work/right"
+  uml_start_charon left "$work/left"
+  uml_swanctl left "$work/left" --initiate --child "$1" --timeout 20
   if ! UML_WAIT_SECONDS=60 uml_wait_for sh -c "[ \$(ip -n left xfrm state | grep -c '^src') -ge 2 ]"; then
     echo "FAIL: $1: no CHILD_SA was installed" >&2
     show_daemon_output
@@ -132,8 +96,8 @@ run_scenario() {
   ((packets >= 6)) || { echo "FAIL: $1 did not carry traffic" >&2; show_daemon_output; return 1; }
   sleep 0.5
   kill "$capture"; wait "$capture" 2>/dev/null || true
-  pkill -f /usr/lib/ipsec/charon || true
-  sleep 0.5
+  uml_stop_charon "$work/left"
+  uml_stop_charon "$work/right"
   cp "$work/left/charon.log" "$out/$1-left.log"
   cp "$work/right/charon.log" "$out/$1-right.log"
   ip -n left xfrm state flush; ip -n right xfrm state flush

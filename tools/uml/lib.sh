@@ -53,3 +53,127 @@ uml_wait_for() {
 esp_packets() {
   ip -n "$1" -s xfrm state | awk '/lifetime current:/ {getline; sum += $2} END {print sum + 0}'
 }
+
+# ---------------------------------------------------------------- strongSwan
+# One charon per folder DIR: DIR/strongswan.conf (uml_strongswan_conf),
+# DIR/swanctl/ (SWANCTL_DIR: swanctl.conf and credential folders), the vici
+# socket DIR/charon.vici, the log DIR/charon.log, swanctl's output
+# DIR/charon.out and the pid DIR/charon.pid.
+
+# uml_strongswan_conf DIR [LOG_LEVELS]: a strongswan.conf for DIR. The plugin
+# lists are minimal on purpose: swanctl with the system-wide list hangs in
+# UML, and strongSwan 5.9.8 needs "kdf" for key derivation. LOG_LEVELS
+# replaces the default file log levels (e.g. "default = 1\n ike = 4").
+uml_strongswan_conf() {
+  local dir=$1
+  local levels=${2:-"default = 1
+      ike = 2
+      cfg = 2
+      chd = 2
+      knl = 1"}
+  mkdir -p "$dir/swanctl"
+  cat > "$dir/strongswan.conf" <<CONF
+swanctl {
+  load = random openssl pem pkcs1 pkcs8 x509 pubkey curve25519
+}
+charon {
+  load = random nonce openssl gcm aes sha1 sha2 hmac curve25519 kdf pem pkcs1 pkcs8 x509 pubkey kernel-netlink socket-default vici
+  install_routes = no
+  plugins {
+    vici {
+      socket = unix://$dir/charon.vici
+    }
+  }
+  filelog {
+    log {
+      path = $dir/charon.log
+      time_format = %s
+      flush_line = yes
+      $levels
+    }
+  }
+${UML_CHARON_EXTRA:-}
+}
+CONF
+}
+
+# uml_start_charon HOST DIR: starts charon in HOST (own mount namespace and
+# /run), waits for its vici socket and loads DIR/swanctl/swanctl.conf.
+uml_start_charon() {
+  local host=$1 dir=$2
+  rm -f "$dir/charon.vici" "$dir/charon.log"
+  ip netns exec "$host" unshare -m sh -c '
+    mount -t tmpfs none /run
+    exec env STRONGSWAN_CONF="$1/strongswan.conf" /usr/lib/ipsec/charon' sh "$dir" \
+    > "$dir/charon.stdout" 2>&1 &
+  echo $! > "$dir/charon.pid"
+  uml_wait_for test -S "$dir/charon.vici" || { echo "charon in $host did not open its vici socket"; return 1; }
+  uml_swanctl "$host" "$dir" --load-all --file "$dir/swanctl/swanctl.conf"
+}
+
+# uml_swanctl HOST DIR ARGS...: swanctl against DIR's charon (output to DIR/charon.out).
+uml_swanctl() {
+  local host=$1 dir=$2
+  shift 2
+  ip netns exec "$host" env STRONGSWAN_CONF="$dir/strongswan.conf" SWANCTL_DIR="$dir/swanctl" \
+    swanctl "$@" --uri "unix://$dir/charon.vici" >> "$dir/charon.out" 2>&1
+}
+
+# uml_stop_charon DIR [SIGNAL]: stops DIR's charon (SIGTERM unless told) and waits.
+uml_stop_charon() {
+  local pid
+  pid=$(cat "$1/charon.pid" 2>/dev/null) || return 0
+  kill -"${2:-TERM}" "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -f "$1/charon.pid"
+}
+
+# ---------------------------------------------------------------- Libreswan
+# Debian's libreswan conflicts with strongswan, so tools/install-deps unpacks
+# its .deb into UML_LIBRESWAN_TREE instead of installing it. pluto looks for
+# its helpers in /usr/libexec/ipsec: its mount namespace gets the unpacked
+# libexec folder bind-mounted over /usr/libexec. One pluto per folder DIR:
+# DIR/ipsec.conf, DIR/ipsec.secrets, DIR/nss (NSS database), DIR/pluto.log,
+# DIR/pluto.ctl (whack socket) and DIR/pluto.pid.
+UML_LIBRESWAN_TREE=${UML_LIBRESWAN_TREE:-/var/cache/btnsd/libreswan}
+
+uml_have_libreswan() { [[ -x $UML_LIBRESWAN_TREE/usr/libexec/ipsec/pluto ]]; }
+
+# uml_start_pluto HOST DIR: starts pluto in HOST and loads every conn of
+# DIR/ipsec.conf (auto=add / auto=start apply).
+uml_start_pluto() {
+  local host=$1 dir=$2
+  mkdir -p "$dir/nss"
+  [[ -e $dir/nss/cert9.db ]] || certutil -N -d "sql:$dir/nss" --empty-password
+  touch "$dir/ipsec.secrets"
+  chmod 600 "$dir/ipsec.secrets"
+  rm -f "$dir/pluto.ctl" "$dir/pluto.log"
+  ip netns exec "$host" unshare -m sh -c '
+    mount -t tmpfs none /run
+    mount --bind "$2/usr/libexec" /usr/libexec
+    exec "$2/usr/libexec/ipsec/pluto" --nofork --no-dnssec --config "$1/ipsec.conf" \
+      --rundir "$1" --secretsfile "$1/ipsec.secrets" --ipsecdir "$1" \
+      --nssdir "$1/nss" --logfile "$1/pluto.log"' sh "$dir" "$UML_LIBRESWAN_TREE" \
+    > "$dir/pluto.stdout" 2>&1 &
+  echo $! > "$dir/pluto.pid"
+  uml_wait_for test -S "$dir/pluto.ctl" || { echo "pluto in $host did not open its control socket"; return 1; }
+  uml_pluto "$host" "$dir" addconn --autoall --config "$dir/ipsec.conf" --ctlsocket "$dir/pluto.ctl"
+  uml_pluto "$host" "$dir" whack --ctlsocket "$dir/pluto.ctl" --listen
+}
+
+# uml_pluto HOST DIR PROGRAM ARGS...: runs a Libreswan program (whack,
+# addconn) from the unpacked tree in HOST (output to DIR/pluto.out).
+uml_pluto() {
+  local host=$1 dir=$2 program=$3
+  shift 3
+  ip netns exec "$host" "$UML_LIBRESWAN_TREE/usr/libexec/ipsec/$program" "$@" >> "$dir/pluto.out" 2>&1
+}
+
+# uml_stop_pluto DIR [SIGNAL]: stops DIR's pluto and waits.
+uml_stop_pluto() {
+  local pid
+  pid=$(cat "$1/pluto.pid" 2>/dev/null) || return 0
+  kill -"${2:-TERM}" "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -f "$1/pluto.pid"
+}

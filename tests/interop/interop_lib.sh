@@ -1,0 +1,83 @@
+# Helpers shared by the interop tests, sourced inside user-mode-linux after
+# tools/uml/lib.sh. The caller sets $btnsd (the binary) and $work (scratch).
+
+declare -a results=()
+failures=0
+# result NAME PASS|FAIL DETAILS...: records one scenario line.
+result() {
+  results+=("$(printf '%-52s %-4s %s' "$1" "$2" "${*:3}")")
+  echo "RESULT $*"
+  [[ $2 == PASS ]] || failures=$((failures + 1))
+}
+
+# print_matrix TITLE: the scenario matrix, then exit status 0 or 1.
+print_matrix() {
+  echo "---- scenario matrix: $1 (${SECONDS}s in UML)"
+  printf '%s\n' "${results[@]}"
+  if ((failures)); then
+    echo "FAIL: $failures scenario(s) failed"
+    return 1
+  fi
+  echo "PASS: all ${#results[@]} scenarios"
+}
+
+sa_count() { ip -n "$1" xfrm state | grep -c '^src' || true; }
+policy_count() { ip -n "$1" xfrm policy | grep -c '^src' || true; }
+no_sas() { (( $(sa_count "$1") == 0 )); }
+both_have_sas() { (( $(sa_count left) >= 2 && $(sa_count right) >= 2 )); }
+# spis HOST: the host's ESP SPIs, sorted, on one line.
+spis() { ip -n "$1" xfrm state | awk '/proto esp spi/ {print $4}' | sort | tr '\n' ' '; }
+flush_all() {
+  local ns
+  for ns in left right; do ip -n $ns xfrm state flush; ip -n $ns xfrm policy flush; done
+}
+
+# start_btnsd HOST CONFIG [LOG]: runs btnsd in HOST; pid in $work/HOST.pid,
+# log in LOG (default $work/HOST-btnsd.log).
+start_btnsd() {
+  local host=$1 config=$2 log=${3:-$work/$1-btnsd.log}
+  ip netns exec "$host" "$btnsd" --config "$config" --foreground > "$log" 2>&1 &
+  echo $! > "$work/$host.pid"
+  uml_wait_for grep -q 'event=started' "$log" ||
+    { echo "btnsd in $host did not start"; tail -n 20 "$log"; return 1; }
+}
+
+# stop_btnsd HOST [SIGNAL]: signals btnsd (SIGTERM) and waits; returns its
+# exit status.
+stop_btnsd() {
+  local pid status=0
+  pid=$(cat "$work/$1.pid" 2>/dev/null) || return 0
+  rm -f "$work/$1.pid"
+  kill -"${2:-TERM}" "$pid" 2>/dev/null || return 0
+  wait "$pid" || status=$?
+  return $status
+}
+
+# ping_through HOST TARGET [COUNT]: pings and prints how many replies came.
+ping_replies() {
+  local host=$1 target=$2 count=${3:-3}
+  ip netns exec "$host" ping -c "$count" -i 0.2 -W 2 "$target" 2>/dev/null |
+    awk '/packets transmitted/ {print $4}'
+}
+
+# tcp_transfer BYTES [SERVER_ADDRESS]: left sends BYTES to right on TCP port
+# 5001 and the receiver checks it got them all. Perl and bash's /dev/tcp
+# start in a fraction of the time python needs inside UML.
+tcp_transfer() {
+  local bytes=$1 address=${2:-$UML_RIGHT_V4}
+  ip netns exec right perl -MIO::Socket::IP -e '
+    alarm 30;
+    my $s = IO::Socket::IP->new(LocalHost => $ARGV[0], LocalPort => 5001,
+                                Listen => 1, ReuseAddr => 1) or die "listen: $!";
+    my $c = $s->accept or die "accept: $!";
+    my ($n, $r, $buf) = (0);
+    $n += $r while ($r = sysread($c, $buf, 65536)) > 0;
+    exit($n == $ARGV[1] ? 0 : 1);' "$address" "$bytes" &
+  local server=$! tries=0
+  until ip netns exec left bash -c 'exec 3<>"/dev/tcp/$1/5001" && head -c "$2" /dev/zero >&3' \
+      sh "$address" "$bytes" 2>/dev/null; do
+    ((++tries < 50)) || { kill "$server" 2>/dev/null; wait "$server" || true; return 1; }
+    sleep 0.2
+  done
+  wait "$server"
+}
