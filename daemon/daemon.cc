@@ -373,6 +373,9 @@ void Daemon::Execute(ike::sa::Actions& actions) {
     } else if (auto* policy = std::get_if<ike::sa::InstallPolicy>(&action)) {
       ++counters_.kernel_jobs;
       KernelJob([this, p = *policy] { kernel_state_->InstallPolicy(p); });
+    } else if (auto* encap = std::get_if<ike::sa::UpdateChildSaEncapsulation>(&action)) {
+      ++counters_.kernel_jobs;
+      KernelJob([this, u = *encap] { kernel_state_->UpdateEncapsulation(u); });
     } else if (auto* unpolicy = std::get_if<ike::sa::RemovePolicy>(&action)) {
       ++counters_.kernel_jobs;
       KernelJob([this, p = *unpolicy] { kernel_state_->RemovePolicy(p); });
@@ -588,9 +591,15 @@ void Daemon::KernelEventsReady() {
                 {"hard", expire->hard ? "yes" : "no"});
       asio::post(io_, [this, e = *converted] { Dispatch(e); });
     } else if (auto* mapping = std::get_if<kernel_glue::MappingEvent>(&event)) {
-      // The engine has no event for a changed NAT mapping yet.
-      BTNSD_LOG(Level::kWarning, "kernel-mapping-ignored", {"sa", mapping->id.ToString()},
-                {"new_src", mapping->new_src.ToString()});
+      auto destination = FromKernel(mapping->id.dst);
+      auto source = FromKernel(mapping->new_src);
+      if (!destination || !source) continue;
+      BTNSD_LOG(Level::kInfo, "kernel-mapping", {"sa", mapping->id.ToString()},
+                {"new_src", mapping->new_src.ToString()},
+                {"new_sport", mapping->new_src_port});
+      ike::sa::KernelMapping e{*destination, mapping->id.spi,
+                               ike::sa::Endpoint{*source, mapping->new_src_port}};
+      asio::post(io_, [this, e] { Dispatch(e); });
     } else if (auto* resync = std::get_if<kernel_glue::ResyncNeeded>(&event)) {
       BTNSD_LOG(Level::kWarning, "kernel-events-lost", {"error", resync->cause.ToString()});
     }

@@ -44,6 +44,7 @@ bool KernelState::InstallSa(const ike::sa::InstallChildSa& sa) {
               {"error", status.error().ToString()});
     return false;
   }
+  installed_[kernel_sa.id.ToString()] = kernel_sa;
   BTNSD_LOG(Level::kDebug, "kernel-sa-installed", {"ike_sa", sa.ike_sa},
             {"child_sa", sa.child_sa}, {"dir", direction},
             {"sa", kernel_sa.id.ToString()}, {"reqid", kernel_sa.reqid});
@@ -52,6 +53,7 @@ bool KernelState::InstallSa(const ike::sa::InstallChildSa& sa) {
 
 bool KernelState::DeleteSa(const ike::sa::DeleteChildSa& sa) {
   const kernel_glue::SaId id = ToKernelSaId(sa, tags_);
+  installed_.erase(id.ToString());
   kernel_glue::Status status;
   {
     std::lock_guard lock(mutex_);
@@ -66,6 +68,40 @@ bool KernelState::DeleteSa(const ike::sa::DeleteChildSa& sa) {
   }
   BTNSD_LOG(Level::kDebug, "kernel-sa-deleted", {"ike_sa", sa.ike_sa},
             {"sa", id.ToString()});
+  return true;
+}
+
+bool KernelState::UpdateEncapsulation(
+    const ike::sa::UpdateChildSaEncapsulation& update) {
+  const kernel_glue::SaId id = ToKernelSaId(
+      ike::sa::DeleteChildSa{update.ike_sa, update.child_sa, update.direction,
+                             update.destination, update.spi},
+      tags_);
+  auto it = installed_.find(id.ToString());
+  if (it == installed_.end()) {
+    BTNSD_LOG(Level::kWarning, "kernel-sa-encap-update-failed",
+              {"ike_sa", update.ike_sa}, {"sa", id.ToString()},
+              {"error", "SA not installed by this daemon"});
+    return false;
+  }
+  kernel_glue::SaParams params = it->second;
+  params.encap = kernel_glue::UdpEncap{update.encapsulation.source_port,
+                                       update.encapsulation.destination_port};
+  kernel_glue::Status status;
+  {
+    std::lock_guard lock(mutex_);
+    status = xfrm_.UpdateSa(params);
+  }
+  if (!status.ok()) {
+    BTNSD_LOG(Level::kError, "kernel-sa-encap-update-failed",
+              {"ike_sa", update.ike_sa}, {"sa", id.ToString()},
+              {"error", status.error().ToString()});
+    return false;
+  }
+  it->second = params;
+  BTNSD_LOG(Level::kInfo, "kernel-sa-encap-updated", {"ike_sa", update.ike_sa},
+            {"sa", id.ToString()}, {"sport", params.encap->src_port},
+            {"dport", params.encap->dst_port});
   return true;
 }
 
@@ -236,6 +272,7 @@ bool KernelState::FlushOwned() {
     status = xfrm_.FlushOwned();
   }
   slots_.clear();
+  installed_.clear();
   if (!status.ok()) {
     BTNSD_LOG(Level::kError, "kernel-flush-failed",
               {"error", status.error().ToString()});

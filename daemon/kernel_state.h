@@ -30,6 +30,9 @@ class KernelState {
   // Each returns false (and logs the kernel's answer) on failure.
   bool InstallSa(const ike::sa::InstallChildSa& sa);
   bool DeleteSa(const ike::sa::DeleteChildSa& sa);
+  // Moves an installed SA to new UDP encapsulation ports (the peer's NAT
+  // mapping changed); XFRM_MSG_UPDSA keeps its sequence numbers and counters.
+  bool UpdateEncapsulation(const ike::sa::UpdateChildSaEncapsulation& update);
   bool InstallPolicy(const ike::sa::InstallPolicy& policy);
   bool RemovePolicy(const ike::sa::RemovePolicy& policy);
 
@@ -60,6 +63,9 @@ class KernelState {
   std::mutex& mutex_;
   KernelTags tags_;
   std::map<std::string, Slot> slots_;
+  // What each installed SA was installed with: XFRM_MSG_UPDSA wants the
+  // whole SA again even to change only its encapsulation.
+  std::map<std::string, kernel_glue::SaParams> installed_;
 };
 
 }  // namespace btnsd::daemon

@@ -137,9 +137,19 @@ struct KernelExpire {
   bool hard = false;
 };
 
+// The kernel received UDP-encapsulated ESP for one of our inbound SAs from
+// another address or port than the SA names (XFRM_MSG_MAPPING): the peer's
+// NAT mapping changed (RFC 3948, RFC 7296 section 2.23). The packet passed
+// the SA's integrity check, so it is as authentic as an IKE message.
+struct KernelMapping {
+  policy::IpAddress destination;  // our address, as in the inbound SA
+  uint32_t spi = 0;               // inbound SPI, host byte order
+  Endpoint new_remote;
+};
+
 using Event = std::variant<DatagramReceived, TimerFired, InitiateRequest,
                            KernelAcquire, RekeyRequest, DeleteRequest,
-                           KernelExpire>;
+                           KernelExpire, KernelMapping>;
 
 // ------------------------------------------------------------------ actions
 
@@ -217,6 +227,18 @@ struct DeleteChildSa {
   SaDirection direction = SaDirection::kInbound;
   policy::IpAddress destination;
   uint32_t spi = 0;
+};
+
+// The peer's NAT mapping moved to another port: the installed ESP SA keeps
+// its keys, sequence numbers and counters; only its UDP encapsulation ports
+// change (an SA installed with InstallChildSa and not yet deleted).
+struct UpdateChildSaEncapsulation {
+  IkeSaHandle ike_sa = 0;
+  ChildSaHandle child_sa = 0;
+  SaDirection direction = SaDirection::kInbound;
+  policy::IpAddress destination;
+  uint32_t spi = 0;  // host byte order
+  UdpEncapsulation encapsulation;  // from the SA's source's view
 };
 
 enum class PolicyDirection : uint8_t { kIn, kOut, kForward };
@@ -334,7 +356,8 @@ struct Log {
 using Action =
     std::variant<SendDatagram, ArmTimer, CancelTimer, InstallChildSa,
                  DeleteChildSa, InstallPolicy, RemovePolicy, IkeSaUp,
-                 ChildSaUp, IkeSaDown, ChildSaDown, Log>;
+                 ChildSaUp, IkeSaDown, ChildSaDown, Log,
+                 UpdateChildSaEncapsulation>;
 using Actions = std::vector<Action>;
 
 // ------------------------------------------------------------------ inputs

@@ -998,6 +998,45 @@ class SaManagerImpl {
     }
   }
 
+  void On(const KernelMapping& m) {
+    for (auto& [h, sa] : sas_) {
+      if (sa->retired || sa->local.address != m.destination) continue;
+      for (const auto& c : sa->children) {
+        if (c.spi_in != m.spi) continue;
+        FollowPeer(*sa, m.new_remote, "ESP");
+        return;
+      }
+    }
+  }
+
+  // RFC 7296 section 2.23: a host not behind a NAT sends to the address and
+  // port of the last authenticated packet from the peer. A new port moves
+  // the IKE SA and the UDP encapsulation of its ESP SAs; a new address
+  // moves only the IKE SA (the kernel SAs are keyed by address).
+  void FollowPeer(IkeSa& sa, const Endpoint& seen, const char* why) {
+    if (seen == sa.remote || !(sa.nat_local || sa.nat_remote) ||
+        sa.state != State::kEstablished)
+      return;
+    const Endpoint old = sa.remote;
+    sa.remote = seen;
+    const bool port_only = old.address == seen.address;
+    LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+            std::string("NAT mapping changed (") + why + "): " +
+                old.address.ToString() + ":" + std::to_string(old.port) +
+                " -> " + seen.address.ToString() + ":" +
+                std::to_string(seen.port) +
+                (port_only ? "" : "; ESP SAs keep the old address"));
+    if (!port_only) return;
+    for (const auto& c : sa.children) {
+      Emit(UpdateChildSaEncapsulation{
+          sa.handle, c.handle, SaDirection::kInbound, sa.local.address,
+          c.spi_in, UdpEncapsulation{seen.port, sa.local.port}});
+      Emit(UpdateChildSaEncapsulation{
+          sa.handle, c.handle, SaDirection::kOutbound, seen.address,
+          c.spi_out, UdpEncapsulation{sa.local.port, seen.port}});
+    }
+  }
+
   void QueueRekeyChild(IkeSa& sa, ChildSa& c) {
     if (c.state != ChildState::kActive || sa.state != State::kEstablished)
       return;
@@ -1956,9 +1995,7 @@ class SaManagerImpl {
     auto& ps = *opened;
     sa.last_received = now_;
     ++sa.expected_request_id;
-    if (sa.state == State::kEstablished && d.remote != sa.remote &&
-        (sa.nat_remote || sa.nat_local))
-      sa.remote = d.remote;  // NAT mapping changed (2.23)
+    FollowPeer(sa, d.remote, "IKE");
     switch (h.exchange) {
       case ExchangeType::kIkeAuth:
         if (sa.state == State::kHalfOpen) {

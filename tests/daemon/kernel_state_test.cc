@@ -107,6 +107,32 @@ TEST_F(KernelStateTest, DeleteToleratesAnSaTheKernelAlreadyRemoved) {
   EXPECT_FALSE(state_.DeleteSa(del));
 }
 
+TEST_F(KernelStateTest, EncapsulationUpdateKeepsTheSaAndMovesItsPorts) {
+  ike::sa::InstallChildSa out = Sa(ike::sa::SaDirection::kOutbound, 0xabcd0001);
+  out.encapsulation = ike::sa::UdpEncapsulation{4500, 31001};
+  ASSERT_TRUE(state_.InstallSa(out));
+  ike::sa::UpdateChildSaEncapsulation update{
+      1, 1, ike::sa::SaDirection::kOutbound, Ip("192.0.2.2"), 0xabcd0001,
+      ike::sa::UdpEncapsulation{4500, 32001}};
+  EXPECT_TRUE(state_.UpdateEncapsulation(update));
+  kernel_glue::SaId id;
+  id.dst = ToKernel(Ip("192.0.2.2"));
+  id.spi = 0xabcd0001;
+  auto sa = xfrm_.QuerySa(id);
+  ASSERT_TRUE(sa.ok());
+  ASSERT_TRUE(sa.value().encap.has_value());
+  EXPECT_EQ(sa.value().encap->src_port, 4500);
+  EXPECT_EQ(sa.value().encap->dst_port, 32001);
+  EXPECT_EQ(sa.value().reqid, 0x10001u);
+  EXPECT_EQ(xfrm_.sa_count(), 1u);
+  // An SA this daemon did not install (or already deleted) is refused.
+  ike::sa::DeleteChildSa del{1, 1, ike::sa::SaDirection::kOutbound, Ip("192.0.2.2"),
+                             0xabcd0001};
+  ASSERT_TRUE(state_.DeleteSa(del));
+  EXPECT_FALSE(state_.UpdateEncapsulation(update));
+  EXPECT_EQ(xfrm_.sa_count(), 0u);
+}
+
 TEST_F(KernelStateTest, FailedInstallsReportFalse) {
   xfrm_.FailNextOperation(ENOMEM);
   EXPECT_FALSE(state_.InstallSa(Sa(ike::sa::SaDirection::kOutbound, 0xabcd0001)));

@@ -116,6 +116,14 @@ void Simulation::Execute(Node& n, Actions& actions) {
       n.sad_trace.push_back(
           std::string(i->direction == SaDirection::kInbound ? "+in " : "+out ") +
           std::to_string(i->spi) + " reqid " + std::to_string(i->reqid));
+    } else if (auto* e = std::get_if<UpdateChildSaEncapsulation>(&a)) {
+      auto it = n.sad.find({e->destination.value, e->spi});
+      if (it == n.sad.end() || !it->second.encapsulation) {
+        bad("encapsulation update of unknown or unencapsulated SA spi " +
+            std::to_string(e->spi));
+      } else {
+        it->second.encapsulation = e->encapsulation;
+      }
     } else if (auto* d = std::get_if<DeleteChildSa>(&a)) {
       if (!n.sad.erase({d->destination.value, d->spi}))
         bad("deleting unknown SA spi " + std::to_string(d->spi));
