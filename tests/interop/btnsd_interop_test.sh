@@ -23,7 +23,7 @@ if [[ ${1:-} != --inside ]]; then
   btnsd=${BTNSD:-$root/daemon/btnsd}
   [[ -x $btnsd ]] || btnsd=$root/bazel-bin/daemon/btnsd
   [[ -x $btnsd ]] || { echo "btnsd not found (bazel build //daemon:btnsd)" >&2; exit 2; }
-  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-500}" "$(realpath "$0")" --inside \
+  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-840}" "$(realpath "$0")" --inside \
     "$(realpath "$btnsd")" "$(realpath "$root/tools/uml/lib.sh")" \
     "$(realpath "$root/tests/interop/configs")"
 fi

@@ -23,6 +23,9 @@ print_matrix() {
 
 sa_count() { ip -n "$1" xfrm state | grep -c '^src' || true; }
 policy_count() { ip -n "$1" xfrm policy | grep -c '^src' || true; }
+# sa_policy_count HOST: policies other than the per-socket bypasses of the
+# daemons' IKE sockets.
+sa_policy_count() { ip -n "$1" xfrm policy | grep -cE '^[[:space:]]*dir (in|out|fwd)' || true; }
 no_sas() { (( $(sa_count "$1") == 0 )); }
 both_have_sas() { (( $(sa_count left) >= 2 && $(sa_count right) >= 2 )); }
 # spis HOST: the host's ESP SPIs, sorted, on one line.

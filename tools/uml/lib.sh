@@ -177,3 +177,57 @@ uml_stop_pluto() {
   wait "$pid" 2>/dev/null || true
   rm -f "$1/pluto.pid"
 }
+
+# ---------------------------------------------------------------- NAT
+UML_NAT_OUTSIDE_V4=192.0.2.254   # the NAT's public address (left's segment)
+UML_NAT_INSIDE_V4=203.0.113.1    # the NAT's address on the private segment
+UML_INSIDE_V4=203.0.113.2        # "right" behind the NAT
+
+# uml_nat_hosts: "left" 192.0.2.1 on the public segment; "right" 203.0.113.2
+# on a private segment behind namespace "nat", which masquerades right's
+# traffic to 192.0.2.254 (iptables MASQUERADE) with UDP source ports from
+# 20000-20999 (so every mapping differs from the original port). left has
+# no route to the private segment.
+uml_nat_hosts() {
+  local ns
+  for ns in left nat right; do
+    ip netns add "$ns"
+    ip -n "$ns" link set lo up
+  done
+  ip link add veth-left netns left type veth peer name nat-out netns nat
+  ip link add veth-right netns right type veth peer name nat-in netns nat
+  ip -n left link set veth-left name eth0
+  ip -n right link set veth-right name eth0
+  ip -n left addr add "$UML_LEFT_V4/24" dev eth0
+  ip -n nat addr add "$UML_NAT_OUTSIDE_V4/24" dev nat-out
+  ip -n nat addr add "$UML_NAT_INSIDE_V4/24" dev nat-in
+  ip -n right addr add "$UML_INSIDE_V4/24" dev eth0
+  ip -n left link set eth0 up
+  ip -n right link set eth0 up
+  ip -n nat link set nat-out up
+  ip -n nat link set nat-in up
+  ip -n right route add default via "$UML_NAT_INSIDE_V4"
+  ip netns exec nat sysctl -qw net.ipv4.ip_forward=1
+  uml_nat_masquerade 20000-20999
+}
+
+# uml_nat_masquerade FIRST-LAST: (re)writes the NAT rule so right's UDP
+# leaves with a source port in FIRST-LAST, and drops every existing
+# mapping (conntrack -F): the peer's next packet gets a new mapping, as
+# after a NAT reboot or a mapping timeout.
+uml_nat_masquerade() {
+  # iptables-legacy: the UML kernel has iptable_nat and xt_MASQUERADE but
+  # no nf_tables NAT chain type.
+  local ipt="ip netns exec nat iptables-legacy -w -t nat"
+  $ipt -F POSTROUTING
+  $ipt -A POSTROUTING -o nat-out -p udp -j MASQUERADE --to-ports "$1"
+  $ipt -A POSTROUTING -o nat-out -j MASQUERADE
+  ip netns exec nat conntrack -F >/dev/null 2>&1 || true
+}
+
+# uml_nat_ports: right's current public UDP source ports, from the NAT's
+# conntrack table.
+uml_nat_ports() {
+  ip netns exec nat conntrack -L -p udp 2>/dev/null |
+    awk '{for (i = 1; i <= NF; i++) if ($i ~ /^dport=/) d = $i; print d}' | sort -u | tr '\n' ' '
+}
