@@ -1481,8 +1481,19 @@ void Loader::ParseDaemon() {
   const Src& s = *daemon_;
   if (!CheckMap(s, {"listen", "ike_port", "nat_port", "api_socket",
                     "api_group", "log_level", "ownership", "dpd_interval",
-                    "retransmit"}))
+                    "retransmit", "threads", "cookie_threshold",
+                    "half_open_limit", "init_rate_per_address"}))
     return;
+  auto limit = [&](const char* key, uint32_t* field, uint64_t min,
+                   uint64_t max) {
+    if (!s.node[key]) return;
+    if (auto v = Uint(Child(s, key), min, max))
+      *field = static_cast<uint32_t>(*v);
+  };
+  limit("threads", &d.threads, 0, 64);
+  limit("cookie_threshold", &d.cookie_threshold, 0, 1000000);
+  limit("half_open_limit", &d.half_open_limit, 1, 1000000);
+  limit("init_rate_per_address", &d.init_rate_per_address, 0, 1000000);
   if (s.node["ike_port"])
     d.ike_port = static_cast<uint16_t>(
         Uint(Child(s, "ike_port"), 1, 65535).value_or(500));

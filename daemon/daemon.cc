@@ -6,10 +6,12 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <cstring>
 #include <exception>
+#include <future>
 
 #include "config/loader.h"
 #include "daemon/credentials.h"
@@ -115,11 +117,115 @@ Level ToLevel(ike::sa::LogLevel level) {
 }
 
 constexpr size_t kReceiveBufferBytes = 65536;
+constexpr uint8_t kExchangeIkeSaInit = 34;
+constexpr uint8_t kFlagResponse = 0x20;
+
+// A new IKE_SA_INIT request: responder SPI 0, not a response.
+bool IsInitRequest(const uint8_t* data, size_t size) {
+  if (size < 28 || data[18] != kExchangeIkeSaInit || (data[19] & kFlagResponse) != 0)
+    return false;
+  for (int i = 8; i < 16; ++i)
+    if (data[i] != 0) return false;
+  return true;
+}
+
+size_t ShareOf(uint64_t total, size_t shards) {
+  return static_cast<size_t>((total + shards - 1) / shards);
+}
+
+size_t DefaultShardCount() {
+  const unsigned cpus = std::thread::hardware_concurrency();
+  return cpus == 0 ? 1 : cpus;
+}
 // Datagrams read per readiness wake-up before yielding to timers and the
 // other sockets, so one flooded socket cannot starve the rest.
 constexpr int kReceiveBurst = 64;
 
 }  // namespace
+
+// ------------------------------------------------------------ counters
+
+struct Daemon::AtomicCounters {
+  std::atomic<uint64_t> datagrams_received{0};
+  std::atomic<uint64_t> datagrams_dropped{0};
+  std::atomic<uint64_t> datagrams_sent{0};
+  std::atomic<uint64_t> send_errors{0};
+  std::atomic<uint64_t> kernel_jobs{0};
+  std::atomic<uint64_t> reloads{0};
+  std::atomic<uint64_t> reloads_rejected{0};
+  std::atomic<uint64_t> init_rate_limited{0};
+  std::atomic<uint64_t> init_half_open_full{0};
+  std::atomic<uint64_t> shard_queue_full{0};
+};
+
+// ------------------------------------------------------------ shards
+
+// One protocol thread with its engine. Everything here but the atomics is
+// touched only on the shard's own thread (or after it was joined).
+struct Daemon::Shard {
+  Shard(size_t index_in, std::unique_ptr<ike::crypto::RandomSource> random_in)
+      : index(index_in), random(std::move(random_in)) {}
+  const size_t index;
+  std::unique_ptr<ike::crypto::RandomSource> random;
+  std::unique_ptr<ike::sa::SaManager> manager;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::thread thread;
+  std::map<ike::sa::TimerId, std::unique_ptr<asio::steady_timer>> timers;
+  // Kernel jobs and the sends queued behind them, not yet finished.
+  uint64_t in_flight = 0;
+  AtomicCounters counters;
+  std::atomic<size_t> queued_datagrams{0};
+  // Mirrors of the engine's counts after each event, for the front thread.
+  std::atomic<size_t> half_open{0};
+  std::atomic<size_t> ike_sas{0};
+};
+
+namespace {
+// The shard whose thread is running (nullptr on any other thread).
+thread_local const void* current_shard = nullptr;
+}  // namespace
+
+// ------------------------------------------------------------ flood limits
+
+// New IKE_SA_INIT requests per source address and second, in a fixed table:
+// memory does not grow with the number of addresses. Addresses that share a
+// slot share a budget, which errs towards dropping; the keyed hash keeps a
+// sender from choosing a victim's slot.
+class Daemon::InitRateLimiter {
+ public:
+  InitRateLimiter(uint32_t per_second, uint64_t key) : per_second_(per_second), key_(key) {}
+  bool Admit(const IpAddress& address, ike::sa::Instant now) {
+    if (per_second_ == 0) return true;
+    const uint64_t second = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count());
+    Slot& slot = slots_[Hash(address) % kSlots];
+    if (slot.second != second) {
+      slot.second = second;
+      slot.count = 0;
+    }
+    if (slot.count >= per_second_) return false;
+    ++slot.count;
+    return true;
+  }
+
+ private:
+  static constexpr size_t kSlots = 8192;
+  struct Slot {
+    uint64_t second = 0;
+    uint32_t count = 0;
+  };
+  uint64_t Hash(const IpAddress& address) const {
+    uint64_t x = key_ ^ static_cast<uint64_t>(address.value) ^
+                 (static_cast<uint64_t>(address.value >> 64) * 0x9e3779b97f4a7c15ull);
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  }
+  uint32_t per_second_;
+  uint64_t key_;
+  std::vector<Slot> slots_ = std::vector<Slot>(kSlots);
+};
 
 // ------------------------------------------------------------ daemon
 
@@ -130,11 +236,34 @@ Daemon::Daemon(std::string config_path, ike::policy::PolicySnapshotPtr snapshot,
       snapshot_(std::move(snapshot)),
       deps_(std::move(deps)),
       tags_(ToKernelTags(snapshot_->daemon.ownership)),
-      receive_buffer_(kReceiveBufferBytes) {
+      receive_buffer_(kReceiveBufferBytes),
+      counters_(std::make_unique<AtomicCounters>()) {
+  const auto& daemon_settings = snapshot_->daemon;
+  const size_t shard_count = std::min<size_t>(
+      daemon_settings.threads != 0 ? daemon_settings.threads : DefaultShardCount(),
+      ShardRouter::kMaxShards);
+  uint64_t seed = 0;
+  if (deps_.random != nullptr) {
+    uint8_t bytes[8];
+    deps_.random->Fill(bytes);
+    for (uint8_t b : bytes) seed = seed << 8 | b;
+  }
+  router_ = std::make_unique<ShardRouter>(shard_count, seed);
+  init_limiter_ = std::make_unique<InitRateLimiter>(
+      daemon_settings.init_rate_per_address, seed ^ 0x5bd1e995u);
+  half_open_per_shard_ = ShareOf(daemon_settings.half_open_limit, shard_count);
+  settings.cookie_threshold = ShareOf(daemon_settings.cookie_threshold, shard_count);
   spi_allocator_ = std::make_unique<SpiAllocator>(deps_.spi_kernel, tags_);
-  manager_ = std::make_unique<ike::sa::SaManager>(
-      settings, snapshot_, std::move(credentials), *deps_.random,
-      *spi_allocator_);
+  for (size_t i = 0; i < shard_count; ++i) {
+    auto random = deps_.random_factory
+                      ? deps_.random_factory()
+                      : std::make_unique<ike::crypto::DrbgRandomSource>();
+    auto shard = std::make_unique<Shard>(i, std::move(random));
+    shard->manager = std::make_unique<ike::sa::SaManager>(
+        router_->SettingsFor(i, settings), snapshot_, credentials, *shard->random,
+        *spi_allocator_);
+    shards_.push_back(std::move(shard));
+  }
   kernel_state_ = std::make_unique<KernelState>(*deps_.kernel.xfrm,
                                                 *deps_.kernel.mutex, tags_);
   if (!deps_.load_config) {
@@ -148,6 +277,7 @@ Daemon::Daemon(std::string config_path, ike::policy::PolicySnapshotPtr snapshot,
 }
 
 Daemon::~Daemon() {
+  StopShardThreads();
   if (kernel_thread_running_) {
     kernel_work_.reset();
     kernel_io_.stop();
@@ -160,31 +290,75 @@ ike::sa::Instant Daemon::Now() const {
       std::chrono::steady_clock::now().time_since_epoch()));
 }
 
+ike::policy::PolicySnapshotPtr Daemon::snapshot() const {
+  std::lock_guard lock(snapshot_mutex_);
+  return snapshot_;
+}
+
+ike::sa::SaManager& Daemon::manager(size_t shard) { return *shards_.at(shard)->manager; }
+
+DaemonCounters Daemon::counters() const {
+  DaemonCounters out;
+  auto add = [&out](const AtomicCounters& c) {
+    out.datagrams_received += c.datagrams_received;
+    out.datagrams_dropped += c.datagrams_dropped;
+    out.datagrams_sent += c.datagrams_sent;
+    out.send_errors += c.send_errors;
+    out.kernel_jobs += c.kernel_jobs;
+    out.reloads += c.reloads;
+    out.reloads_rejected += c.reloads_rejected;
+    out.init_rate_limited += c.init_rate_limited;
+    out.init_half_open_full += c.init_half_open_full;
+    out.shard_queue_full += c.shard_queue_full;
+  };
+  add(*counters_);
+  for (const auto& shard : shards_) add(shard->counters);
+  return out;
+}
+
+EngineTotals Daemon::engine_totals() const {
+  EngineTotals out;
+  for (const auto& shard : shards_) {
+    out.ike_sas += shard->ike_sas;
+    out.half_open += shard->half_open;
+  }
+  return out;
+}
+
 bool Daemon::Start() {
+  const auto snapshot = this->snapshot();
   // Whatever an earlier run left behind is stale: its IKE SAs died with it.
   if (!kernel_state_->FlushOwned()) return false;
   if (!OpenSockets()) return false;
-  const size_t trap_failures = kernel_state_->SyncTraps(*snapshot_);
+  const size_t trap_failures = kernel_state_->SyncTraps(*snapshot);
   if (trap_failures != 0)
     BTNSD_LOG(Level::kWarning, "traps-incomplete", {"failed", trap_failures});
   WatchKernelEvents();
   kernel_work_.emplace(kernel_io_.get_executor());
   kernel_thread_ = std::thread([this] { kernel_io_.run(); });
   kernel_thread_running_ = true;
-  for (const auto& entry : snapshot_->spd.entries()) {
+  for (auto& shard_ptr : shards_) {
+    Shard& shard = *shard_ptr;
+    shard.work.emplace(shard.io.get_executor());
+    shard.thread = std::thread([&shard] {
+      current_shard = &shard;
+      shard.io.run();
+      current_shard = nullptr;
+    });
+  }
+  shard_threads_running_ = true;
+  for (const auto& entry : snapshot->spd.entries()) {
     if (entry.action == ike::policy::SpdAction::kProtect &&
         entry.protect.start == ike::policy::StartAction::kStart) {
-      const std::string name = entry.name;
-      Post([this, name] {
-        BTNSD_LOG(Level::kInfo, "initiate", {"spd", name}, {"why", "start"});
-        Dispatch(ike::sa::InitiateRequest{name, std::nullopt, std::nullopt,
-                                          std::nullopt});
-      });
+      BTNSD_LOG(Level::kInfo, "initiate", {"spd", entry.name}, {"why", "start"});
+      Dispatch(ike::sa::InitiateRequest{entry.name, std::nullopt, std::nullopt,
+                                        std::nullopt});
     }
   }
   BTNSD_LOG(Level::kInfo, "started", {"config", config_path_},
-            {"sockets", sockets_.size()}, {"pad", snapshot_->pad.entries().size()},
-            {"spd", snapshot_->spd.entries().size()});
+            {"sockets", sockets_.size()}, {"threads", shards_.size()},
+            {"pad", snapshot->pad.entries().size()},
+            {"spd", snapshot->spd.entries().size()});
   return true;
 }
 
@@ -290,10 +464,10 @@ void Daemon::ReceiveReady(IkeSocket& socket) {
     message.msg_controllen = sizeof control;
     const ssize_t length = recvmsg(fd, &message, MSG_DONTWAIT);
     if (length < 0) return;  // EAGAIN: drained; errors: retry on next wake-up
-    ++counters_.datagrams_received;
+    ++counters_->datagrams_received;
     auto remote = FromSockaddr(peer);
     if (!remote || (message.msg_flags & MSG_TRUNC) != 0) {
-      ++counters_.datagrams_dropped;
+      ++counters_->datagrams_dropped;
       continue;
     }
     ike::sa::Endpoint local{socket.address, socket.port};
@@ -318,86 +492,202 @@ void Daemon::ReceiveReady(IkeSocket& socket) {
       // RFC 3948: IKE on the NAT port starts with four zero octets; the
       // kernel consumes ESP and keepalives, anything else is not for us.
       if (size < 4 || data[0] != 0 || data[1] != 0 || data[2] != 0 || data[3] != 0) {
-        ++counters_.datagrams_dropped;
+        ++counters_->datagrams_dropped;
         continue;
       }
       data += 4;
       size -= 4;
     }
-    ike::sa::DatagramReceived event{local, *remote,
-                                    std::vector<uint8_t>(data, data + size)};
     BTNSD_LOG(Level::kTrace, "datagram-received", {"local", EndpointText(local)},
               {"remote", EndpointText(*remote)}, {"bytes", size});
-    Dispatch(event);
+    const ShardRouter::DatagramRoute route =
+        router_->OfDatagram(data, size, remote->address);
+    Shard& shard = *shards_[route.shard];
+    if (route.by_peer && IsInitRequest(data, size) && !AdmitInit(*remote, shard))
+      continue;
+    RouteDatagram(ike::sa::DatagramReceived{local, *remote,
+                                            std::vector<uint8_t>(data, data + size)},
+                  shard);
   }
 }
 
+bool Daemon::AdmitInit(const ike::sa::Endpoint& remote, Shard& shard) {
+  // The engine answers a retransmitted request from its cache, but a flood
+  // of fresh ones would each cost a key exchange; these limits come first.
+  if (shard.half_open >= half_open_per_shard_) {
+    ++counters_->init_half_open_full;
+    return false;
+  }
+  if (!init_limiter_->Admit(remote.address, Now())) {
+    ++counters_->init_rate_limited;
+    return false;
+  }
+  return true;
+}
+
+void Daemon::RouteDatagram(ike::sa::DatagramReceived event, Shard& shard) {
+  if (!shard_threads_running_) {
+    DispatchOn(shard, event);
+    return;
+  }
+  if (shard.queued_datagrams >= kMaxQueuedDatagrams) {
+    ++counters_->shard_queue_full;
+    return;
+  }
+  ++shard.queued_datagrams;
+  asio::post(shard.io, [this, &shard, event = std::move(event)] {
+    --shard.queued_datagrams;
+    if (!stopping_) DispatchOn(shard, event);
+  });
+}
+
 void Daemon::Dispatch(const ike::sa::Event& event) {
+  size_t index = 0;
+  if (shards_.size() > 1) {
+    if (auto* expire = std::get_if<ike::sa::KernelExpire>(&event)) {
+      // Only the kernel thread knows which shard installed an ESP SA.
+      asio::post(kernel_io_, [this, e = *expire] {
+        if (auto owner = sa_shards_.Find(e.destination, e.spi)) {
+          PostToShard(*owner, [this, owner, e] { DispatchOn(*shards_[*owner], e); });
+        } else {
+          for (auto& shard : shards_)
+            PostToShard(shard->index, [this, s = shard.get(), e] { DispatchOn(*s, e); });
+        }
+      });
+      return;
+    }
+    index = router_->OfEvent(event, *snapshot()).value_or(0);
+  }
+  Shard& shard = *shards_[index];
+  if (!shard_threads_running_ || current_shard == &shard) {
+    DispatchOn(shard, event);
+    return;
+  }
+  asio::post(shard.io, [this, &shard, event] { DispatchOn(shard, event); });
+}
+
+void Daemon::PostToShard(size_t index, std::function<void()> task) {
+  asio::post(shards_.at(index)->io, std::move(task));
+}
+
+void Daemon::VisitShards(
+    const std::function<void(size_t, ike::sa::SaManager&)>& visit) {
+  for (auto& shard_ptr : shards_) {
+    Shard& shard = *shard_ptr;
+    if (!shard_threads_running_ || current_shard == &shard) {
+      visit(shard.index, *shard.manager);
+      continue;
+    }
+    std::promise<void> done;
+    asio::post(shard.io, [&] {
+      visit(shard.index, *shard.manager);
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+}
+
+std::vector<ike::sa::IkeSaView> Daemon::ListIkeSas() {
+  std::vector<ike::sa::IkeSaView> out;
+  VisitShards([&out](size_t, ike::sa::SaManager& manager) {
+    for (auto& view : manager.List()) out.push_back(std::move(view));
+  });
+  return out;
+}
+
+size_t Daemon::ChildSaCount() {
+  size_t count = 0;
+  VisitShards([&count](size_t, ike::sa::SaManager& manager) {
+    count += manager.child_sa_count();
+  });
+  return count;
+}
+
+void Daemon::DispatchOn(Shard& shard, const ike::sa::Event& event) {
   ike::sa::Actions actions;
   try {
-    manager_->Handle(event, Now(), actions);
+    shard.manager->Handle(event, Now(), actions);
   } catch (const std::exception& error) {
     // The engine promises not to throw; if it does, one event is lost, not
     // the daemon.
     BTNSD_LOG(Level::kError, "engine-exception", {"error", error.what()});
   }
-  Execute(actions);
+  shard.half_open = shard.manager->half_open_count();
+  shard.ike_sas = shard.manager->ike_sa_count();
+  Execute(shard, actions);
 }
 
-void Daemon::Execute(ike::sa::Actions& actions) {
+void Daemon::Execute(Shard& shard, ike::sa::Actions& actions) {
+  const uint32_t shards = static_cast<uint32_t>(shards_.size());
+  // Each engine numbers its reqids from 1: interleave them so that shards
+  // never share one (policies and SAs are matched by reqid in the kernel).
+  auto global_reqid = [&](uint32_t reqid) {
+    return reqid == 0 || shards == 1 ? reqid
+                                     : (reqid - 1) * shards + uint32_t(shard.index) + 1;
+  };
   for (auto& action : actions) {
+    if (auto* install = std::get_if<ike::sa::InstallChildSa>(&action))
+      install->reqid = global_reqid(install->reqid);
+    else if (auto* policy = std::get_if<ike::sa::InstallPolicy>(&action))
+      policy->reqid = global_reqid(policy->reqid);
     if (deps_.action_observer) deps_.action_observer(action);
     if (auto* send = std::get_if<ike::sa::SendDatagram>(&action)) {
-      if (in_flight_ == 0 || !kernel_thread_running_) {
-        SendNow(*send);
+      if (shard.in_flight == 0 || !kernel_thread_running_) {
+        SendNow(shard, *send);
       } else {
         // Behind kernel work of an earlier action: keep the order.
-        ++in_flight_;
-        KernelJob([this, datagram = std::move(*send)]() mutable {
-          asio::post(io_, [this, datagram = std::move(datagram)] {
-            --in_flight_;
-            SendNow(datagram);
+        ++shard.in_flight;
+        KernelJob(shard, [this, &shard, datagram = std::move(*send)]() mutable {
+          asio::post(shard.io, [this, &shard, datagram = std::move(datagram)] {
+            --shard.in_flight;
+            SendNow(shard, datagram);
           });
         });
       }
     } else if (auto* arm = std::get_if<ike::sa::ArmTimer>(&action)) {
-      ArmTimer(*arm);
+      ArmTimer(shard, *arm);
     } else if (auto* cancel = std::get_if<ike::sa::CancelTimer>(&action)) {
-      CancelTimer(cancel->timer);
+      CancelTimer(shard, cancel->timer);
     } else if (auto* install = std::get_if<ike::sa::InstallChildSa>(&action)) {
-      ++counters_.kernel_jobs;
-      KernelJob([this, sa = std::move(*install)] { kernel_state_->InstallSa(sa); });
+      ++shard.counters.kernel_jobs;
+      KernelJob(shard, [this, index = shard.index, sa = std::move(*install)] {
+        sa_shards_.Installed(sa.destination, sa.spi, index);
+        kernel_state_->InstallSa(sa);
+      });
     } else if (auto* remove = std::get_if<ike::sa::DeleteChildSa>(&action)) {
-      ++counters_.kernel_jobs;
-      KernelJob([this, sa = *remove] { kernel_state_->DeleteSa(sa); });
+      ++shard.counters.kernel_jobs;
+      KernelJob(shard, [this, sa = *remove] {
+        sa_shards_.Deleted(sa.destination, sa.spi);
+        kernel_state_->DeleteSa(sa);
+      });
     } else if (auto* policy = std::get_if<ike::sa::InstallPolicy>(&action)) {
-      ++counters_.kernel_jobs;
-      KernelJob([this, p = *policy] { kernel_state_->InstallPolicy(p); });
+      ++shard.counters.kernel_jobs;
+      KernelJob(shard, [this, p = *policy] { kernel_state_->InstallPolicy(p); });
     } else if (auto* encap = std::get_if<ike::sa::UpdateChildSaEncapsulation>(&action)) {
-      ++counters_.kernel_jobs;
-      KernelJob([this, u = *encap] { kernel_state_->UpdateEncapsulation(u); });
+      ++shard.counters.kernel_jobs;
+      KernelJob(shard, [this, u = *encap] { kernel_state_->UpdateEncapsulation(u); });
     } else if (auto* unpolicy = std::get_if<ike::sa::RemovePolicy>(&action)) {
-      ++counters_.kernel_jobs;
-      KernelJob([this, p = *unpolicy] { kernel_state_->RemovePolicy(p); });
+      ++shard.counters.kernel_jobs;
+      KernelJob(shard, [this, p = *unpolicy] { kernel_state_->RemovePolicy(p); });
     } else {
       LogAction(action);
     }
   }
 }
 
-void Daemon::KernelJob(std::function<void()> job) {
+void Daemon::KernelJob(Shard& shard, std::function<void()> job) {
   if (!kernel_thread_running_) {
     job();
     return;
   }
-  ++in_flight_;
-  asio::post(kernel_io_, [this, job = std::move(job)] {
+  ++shard.in_flight;
+  asio::post(kernel_io_, [this, &shard, job = std::move(job)] {
     job();
-    asio::post(io_, [this] { --in_flight_; });
+    asio::post(shard.io, [&shard] { --shard.in_flight; });
   });
 }
 
-void Daemon::SendNow(const ike::sa::SendDatagram& datagram) {
+void Daemon::SendNow(Shard& shard, const ike::sa::SendDatagram& datagram) {
   // The socket bound to the local port and family, preferring an exact
   // address; a wildcard socket sends with the source address set.
   IkeSocket* chosen = nullptr;
@@ -412,7 +702,7 @@ void Daemon::SendNow(const ike::sa::SendDatagram& datagram) {
     if (socket->address.value == 0 && chosen == nullptr) chosen = socket.get();
   }
   if (chosen == nullptr) {
-    ++counters_.send_errors;
+    ++shard.counters.send_errors;
     BTNSD_LOG(Level::kError, "send-failed", {"local", EndpointText(datagram.local)},
               {"remote", EndpointText(datagram.remote)},
               {"error", "no socket bound to this local address and port"});
@@ -478,34 +768,34 @@ void Daemon::SendNow(const ike::sa::SendDatagram& datagram) {
   message.msg_name = &peer;
   message.msg_namelen = peer_length;
   if (sendmsg(chosen->socket.native_handle(), &message, MSG_DONTWAIT) < 0) {
-    ++counters_.send_errors;
+    ++shard.counters.send_errors;
     BTNSD_LOG(Level::kWarning, "send-failed", {"local", EndpointText(datagram.local)},
               {"remote", EndpointText(datagram.remote)},
               {"error", std::strerror(errno)});
     return;
   }
-  ++counters_.datagrams_sent;
+  ++shard.counters.datagrams_sent;
   BTNSD_LOG(Level::kTrace, "datagram-sent", {"local", EndpointText(datagram.local)},
             {"remote", EndpointText(datagram.remote)}, {"bytes", bytes->size()});
 }
 
-void Daemon::ArmTimer(const ike::sa::ArmTimer& arm) {
-  auto& timer = timers_[arm.timer];
-  if (!timer) timer = std::make_unique<asio::steady_timer>(io_);
+void Daemon::ArmTimer(Shard& shard, const ike::sa::ArmTimer& arm) {
+  auto& timer = shard.timers[arm.timer];
+  if (!timer) timer = std::make_unique<asio::steady_timer>(shard.io);
   timer->expires_after(arm.delay);
   const ike::sa::TimerId id = arm.timer;
-  timer->async_wait([this, id](const boost::system::error_code& error) {
+  timer->async_wait([this, &shard, id](const boost::system::error_code& error) {
     if (error || stopping_) return;  // cancelled or re-armed
-    timers_.erase(id);
-    Dispatch(ike::sa::TimerFired{id});
+    shard.timers.erase(id);
+    DispatchOn(shard, ike::sa::TimerFired{id});
   });
 }
 
-void Daemon::CancelTimer(ike::sa::TimerId id) {
-  auto it = timers_.find(id);
-  if (it == timers_.end()) return;
+void Daemon::CancelTimer(Shard& shard, ike::sa::TimerId id) {
+  auto it = shard.timers.find(id);
+  if (it == shard.timers.end()) return;
   it->second->cancel();
-  timers_.erase(it);
+  shard.timers.erase(it);
 }
 
 void Daemon::LogAction(const ike::sa::Action& action) {
@@ -576,20 +866,27 @@ void Daemon::KernelEventsReady() {
               {"error", events.error().ToString()});
     return;
   }
-  const uint16_t ike_port = snapshot_->daemon.ike_port;
+  const auto snapshot = this->snapshot();
+  const uint16_t ike_port = snapshot->daemon.ike_port;
   for (const auto& event : events.value()) {
     if (auto* acquire = std::get_if<kernel_glue::AcquireEvent>(&event)) {
       if (deps_.acquire_observer) deps_.acquire_observer(*acquire);
       auto converted = FromKernelAcquire(*acquire, ike_port);
       if (!converted) continue;
       BTNSD_LOG(Level::kInfo, "kernel-acquire", {"selector", acquire->selector.ToString()});
-      asio::post(io_, [this, e = *converted] { Dispatch(e); });
+      const size_t owner = router_->OfEvent(*converted, *snapshot).value_or(0);
+      PostToShard(owner, [this, owner, e = *converted] { DispatchOn(*shards_[owner], e); });
     } else if (auto* expire = std::get_if<kernel_glue::ExpireEvent>(&event)) {
       auto converted = FromKernelExpire(*expire);
       if (!converted) continue;
       BTNSD_LOG(Level::kInfo, "kernel-expire", {"sa", expire->id.ToString()},
                 {"hard", expire->hard ? "yes" : "no"});
-      asio::post(io_, [this, e = *converted] { Dispatch(e); });
+      auto owner = sa_shards_.Find(converted->destination, converted->spi);
+      for (auto& shard : shards_) {
+        if (owner && *owner != shard->index) continue;
+        PostToShard(shard->index,
+                    [this, s = shard.get(), e = *converted] { DispatchOn(*s, e); });
+      }
     } else if (auto* mapping = std::get_if<kernel_glue::MappingEvent>(&event)) {
       auto destination = FromKernel(mapping->id.dst);
       auto source = FromKernel(mapping->new_src);
@@ -599,7 +896,12 @@ void Daemon::KernelEventsReady() {
                 {"new_sport", mapping->new_src_port});
       ike::sa::KernelMapping e{*destination, mapping->id.spi,
                                ike::sa::Endpoint{*source, mapping->new_src_port}};
-      asio::post(io_, [this, e] { Dispatch(e); });
+      // The inbound SA names the shard that installed it.
+      auto owner = sa_shards_.Find(e.destination, e.spi);
+      for (auto& shard : shards_) {
+        if (owner && *owner != shard->index) continue;
+        PostToShard(shard->index, [this, s = shard.get(), e] { DispatchOn(*s, e); });
+      }
     } else if (auto* resync = std::get_if<kernel_glue::ResyncNeeded>(&event)) {
       BTNSD_LOG(Level::kWarning, "kernel-events-lost", {"error", resync->cause.ToString()});
     }
@@ -645,7 +947,7 @@ bool Daemon::Reload() {
   std::vector<std::string> errors;
   auto next = deps_.load_config(config_path_, errors);
   if (!next) {
-    ++counters_.reloads_rejected;
+    ++counters_->reloads_rejected;
     for (const auto& error : errors)
       BTNSD_LOG(Level::kError, "config-error", {"error", error});
     BTNSD_LOG(Level::kError, "reload-rejected", {"config", config_path_},
@@ -654,50 +956,41 @@ bool Daemon::Reload() {
   }
   CredentialLoad credentials = LoadCredentials(*next);
   if (!credentials.ok()) {
-    ++counters_.reloads_rejected;
+    ++counters_->reloads_rejected;
     for (const auto& error : credentials.errors)
       BTNSD_LOG(Level::kError, "credential-error", {"error", error});
     BTNSD_LOG(Level::kError, "reload-rejected", {"config", config_path_},
               {"why", "running configuration kept"});
     return false;
   }
-  const ike::policy::SnapshotDiff diff = ike::policy::Diff(*snapshot_, *next);
-  if (next->daemon != snapshot_->daemon)
+  const auto previous = snapshot();
+  const ike::policy::SnapshotDiff diff = ike::policy::Diff(*previous, *next);
+  if (next->daemon != previous->daemon)
     BTNSD_LOG(Level::kWarning, "reload-daemon-settings",
-              {"why", "listen addresses, ports and ownership apply after a restart"});
-  snapshot_ = next;
-  manager_->UpdatePolicy(next);
-  manager_->UpdateCredentials(std::move(credentials.store));
-  KernelJob([this, next] { kernel_state_->SyncTraps(*next); });
-  // CHILD_SAs of removed SPD entries go; changed ones are rekeyed under the
-  // new policy (the old SA keeps carrying traffic until the new one is up).
-  auto contains = [](const std::vector<std::string>& names, const std::string& n) {
-    return std::find(names.begin(), names.end(), n) != names.end();
-  };
-  for (const auto& ike_sa : manager_->List()) {
-    for (const auto& child : ike_sa.children) {
-      if (contains(diff.spd.removed, child.spd_entry)) {
-        Dispatch(ike::sa::DeleteRequest{ike_sa.handle, child.handle});
-      } else if (contains(diff.spd.changed, child.spd_entry)) {
-        Dispatch(ike::sa::RekeyRequest{0, child.handle});
-      }
+              {"why", "listen addresses, ports, threads, limits and ownership "
+                      "apply after a restart"});
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_ = next;
+  }
+  if (kernel_thread_running_) {
+    asio::post(kernel_io_, [this, next] { kernel_state_->SyncTraps(*next); });
+  } else {
+    kernel_state_->SyncTraps(*next);
+  }
+  auto shared_credentials =
+      std::make_shared<const ike::sa::CredentialStore>(std::move(credentials.store));
+  for (auto& shard_ptr : shards_) {
+    Shard& shard = *shard_ptr;
+    if (!shard_threads_running_ || current_shard == &shard) {
+      ApplyReload(shard, next, *shared_credentials, diff);
+    } else {
+      asio::post(shard.io, [this, &shard, next, shared_credentials, diff] {
+        ApplyReload(shard, next, *shared_credentials, diff);
+      });
     }
   }
-  for (const auto& entry : next->spd.entries()) {
-    const bool starts = entry.action == ike::policy::SpdAction::kProtect &&
-                        entry.protect.start == ike::policy::StartAction::kStart;
-    if (starts && (contains(diff.spd.added, entry.name) ||
-                   contains(diff.spd.changed, entry.name))) {
-      bool running = false;
-      for (const auto& ike_sa : manager_->List())
-        for (const auto& child : ike_sa.children)
-          running = running || child.spd_entry == entry.name;
-      if (!running)
-        Dispatch(ike::sa::InitiateRequest{entry.name, std::nullopt,
-                                          std::nullopt, std::nullopt});
-    }
-  }
-  ++counters_.reloads;
+  ++counters_->reloads;
   BTNSD_LOG(Level::kInfo, "reloaded", {"config", config_path_},
             {"spd_added", diff.spd.added.size()},
             {"spd_removed", diff.spd.removed.size()},
@@ -707,13 +1000,64 @@ bool Daemon::Reload() {
   return true;
 }
 
+void Daemon::ApplyReload(Shard& shard, const ike::policy::PolicySnapshotPtr& next,
+                         const ike::sa::CredentialStore& credentials,
+                         const ike::policy::SnapshotDiff& diff) {
+  ike::sa::SaManager& manager = *shard.manager;
+  manager.UpdatePolicy(next);
+  manager.UpdateCredentials(credentials);
+  // CHILD_SAs of removed SPD entries go; changed ones are rekeyed under the
+  // new policy (the old SA keeps carrying traffic until the new one is up).
+  auto contains = [](const std::vector<std::string>& names, const std::string& n) {
+    return std::find(names.begin(), names.end(), n) != names.end();
+  };
+  for (const auto& ike_sa : manager.List()) {
+    for (const auto& child : ike_sa.children) {
+      if (contains(diff.spd.removed, child.spd_entry)) {
+        DispatchOn(shard, ike::sa::DeleteRequest{ike_sa.handle, child.handle});
+      } else if (contains(diff.spd.changed, child.spd_entry)) {
+        DispatchOn(shard, ike::sa::RekeyRequest{0, child.handle});
+      }
+    }
+  }
+  // New or changed start entries, each by the shard that owns its peer
+  // (which alone can tell whether it is running already).
+  for (const auto& entry : next->spd.entries()) {
+    const bool starts = entry.action == ike::policy::SpdAction::kProtect &&
+                        entry.protect.start == ike::policy::StartAction::kStart;
+    if (!starts || !(contains(diff.spd.added, entry.name) ||
+                     contains(diff.spd.changed, entry.name)))
+      continue;
+    const ike::sa::InitiateRequest request{entry.name, std::nullopt, std::nullopt,
+                                           std::nullopt};
+    if (router_->OfEvent(request, *next).value_or(0) != shard.index) continue;
+    bool running = false;
+    for (const auto& ike_sa : manager.List())
+      for (const auto& child : ike_sa.children)
+        running = running || child.spd_entry == entry.name;
+    if (!running) DispatchOn(shard, request);
+  }
+}
+
 void Daemon::Run() {
   io_.run();
   Shutdown();
 }
 
+void Daemon::StopShardThreads() {
+  if (!shard_threads_running_) return;
+  for (auto& shard : shards_) {
+    shard->work.reset();
+    shard->io.stop();
+  }
+  for (auto& shard : shards_)
+    if (shard->thread.joinable()) shard->thread.join();
+  shard_threads_running_ = false;
+}
+
 void Daemon::Shutdown() {
   stopping_ = true;
+  StopShardThreads();
   // Let queued kernel work finish, then run what it handed back.
   if (kernel_thread_running_) {
     if (kernel_events_) {
@@ -722,22 +1066,27 @@ void Daemon::Shutdown() {
     kernel_work_.reset();
     kernel_thread_.join();
     kernel_thread_running_ = false;
-    io_.restart();
-    io_.poll();
   }
-  in_flight_ = 0;
+  for (auto& shard : shards_) {
+    shard->io.restart();
+    shard->io.poll();
+    shard->in_flight = 0;
+  }
   // Tell the peers (best effort: no answers are awaited).
-  for (const auto& ike_sa : manager_->List())
-    Dispatch(ike::sa::DeleteRequest{ike_sa.handle, 0});
-  for (auto& [id, timer] : timers_) timer->cancel();
-  timers_.clear();
+  for (auto& shard : shards_) {
+    for (const auto& ike_sa : shard->manager->List())
+      DispatchOn(*shard, ike::sa::DeleteRequest{ike_sa.handle, 0});
+    for (auto& [id, timer] : shard->timers) timer->cancel();
+    shard->timers.clear();
+  }
   kernel_state_->FlushOwned();
   for (auto& socket : sockets_) {
     boost::system::error_code ignored;
     socket->socket.close(ignored);
   }
-  BTNSD_LOG(Level::kInfo, "stopped", {"datagrams_in", counters_.datagrams_received},
-            {"datagrams_out", counters_.datagrams_sent});
+  const DaemonCounters totals = counters();
+  BTNSD_LOG(Level::kInfo, "stopped", {"datagrams_in", totals.datagrams_received},
+            {"datagrams_out", totals.datagrams_sent});
 }
 
 bool NotifySystemd(const std::string& state) {

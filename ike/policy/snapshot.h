@@ -53,6 +53,13 @@ struct DaemonSettings {
   uint32_t retransmit_initial_seconds = 1;
   uint32_t retransmit_max_seconds = 30;
   uint32_t retransmit_tries = 5;
+  // Protocol threads, each running its own engine; 0: one per CPU.
+  uint32_t threads = 0;
+  // Against IKE_SA_INIT floods; totals over all protocol threads.
+  uint32_t cookie_threshold = 1000;  // half-open SAs before cookies; 0: always
+  uint32_t half_open_limit = 5000;   // new IKE_SA_INIT dropped beyond this
+  // IKE_SA_INIT requests per second accepted from one address; 0: no limit.
+  uint32_t init_rate_per_address = 50;
   bool operator==(const DaemonSettings&) const = default;
 };
 

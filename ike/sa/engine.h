@@ -420,6 +420,13 @@ struct EngineSettings {
   // than this and the message is dropped.
   uint16_t max_fragments = 64;
   size_t max_reassembly_bytes = 64 * 1024;
+  // Several managers in one process (one per protocol thread): the top
+  // `shard_bits` bits of every IKE SPI this manager chooses, and bits 48-55
+  // of every IkeSaHandle and ChildSaHandle it assigns, hold `shard_index`,
+  // so a dispatcher can route a message by our SPI, or a request by its
+  // handle, without asking any manager. 0 bits: a lone manager.
+  uint8_t shard_bits = 0;
+  uint8_t shard_index = 0;
 };
 
 // A read-only view of one IKE SA, for btnsctl and the BTNS API.

@@ -306,6 +306,8 @@ class SaManagerImpl {
         random_(random),
         spis_(spis) {
     SetPolicy(std::move(policy));
+    next_handle_ = next_child_handle_ =
+        (uint64_t(settings_.shard_index) << 48) | 1;
   }
 
   void Handle(const Event& event, Instant now, Actions& out) {
@@ -424,6 +426,9 @@ class SaManagerImpl {
       random_.Fill(b);
       uint64_t v = 0;
       for (uint8_t x : b) v = v << 8 | x;
+      if (settings_.shard_bits != 0)
+        v = (v >> settings_.shard_bits) |
+            (uint64_t(settings_.shard_index) << (64 - settings_.shard_bits));
       if (v != 0 && !by_spi_.count(v)) return v;
     }
   }

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <set>
 #include <future>
 #include <thread>
 
@@ -33,11 +34,13 @@ std::string TempDir() {
 // Ports unlikely to collide with another test run on the same host.
 uint16_t BasePort() { return static_cast<uint16_t>(20000 + (getpid() % 2000) * 4); }
 
+// Two protocol threads unless told otherwise, so every test crosses shards.
 std::string NullAuthConfig(const std::string& me, const std::string& peer,
                            uint16_t ike_port, uint16_t nat_port,
-                           const std::string& extra_spd = "") {
+                           const std::string& extra_spd = "",
+                           const std::string& extra_daemon = "  threads: 2\n") {
   return "daemon:\n"
-         "  listen: [" + me + "]\n"
+         "  listen: [" + me + "]\n" + extra_daemon +
          "  ike_port: " + std::to_string(ike_port) + "\n"
          "  nat_port: " + std::to_string(nat_port) + "\n"
          "  log_level: debug\n"
@@ -238,13 +241,100 @@ TEST(DaemonTest, TwoDaemonsNegotiateANullAuthChildSaOverUdp) {
   });
   EXPECT_TRUE(WaitFor([&] { return left.KernelSas() >= 2 && right.KernelSas() >= 2; }))
       << "left SAs " << left.KernelSas() << ", right SAs " << right.KernelSas();
-  EXPECT_EQ(left.OnLoop([&] { return left.daemon_->manager().child_sa_count(); }), 1u);
-  EXPECT_EQ(right.OnLoop([&] { return right.daemon_->manager().child_sa_count(); }), 1u);
+  EXPECT_EQ(left.daemon_->shard_count(), 2u);
+  EXPECT_EQ(left.daemon_->ChildSaCount(), 1u);
+  EXPECT_EQ(right.daemon_->ChildSaCount(), 1u);
   EXPECT_GE(left.KernelPolicies(), 2u) << "in and out policies";
   // A clean stop deletes everything the daemon installed.
   left.StopAndJoin();
   EXPECT_EQ(left.KernelSas(), 0u);
   EXPECT_EQ(left.KernelPolicies(), 0u);
+}
+
+// One responder with two protocol shards and four initiators, two of them
+// on each shard: every handshake completes (so each IKE_AUTH reached the
+// shard that chose the SPI), the SPIs, handles and peer agree on the shard,
+// and kernel events and requests reach the shard that owns the SA.
+TEST(DaemonTest, ShardedResponderRoutesHandshakesEventsAndRequests) {
+  const uint16_t port = BasePort() + 2;
+  Host responder(WriteFile("sharded.yaml",
+                           NullAuthConfig("127.0.0.1", "127.0.0.0/24", port, port + 1)));
+  ASSERT_TRUE(responder.Start());
+  ASSERT_EQ(responder.daemon_->shard_count(), 2u);
+  // Two peer addresses per shard.
+  std::vector<std::string> peers;
+  size_t per_shard[2] = {0, 0};
+  for (int i = 2; i < 100 && peers.size() < 4; ++i) {
+    const std::string address = "127.0.0." + std::to_string(i);
+    const size_t shard =
+        responder.daemon_->ShardOfPeer(*ike::policy::IpAddress::Parse(address));
+    if (per_shard[shard] == 2) continue;
+    ++per_shard[shard];
+    peers.push_back(address);
+  }
+  ASSERT_EQ(peers.size(), 4u);
+  std::vector<std::unique_ptr<Host>> initiators;
+  for (const auto& peer : peers) {
+    initiators.push_back(std::make_unique<Host>(WriteFile(
+        "initiator-" + peer + ".yaml",
+        NullAuthConfig(peer, "127.0.0.1", port, port + 1, "", "  threads: 1\n"))));
+    ASSERT_TRUE(initiators.back()->Start());
+    initiators.back()->daemon_->Dispatch(ike::sa::InitiateRequest{
+        "to-peer", ike::sa::Endpoint{*ike::policy::IpAddress::Parse("127.0.0.1"), port},
+        ike::sa::Endpoint{*ike::policy::IpAddress::Parse(peer), port}, std::nullopt});
+  }
+  EXPECT_TRUE(WaitFor([&] { return responder.daemon_->ChildSaCount() == 4; }))
+      << "responder CHILD_SAs: " << responder.daemon_->ChildSaCount();
+  const auto sas = responder.daemon_->ListIkeSas();
+  ASSERT_EQ(sas.size(), 4u);
+  std::set<size_t> shards_used;
+  for (const auto& sa : sas) {
+    const size_t shard = sa.handle >> 48;
+    EXPECT_EQ(sa.responder_spi >> 63, shard) << "SPI outside its shard's band";
+    EXPECT_EQ(responder.daemon_->ShardOfPeer(sa.remote.address), shard);
+    shards_used.insert(shard);
+  }
+  EXPECT_EQ(shards_used.size(), 2u);
+  EXPECT_EQ(responder.daemon_->engine_totals().ike_sas, 4u);
+  EXPECT_EQ(responder.daemon_->engine_totals().half_open, 0u);
+
+  // A hard expiry of one inbound ESP SA of a shard-1 CHILD_SA: only the
+  // owning shard's engine knows it, so only a routed event removes it.
+  const ike::sa::IkeSaView* on_one = nullptr;
+  const ike::sa::IkeSaView* on_zero = nullptr;
+  for (const auto& sa : sas) ((sa.handle >> 48) == 1 ? on_one : on_zero) = &sa;
+  ASSERT_TRUE(on_one && on_zero && on_one->children.size() == 1);
+  responder.daemon_->Dispatch(ike::sa::KernelExpire{
+      on_one->local.address, on_one->children[0].inbound_spi, /*hard=*/true});
+  EXPECT_TRUE(WaitFor([&] { return responder.daemon_->ChildSaCount() == 3; }))
+      << "the expire did not reach the shard owning the SA";
+  // A request by handle reaches the shard-0 SA.
+  responder.daemon_->Dispatch(ike::sa::DeleteRequest{on_zero->handle, 0});
+  EXPECT_TRUE(WaitFor([&] { return responder.daemon_->ListIkeSas().size() == 3; }));
+  EXPECT_EQ(responder.daemon_->ChildSaCount(), 2u);
+  initiators.clear();
+}
+
+// New IKE_SA_INIT requests beyond init_rate_per_address per second from one
+// address are dropped before any engine sees them.
+TEST(DaemonTest, InitRequestsArePerAddressRateLimited) {
+  const uint16_t port = BasePort() + 2;
+  Host host(WriteFile("limited.yaml",
+                      NullAuthConfig("127.0.0.1", "127.0.0.2", port, port + 1, "",
+                                     "  threads: 2\n  init_rate_per_address: 10\n")));
+  ASSERT_TRUE(host.Start());
+  std::vector<uint8_t> init(28, 0);
+  init[0] = 0x42;   // initiator SPI
+  init[17] = 0x20;  // version 2.0
+  init[18] = 34;    // IKE_SA_INIT
+  init[19] = 0x08;  // from the original initiator
+  init[27] = 28;
+  for (int i = 0; i < 60; ++i) SendUdp("127.0.0.1", port, init);
+  EXPECT_TRUE(WaitFor([&] { return host.daemon_->counters().datagrams_received == 60; }));
+  const DaemonCounters counters = host.daemon_->counters();
+  // At most two one-second windows' worth got through.
+  EXPECT_GE(counters.init_rate_limited, 40u);
+  EXPECT_LE(counters.init_rate_limited, 50u);
 }
 
 }  // namespace
