@@ -545,6 +545,11 @@ void Daemon::Dispatch(const ike::sa::Event& event) {
   size_t index = 0;
   if (shards_.size() > 1) {
     if (auto* expire = std::get_if<ike::sa::KernelExpire>(&event)) {
+      if (!kernel_thread_running_ || !shard_threads_running_) {
+        // Not running: every engine looks (the others ignore the SPI).
+        for (auto& shard : shards_) DispatchOn(*shard, event);
+        return;
+      }
       // Only the kernel thread knows which shard installed an ESP SA.
       asio::post(kernel_io_, [this, e = *expire] {
         if (auto owner = sa_shards_.Find(e.destination, e.spi)) {

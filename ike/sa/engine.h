@@ -1,6 +1,6 @@
 // The IKEv2 protocol engine (RFC 7296) as a sans-I/O state machine.
 //
-// The daemon owns exactly one SaManager per host. It turns everything that
+// The daemon owns one SaManager per protocol thread (see shard_bits). It turns everything that
 // happens outside (a UDP datagram, a timer expiring, an operator command, a
 // kernel ACQUIRE/EXPIRE) into an Event, hands it to SaManager::Handle together
 // with the current monotonic time, and executes the Actions it gets back, in

@@ -30,7 +30,8 @@ std::vector<Case> Cases() {
       {"unknown_key_lists_choices", "daemon:\n  colour: blue\n",
        {"F:2:3: daemon.colour: unknown key 'colour'; expected one of: "
         "listen, ike_port, nat_port, api_socket, api_group, log_level, "
-        "ownership, dpd_interval, retransmit"}},
+        "ownership, dpd_interval, retransmit, threads, cookie_threshold, "
+        "half_open_limit, init_rate_per_address"}},
       {"dpd_interval_not_a_duration", "daemon:\n  dpd_interval: soon\n",
        {"F:2:17: daemon.dpd_interval: expected a duration such as 3600, 90s, "
         "30m, 8h or 1d"}},
