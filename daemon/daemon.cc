@@ -544,19 +544,24 @@ void Daemon::RouteDatagram(ike::sa::DatagramReceived event, Shard& shard) {
 void Daemon::Dispatch(const ike::sa::Event& event) {
   size_t index = 0;
   if (shards_.size() > 1) {
-    if (auto* expire = std::get_if<ike::sa::KernelExpire>(&event)) {
+    // Kernel events name an ESP SA; only the kernel thread knows which
+    // shard installed it.
+    std::optional<std::pair<IpAddress, uint32_t>> kernel_sa;
+    if (auto* expire = std::get_if<ike::sa::KernelExpire>(&event))
+      kernel_sa.emplace(expire->destination, expire->spi);
+    if (auto* mapping = std::get_if<ike::sa::KernelMapping>(&event))
+      kernel_sa.emplace(mapping->destination, mapping->spi);
+    if (kernel_sa) {
       if (!kernel_thread_running_ || !shard_threads_running_) {
         // Not running: every engine looks (the others ignore the SPI).
         for (auto& shard : shards_) DispatchOn(*shard, event);
         return;
       }
-      // Only the kernel thread knows which shard installed an ESP SA.
-      asio::post(kernel_io_, [this, e = *expire] {
-        if (auto owner = sa_shards_.Find(e.destination, e.spi)) {
-          PostToShard(*owner, [this, owner, e] { DispatchOn(*shards_[*owner], e); });
-        } else {
-          for (auto& shard : shards_)
-            PostToShard(shard->index, [this, s = shard.get(), e] { DispatchOn(*s, e); });
+      asio::post(kernel_io_, [this, sa = *kernel_sa, event] {
+        auto owner = sa_shards_.Find(sa.first, sa.second);
+        for (auto& shard : shards_) {
+          if (owner && *owner != shard->index) continue;
+          PostToShard(shard->index, [this, s = shard.get(), event] { DispatchOn(*s, event); });
         }
       });
       return;

@@ -71,7 +71,7 @@ class ShardRouter {
       const ike::policy::PolicySnapshot& policy);
 
   // Every event but TimerFired (timers belong to the shard that armed them)
-  // and KernelExpire (see SaShardMap). nullopt: no owner can be told, the
+  // and KernelExpire/KernelMapping (see SaShardMap). nullopt: no owner can be told, the
   // event goes to shard 0, whose engine rejects it with a log line.
   std::optional<size_t> OfEvent(const ike::sa::Event& event,
                                 const ike::policy::PolicySnapshot& policy) const;
