@@ -1,5 +1,7 @@
 #include "daemon/admin_service.h"
 
+#include <algorithm>
+
 #include <cerrno>
 #include <future>
 #include <memory>
@@ -135,6 +137,7 @@ void AdminService::Publish(pb::AdminEvent event) {
 
 void AdminService::OnAction(const ike::sa::Action& action) {
   using namespace ike::sa;
+  std::lock_guard records_lock(records_mu_);
   const std::time_t now = std::time(nullptr);
   if (auto* up = std::get_if<IkeSaUp>(&action)) {
     auto [it, fresh] = ike_records_.try_emplace(up->ike_sa);
@@ -336,7 +339,17 @@ Status AdminService::ListSas(pb::SaList* out) {
   auto snapshot = daemon_.snapshot();
   const KernelTags tags = ToKernelTags(snapshot->daemon.ownership);
   const ike::sa::EngineSettings defaults;
-  for (const ike::sa::IkeSaView& view : daemon_.manager().List()) {
+  // Every shard's SAs first, then a copy of the records: a shard thread may
+  // be inside OnAction (holding records_mu_) while we wait for it.
+  const std::vector<ike::sa::IkeSaView> views = daemon_.ListIkeSas();
+  std::map<ike::sa::IkeSaHandle, IkeRecord> ike_records;
+  std::map<ike::sa::ChildSaHandle, ChildRecord> child_records;
+  {
+    std::lock_guard records_lock(records_mu_);
+    ike_records = ike_records_;
+    child_records = child_records_;
+  }
+  for (const ike::sa::IkeSaView& view : views) {
     pb::IkeSaStatus* ike = out->add_ike_sas();
     ike->set_id(view.handle);
     ike->set_state(view.state == ike::sa::IkeSaState::kEstablished ? "established"
@@ -355,8 +368,8 @@ Status AdminService::ListSas(pb::SaList* out) {
     }
     if (view.state != ike::sa::IkeSaState::kConnecting)
       ike->set_algorithms(IkeTransformsText(view.transforms));
-    auto record = ike_records_.find(view.handle);
-    if (record != ike_records_.end()) {
+    auto record = ike_records.find(view.handle);
+    if (record != ike_records.end()) {
       const std::time_t since =
           record->second.rekeyed ? record->second.rekeyed : record->second.established;
       ike->set_established_unix(record->second.established);
@@ -383,8 +396,8 @@ Status AdminService::ListSas(pb::SaList* out) {
       child->set_outbound_spi(c.outbound_spi);
       for (const auto& ts : c.local_ts) child->add_local_ts(TsText(ts));
       for (const auto& ts : c.remote_ts) child->add_remote_ts(TsText(ts));
-      auto cr = child_records_.find(c.handle);
-      if (cr == child_records_.end()) continue;
+      auto cr = child_records.find(c.handle);
+      if (cr == child_records.end()) continue;
       const ChildRecord& r = cr->second;
       child->set_replaces(r.replaces);
       child->set_mode(std::string(ike::policy::IpsecModeName(r.mode)));
@@ -434,7 +447,7 @@ Status AdminService::ListPolicy(pb::PolicyList* out) {
     for (const auto& ts : e.remote_ts) p->add_remote_ts(ts.ToString());
   }
   std::map<std::string, uint32_t> running;
-  for (const auto& view : daemon_.manager().List())
+  for (const auto& view : daemon_.ListIkeSas())
     for (const auto& child : view.children) ++running[child.spd_entry];
   for (const auto& e : snapshot->spd.entries()) {
     pb::SpdEntryStatus* s = out->add_spd();
@@ -479,7 +492,9 @@ Status AdminService::Terminate(uint64_t ike_sa, uint64_t child_sa, bool rekey,
                                pb::AdminResult* out) {
   const char* verb = rekey ? "rekeying" : "terminating";
   if (ike_sa != 0) {
-    if (!daemon_.manager().Find(ike_sa))
+    const auto views = daemon_.ListIkeSas();
+    if (std::none_of(views.begin(), views.end(),
+                     [ike_sa](const auto& view) { return view.handle == ike_sa; }))
       return Status::Fail(ESRCH, Why::kBadArgument,
                           "no IKE SA #" + std::to_string(ike_sa) +
                               " (see btnsctl list-sas)");
@@ -494,7 +509,7 @@ Status AdminService::Terminate(uint64_t ike_sa, uint64_t child_sa, bool rekey,
     out->set_message(std::string(verb) + " IKE SA #" + std::to_string(ike_sa));
     return Status::Ok();
   }
-  for (const auto& view : daemon_.manager().List()) {
+  for (const auto& view : daemon_.ListIkeSas()) {
     for (const auto& child : view.children) {
       if (child.handle != child_sa) continue;
       BTNSD_LOG(Level::kInfo, rekey ? "rekey-requested" : "terminate-requested",
@@ -554,11 +569,17 @@ void AdminService::Stats(pb::StatsReply* out) {
     c->set_name(name);
     c->set_value(value);
   };
-  const ike::sa::SaManager& manager = daemon_.manager();
-  add("ike_sas", manager.ike_sa_count());
-  add("child_sas", manager.child_sa_count());
-  add("half_open", manager.half_open_count());
-  add("cookies_demanded", manager.cookies_demanded());
+  uint64_t ike_sas = 0, child_sas = 0, half_open = 0, cookies = 0;
+  daemon_.VisitShards([&](size_t, ike::sa::SaManager& manager) {
+    ike_sas += manager.ike_sa_count();
+    child_sas += manager.child_sa_count();
+    half_open += manager.half_open_count();
+    cookies += manager.cookies_demanded();
+  });
+  add("ike_sas", ike_sas);
+  add("child_sas", child_sas);
+  add("half_open", half_open);
+  add("cookies_demanded", cookies);
   const DaemonCounters& c = daemon_.counters();
   add("datagrams_received", c.datagrams_received);
   add("datagrams_dropped", c.datagrams_dropped);
@@ -567,6 +588,7 @@ void AdminService::Stats(pb::StatsReply* out) {
   add("kernel_jobs", c.kernel_jobs);
   add("reloads", c.reloads);
   add("reloads_rejected", c.reloads_rejected);
+  std::lock_guard records_lock(records_mu_);
   for (const auto& [name, value] : counters_) add(name, value);
 }
 

@@ -5,8 +5,10 @@
 //
 // Threads. Handle() runs on the API thread; it posts a closure to the
 // protocol thread (Daemon::Post) and waits for its answer for a bounded
-// time, so the engine is only ever touched by its own thread. OnAction runs
-// on the protocol thread, like every engine action observer.
+// time; SA listings and counters are gathered from every protocol shard on
+// that shard's own thread (Daemon::ListIkeSas, VisitShards), so an engine is
+// only ever touched by its own thread. OnAction runs on whichever shard
+// thread produced the action, hence records_mu_.
 #pragma once
 
 #include <chrono>
@@ -83,7 +85,9 @@ class AdminService : public btns_api::AdminBackend {
 
   Daemon& daemon_;
   Options options_;
-  // Protocol thread only.
+  // Written by OnAction on any shard thread; guarded by records_mu_. Never
+  // held while waiting for a shard (it may be waiting for this lock).
+  std::mutex records_mu_;
   std::map<ike::sa::IkeSaHandle, IkeRecord> ike_records_;
   std::map<ike::sa::ChildSaHandle, ChildRecord> child_records_;
   std::map<std::string, uint64_t> counters_;
