@@ -135,6 +135,13 @@ void AdminService::Publish(pb::AdminEvent event) {
   if (sink_) sink_(event);
 }
 
+void AdminService::OnReloaded() {
+  pb::AdminEvent e;
+  e.set_kind("reloaded");
+  e.set_text("reloaded " + options_.config_path);
+  Publish(std::move(e));
+}
+
 void AdminService::OnAction(const ike::sa::Action& action) {
   using namespace ike::sa;
   std::lock_guard records_lock(records_mu_);
@@ -543,15 +550,13 @@ Status AdminService::Reload(pb::AdminResult* out) {
       errors.push_back(options_.config_path + ": " + error);
   }
   BTNSD_LOG(Level::kInfo, "reload-requested", {"why", "api"});
-  const bool applied = daemon_.Reload();
-  pb::AdminEvent e;
-  e.set_kind(applied ? "reloaded" : "reload-rejected");
-  if (applied) {
+  // A reload that applies is announced by OnReloaded, for SIGHUP as well.
+  if (daemon_.Reload()) {
     out->set_message("reloaded " + options_.config_path);
-    e.set_text(out->message());
-    Publish(std::move(e));
     return Status::Ok();
   }
+  pb::AdminEvent e;
+  e.set_kind("reload-rejected");
   if (errors.empty()) errors.push_back(options_.config_path + ": rejected (see the log)");
   for (const auto& error : errors) out->add_errors(error);
   out->set_message(options_.config_path + ": " + std::to_string(errors.size()) +

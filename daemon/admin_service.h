@@ -42,6 +42,8 @@ class AdminService : public btns_api::AdminBackend {
 
   // Protocol thread: records times, algorithms and counters, emits events.
   void OnAction(const ike::sa::Action& action);
+  // A new policy is in force (SIGHUP or Reload): tells the event followers.
+  void OnReloaded();
   // Where events go (e.g. posted to the API thread); thread-safe.
   void SetEventSink(EventSink sink);
 

@@ -1001,6 +1001,7 @@ bool Daemon::Reload() {
     }
   }
   ++counters_->reloads;
+  if (deps_.reload_observer) deps_.reload_observer(next);
   BTNSD_LOG(Level::kInfo, "reloaded", {"config", config_path_},
             {"spd_added", diff.spd.added.size()},
             {"spd_removed", diff.spd.removed.size()},

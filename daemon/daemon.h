@@ -76,6 +76,9 @@ struct DaemonDependencies {
   // Sees every kernel ACQUIRE, on the kernel thread, before the engine does
   // (the BTNS API's sockets waiting for their SA).
   std::function<void(const kernel_glue::AcquireEvent&)> acquire_observer;
+  // Sees every policy that a reload (SIGHUP or the API) put in force, on the
+  // front thread: the BTNS API's grants and identities follow the new file.
+  std::function<void(const ike::policy::PolicySnapshotPtr&)> reload_observer;
 };
 
 struct DaemonCounters {

@@ -121,6 +121,10 @@ int main(int argc, char** argv) {
     api_bridge.OnAction(action);
     if (admin) admin->OnAction(action);
   };
+  deps.reload_observer = [&api_bridge, &admin](const ike::policy::PolicySnapshotPtr& next) {
+    api_bridge.UpdatePolicy(next);
+    if (admin) admin->OnReloaded();
+  };
   deps.acquire_observer = [&api_bridge](const kernel_glue::AcquireEvent& acquire) {
     api_bridge.OnKernelAcquire(acquire);
   };

@@ -79,6 +79,9 @@ class Host {
     deps.kernel = {&xfrm_, &mutex_};
     deps.spi_kernel = {&xfrm_, &mutex_};
     deps.random = &random_;
+    deps.reload_observer = [this](const ike::policy::PolicySnapshotPtr& next) {
+      reloaded_.push_back(next);
+    };
     auto credentials = LoadCredentials(*loaded.snapshot);
     daemon_ = std::make_unique<Daemon>(config_path, loaded.snapshot,
                                        std::move(credentials.store), std::move(deps));
@@ -121,6 +124,7 @@ class Host {
   std::mutex mutex_;
   ike::crypto::SystemRandomSource random_;
   std::string config_path_;
+  std::vector<ike::policy::PolicySnapshotPtr> reloaded_;  // front thread only
   std::unique_ptr<Daemon> daemon_;
   std::thread thread_;
 };
@@ -210,6 +214,8 @@ TEST(DaemonTest, ReloadRejectsABadConfigAndAppliesAGoodOne) {
   EXPECT_FALSE(host.OnLoop([&] { return host.daemon_->Reload(); }));
   EXPECT_EQ(host.OnLoop([&] { return host.daemon_->snapshot(); }), before)
       << "a rejected reload replaced the policy";
+  EXPECT_EQ(host.OnLoop([&] { return host.reloaded_.size(); }), 0u)
+      << "a rejected reload was announced";
 
   WriteFile("reload.yaml",
             good + "  - name: trapped\n    remote: 127.0.0.3\n    action: protect\n"
@@ -218,6 +224,9 @@ TEST(DaemonTest, ReloadRejectsABadConfigAndAppliesAGoodOne) {
   const auto after = host.OnLoop([&] { return host.daemon_->snapshot(); });
   EXPECT_NE(after, before);
   ASSERT_NE(after->spd.Find("trapped"), nullptr);
+  const auto announced = host.OnLoop([&] { return host.reloaded_; });
+  ASSERT_EQ(announced.size(), 1u) << "the new policy was not announced";
+  EXPECT_EQ(announced[0], after);
   EXPECT_TRUE(WaitFor([&] { return host.KernelPolicies() == 1; }))
       << "the new trap policy was not installed";
   const DaemonCounters counters = host.OnLoop([&] { return host.daemon_->counters(); });
