@@ -23,6 +23,7 @@ clang++-14 -std=c++20 -O1 -g -fno-omit-frame-pointer \
   -I"$root" -I"$root/btns_api/include" -I"$work/gen" -isystem /usr/include/botan-2 \
   "$work/gen/btns_api/btns_api.pb.cc" \
   "$root/btns_api/frame.cc" "$root/btns_api/latch.cc" "$root/btns_api/server.cc" \
+  "$root/btns_api/admin.cc" \
   "$root/btns_api/sa_directory.cc" "$root/btns_api/fake_sa_directory.cc" \
   "$root/ike/policy/address.cc" "$root/tests/btns_api/api_fuzz.cc" \
   -lprotobuf -lbotan-2 -lpthread \
