@@ -37,26 +37,6 @@ std::string PadAuth(const PadEntry& e) {
   return "?";
 }
 
-// Left-aligned columns sized to their widest cell.
-std::string Table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) {
-      if (width.size() <= i) width.push_back(0);
-      width[i] = std::max(width[i], r[i].size());
-    }
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    out += line + "\n";
-  }
-  return out;
-}
-
 std::string Json(std::string_view s) {
   std::string out = "\"";
   for (char c : s) {
@@ -101,6 +81,26 @@ std::string JsonLifetime(const Lifetime& l) {
 
 }  // namespace
 
+// Left-aligned columns sized to their widest cell.
+std::string FormatTextTable(const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows)
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  std::string out;
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    out += line + "\n";
+  }
+  return out;
+}
+
 std::string FormatPolicyTable(const PolicySnapshot& s) {
   std::string out = "Policy from " + s.source_file + "\n\nLocal identities\n";
   std::vector<std::vector<std::string>> rows = {
@@ -113,7 +113,7 @@ std::string FormatPolicyTable(const PolicySnapshot& s) {
     if (!i.psk_name.empty()) cred = cred == "-" ? "psk" : cred + "+psk";
     rows.push_back({"  " + i.name, i.id.ToString(), cred});
   }
-  out += Table(rows);
+  out += FormatTextTable(rows);
 
   out += "\nPAD (searched in this order; BTNS entries only for peers that "
          "match no authenticated entry)\n";
@@ -123,7 +123,7 @@ std::string FormatPolicyTable(const PolicySnapshot& s) {
     rows.push_back({"  " + std::to_string(n++), e.name,
                     e.IsBtns() ? "(key/null)" : e.peer_id.ToString(),
                     PadAuth(e), e.local_identity, JoinTs(e.remote_ts)});
-  out += Table(rows);
+  out += FormatTextTable(rows);
 
   out += "\nSPD (first match wins; no match = discard)\n";
   rows = {{"  #", "NAME", "SELECTOR", "ACTION", "PEER", "MODE", "ESP", "IKE",
@@ -144,7 +144,7 @@ std::string FormatPolicyTable(const PolicySnapshot& s) {
                     p ? e.protect.ike_proposals : "-",
                     p ? std::string(StartActionName(e.protect.start)) : "-"});
   }
-  out += Table(rows);
+  out += FormatTextTable(rows);
 
   out += "\nProposal sets\n";
   for (const auto& ps : s.proposals) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "ike/policy/snapshot.h"
 
@@ -10,5 +11,8 @@ namespace btnsd::config {
 
 std::string FormatPolicyTable(const ike::policy::PolicySnapshot& snapshot);
 std::string FormatPolicyJson(const ike::policy::PolicySnapshot& snapshot);
+// Left-aligned columns sized to their widest cell, two spaces apart (the
+// human output of btnsctl).
+std::string FormatTextTable(const std::vector<std::vector<std::string>>& rows);
 
 }  // namespace btnsd::config

@@ -13,6 +13,7 @@
 
 #include "btns_api/admin_client.h"
 #include "config/loader.h"
+#include "config/print.h"
 #include "tools/btnsctl/check_config.h"
 
 namespace btnsctl {
@@ -54,25 +55,6 @@ std::string UsageLine(const CommandSpec& spec) {
                      " [--json] [--socket PATH] [--timeout SECONDS]";
   if (!spec.args.empty()) line += " " + std::string(spec.args);
   return line;
-}
-
-std::string Table(const std::vector<std::vector<std::string>>& rows) {
-  std::vector<size_t> width;
-  for (const auto& r : rows)
-    for (size_t i = 0; i < r.size(); ++i) {
-      if (width.size() <= i) width.push_back(0);
-      width[i] = std::max(width[i], r[i].size());
-    }
-  std::string out;
-  for (const auto& r : rows) {
-    std::string line;
-    for (size_t i = 0; i < r.size(); ++i) {
-      line += r[i];
-      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
-    }
-    out += line + "\n";
-  }
-  return out;
 }
 
 std::string Hex(uint64_t value, int digits) {
@@ -151,7 +133,7 @@ std::string FormatPad(const pb::PolicyList& p) {
     rows.push_back({e.name(), e.peer(), e.auth(), e.btns() ? "yes" : "no",
                     e.local_identity().empty() ? "-" : e.local_identity(),
                     Join(e.remote_ts())});
-  return "PAD of " + p.source_file() + " (searched in this order)\n" + Table(rows);
+  return "PAD of " + p.source_file() + " (searched in this order)\n" + btnsd::config::FormatTextTable(rows);
 }
 
 std::string FormatSpd(const pb::PolicyList& p) {
@@ -163,7 +145,7 @@ std::string FormatSpd(const pb::PolicyList& p) {
                     e.mode().empty() ? "-" : e.mode(),
                     e.start().empty() ? "-" : e.start(),
                     std::to_string(e.child_sas())});
-  return "SPD of " + p.source_file() + " (first match wins)\n" + Table(rows);
+  return "SPD of " + p.source_file() + " (first match wins)\n" + btnsd::config::FormatTextTable(rows);
 }
 
 std::string FormatConns(const pb::PolicyList& p) {
@@ -178,14 +160,14 @@ std::string FormatConns(const pb::PolicyList& p) {
                                         " CHILD SA" + (e.child_sas() == 1 ? ")" : "s)")
                                   : "down"});
   }
-  return "Connections (PROTECT entries of the SPD)\n" + Table(rows);
+  return "Connections (PROTECT entries of the SPD)\n" + btnsd::config::FormatTextTable(rows);
 }
 
 std::string FormatStats(const pb::StatsReply& s) {
   std::vector<std::vector<std::string>> rows;
   for (const auto& c : s.counters())
     rows.push_back({c.name(), std::to_string(c.value())});
-  return Table(rows);
+  return btnsd::config::FormatTextTable(rows);
 }
 
 std::string FormatLatches(const pb::LatchList& l) {
@@ -198,7 +180,7 @@ std::string FormatLatches(const pb::LatchList& l) {
                     e.peer_id().empty() ? "-" : e.peer_id(),
                     e.child_sa_id() ? "#" + std::to_string(e.child_sa_id()) : "-",
                     e.policy_name().empty() ? "-" : e.policy_name()});
-  return Table(rows);
+  return btnsd::config::FormatTextTable(rows);
 }
 
 std::string FormatEvent(const pb::AdminEvent& e) {
