@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include "ike/wire/message.h"
+#include "tests/sa/established.h"
 #include "tests/sa/expect.h"
 #include "tests/sa/fixtures.h"
 #include "tests/sa/sim.h"
@@ -14,21 +15,13 @@
 namespace ike::sa::testing {
 namespace {
 
-struct Established {
-  Simulation sim;
-  Node* a;
-  Node* b;
+struct Established : EstablishedPair {
   IkeSaHandle ike_a = 0, ike_b = 0;
   explicit Established(uint64_t seed, PskPair p = MakePskPair(),
                        EngineSettings settings = {})
-      : sim(seed) {
-    a = &sim.AddNode("a", kA, p.a, {}, settings);
-    b = &sim.AddNode("b", kB, p.b, {}, settings);
-    sim.Feed(*a, Initiate("a-b"));
-    sim.RunFor(Duration(1000));
-    ike_a = Live(*a).handle;
-    ike_b = Live(*b).handle;
-  }
+      : EstablishedPair(seed, std::move(p), settings),
+        ike_a(Live(*a).handle),
+        ike_b(Live(*b).handle) {}
   // The IKE SA that carries the CHILD_SAs (retired ones carry none).
   static IkeSaView Live(const Node& n) {
     for (const auto& v : n.manager->List())

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include "ike/wire/message.h"
+#include "tests/sa/established.h"
 #include "tests/sa/expect.h"
 #include "tests/sa/fixtures.h"
 #include "tests/sa/sim.h"
@@ -11,18 +12,8 @@
 namespace ike::sa::testing {
 namespace {
 
-struct Established {
-  Simulation sim;
-  Node* a;
-  Node* b;
-  explicit Established(uint64_t seed, PskPair p = MakePskPair(),
-                       EngineSettings settings = {})
-      : sim(seed) {
-    a = &sim.AddNode("a", kA, p.a, {}, settings);
-    b = &sim.AddNode("b", kB, p.b, {}, settings);
-    sim.Feed(*a, Initiate("a-b"));
-    sim.RunFor(Duration(1000));
-  }
+struct Established : EstablishedPair {
+  using EstablishedPair::EstablishedPair;
   ChildSaHandle ChildOf(const Node& n) const {
     auto v = n.manager->List();
     return v.size() == 1 && v[0].children.size() == 1
