@@ -39,7 +39,7 @@ set -e
 tail -n 25 "$work/fuzz.log"
 executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log")
 echo "executions: ${executions:-unknown}, exit status $status, log $work/fuzz.log"
-if [ "$status" -ne 0 ] || ls "$work/artifacts" | grep -q .; then
+if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
   echo "FUZZING FOUND A PROBLEM: reproducer(s) in $work/artifacts" >&2
   exit 1
 fi

@@ -86,7 +86,7 @@ l_out=$(field "$work/left.json" outbound_spi)
 r_in=$(field "$work/right.json" inbound_spi)
 r_out=$(field "$work/right.json" outbound_spi)
 [[ $l_in == "$r_out" && $l_out == "$r_in" ]] || bad "SPIs do not match: left $l_in/$l_out right $r_in/$r_out"
-ip -n left xfrm state | grep -q "spi 0x$(printf %08x "$l_in")" || bad "left inbound SPI not in the kernel"
+grep -q "spi 0x$(printf %08x "$l_in")" <<<"$(ip -n left xfrm state)" || bad "left inbound SPI not in the kernel"
 for host in left right; do
   [[ $(field "$work/$host.json" bytes_in) -gt 0 && $(field "$work/$host.json" bytes_out) -gt 0 ]] ||
     bad "$host byte counters are zero"
@@ -116,7 +116,7 @@ echo "ping across the rekey: ${received:-0}/25 received"
 ((${received:-0} >= 23)) || bad "ping lost packets across the rekey: ${received:-0}/25"
 ctl left list-sas --json > "$work/left2.json"
 n_in=$(field "$work/left2.json" inbound_spi)
-ip -n left xfrm state | grep -q "spi 0x$(printf %08x "$n_in")" || bad "new SPI not in the kernel"
+grep -q "spi 0x$(printf %08x "$n_in")" <<<"$(ip -n left xfrm state)" || bad "new SPI not in the kernel"
 UML_WAIT_SECONDS=10 uml_wait_for sh -c "! ip -n left xfrm state | grep -q 'spi 0x$(printf %08x "$l_in")'" ||
   bad "old SPI still in the kernel after rekey"
 

@@ -36,7 +36,7 @@ set -e
 tail -n 25 "$work/fuzz.log"
 executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log")
 echo "executions: ${executions:-unknown}, exit status $status"
-if [ "$status" -ne 0 ] || ls "$work/artifacts" | grep -q .; then
+if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
   echo "FUZZING FOUND A PROBLEM: log $work/fuzz.log, reproducer(s) in $work/artifacts" >&2
   exit 1
 fi
@@ -60,7 +60,7 @@ status=$?
 set -e
 frame_executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/frame_fuzz.log")
 echo "frame classifier executions: ${frame_executions:-unknown}, exit status $status"
-if [ "$status" -ne 0 ] || ls "$work/artifacts" | grep -q . || [ -z "$frame_executions" ]; then
+if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ] || [ -z "$frame_executions" ]; then
   tail -n 25 "$work/frame_fuzz.log"
   echo "FUZZING FOUND A PROBLEM: log $work/frame_fuzz.log, reproducer(s) in $work/artifacts" >&2
   exit 1

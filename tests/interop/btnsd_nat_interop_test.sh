@@ -115,7 +115,7 @@ if ((ok)); then
     grep -q "event=ike-sa-up.*remote=$UML_NAT_OUTSIDE_V4:2[0-9][0-9][0-9][0-9]" "$work/btnsd.log" ||
       { ok=0; why="$why btnsd's IKE SA is not on the NAT's translated port"; }
     [[ $port1 =~ ^2[0-9]{4}\ $ ]] || { ok=0; why="$why left's ESP is not UDP-encapsulated to a NAT port (ports: '$port1')"; }
-    ip -n left xfrm state | grep -q 'encap type espinudp sport 4500' || { ok=0; why="$why no encapsulation from port 4500"; }
+    grep -q 'encap type espinudp sport 4500' <<<"$(ip -n left xfrm state)" || { ok=0; why="$why no encapsulation from port 4500"; }
     (( $(esp_packets left) >= 6 )) || { ok=0; why="$why too few ESP packets"; }
   fi
 fi
@@ -136,7 +136,7 @@ if ((ok)); then
   grep -q 'NAT mapping changed' "$work/btnsd.log" || { ok=0; why="$why btnsd logged no mapping change"; }
   grep -q 'event=kernel-sa-encap-updated' "$work/btnsd.log" || { ok=0; why="$why btnsd updated no kernel SA"; }
   # Which authenticated packet told btnsd first: ESP (kernel MAPPING) or IKE.
-  learned_from=$(grep -o 'NAT mapping changed ([A-Z]*)' "$work/btnsd.log" | head -1 | tr -dc 'A-Z' | sed 's/^NAT//')
+  learned_from=$(grep -m1 -o 'NAT mapping changed ([A-Z]*)' "$work/btnsd.log" | tr -dc 'A-Z' | sed 's/^NAT//')
   # Liveness checks every 3 s (three retries over 5 s) must reach the peer
   # through the new mapping: after 12 s the SAs are still up and carry traffic.
   sleep 12
