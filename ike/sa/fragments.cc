@@ -99,6 +99,7 @@ void Reassembly::Reset(uint32_t message_id, uint16_t total) {
   bytes_ = 0;
   parts_.assign(total, {});
   have_.assign(total, false);
+  largest_ = 0;
 }
 
 Reassembly::Step Reassembly::Add(const crypto::TransformSet& set,
@@ -152,6 +153,7 @@ Reassembly::Step Reassembly::Add(const crypto::TransformSet& set,
   }
   if (number == 1) first_inner_ = where->first_inner;
   bytes_ += plain->payloads.size();
+  largest_ = std::max(largest_, datagram.size());
   parts_[index] = std::move(plain->payloads);
   have_[index] = true;
   if (++received_ < total_) return Step{Outcome::kIncomplete, {}, {}};
@@ -165,11 +167,11 @@ Reassembly::Step Reassembly::Add(const crypto::TransformSet& set,
   parts_.shrink_to_fit();
   have_.clear();
   have_.shrink_to_fit();
-  if (all.empty()) return Step{Outcome::kComplete, {}, {}};
+  if (all.empty()) return Step{Outcome::kComplete, {}, {}, largest_};
   auto chain = wire::DecodePayloadChain(first, crypto::View(all));
   if (!chain.ok())
     return drop("reassembled content: " + chain.error().message);
-  return Step{Outcome::kComplete, {}, std::move(*chain)};
+  return Step{Outcome::kComplete, {}, std::move(*chain), largest_};
 }
 
 }  // namespace ike::sa::internal

@@ -46,6 +46,9 @@ class Reassembly {
     Outcome outcome = Outcome::kDropped;
     std::string why;  // for kDropped
     std::vector<wire::Payload> payloads;  // for kComplete
+    // The longest fragment datagram of the completed message: a size the
+    // path from the sender demonstrably carries.
+    size_t largest_fragment = 0;
   };
   uint32_t message_id() const { return message_id_; }
   bool active() const { return total_ != 0; }
@@ -64,6 +67,7 @@ class Reassembly {
   uint16_t received_ = 0;
   uint8_t first_inner_ = 0;
   size_t bytes_ = 0;
+  size_t largest_ = 0;
   std::vector<Bytes> parts_;
   std::vector<bool> have_;
 };

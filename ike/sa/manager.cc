@@ -32,6 +32,9 @@ using wire::NotifyType;
 namespace {
 
 constexpr size_t kNonceSize = 32;
+// RFC 7383 2.5.2: how many times a message goes out at one fragment size
+// without an answer before it is sent again in smaller fragments.
+constexpr uint8_t kSendsPerFragmentSize = 2;
 constexpr uint64_t kChildTimerFlag = 1ull << 63;
 
 enum class IkeTimer : uint8_t {
@@ -130,6 +133,7 @@ struct Pending {
   uint32_t message_id = 0;
   Datagrams bytes;
   uint32_t sends = 0;
+  uint8_t sends_at_size = 0;  // of `bytes` as they are now fragmented
   Duration timeout{0};
   std::optional<ChildNegotiation> child;
   std::optional<IkeRekey> ike_rekey;
@@ -181,6 +185,10 @@ struct IkeSa {
   // RFC 7383: the peer announced fragmentation; fragments being collected
   // (allocated only while a fragmented message arrives).
   bool peer_fragmentation = false;
+  // Sends of the cached response as it is now fragmented (2.5.2).
+  uint8_t response_sends = 0;
+  // Fragment size learnt from the path (2.5.2); 0: the configured one.
+  uint16_t fragment_limit = 0;
   std::unique_ptr<Reassembly> request_fragments, response_fragments;
   std::vector<ChildSa> children;
   std::optional<PeerIdentity> peer;
@@ -440,19 +448,101 @@ class SaManagerImpl {
     for (const auto& d : message) SendBytes(sa, d);
   }
 
+  size_t FragmentLimit(const IkeSa& sa) const {
+    return sa.fragment_limit == 0
+               ? settings_.fragment_size
+               : std::min<size_t>(sa.fragment_limit, settings_.fragment_size);
+  }
+
   // An encrypted message, as RFC 7383 fragments when it is larger than
   // the fragment size and the peer supports them (never IKE_SA_INIT).
   crypto::Result<Datagrams> Seal(IkeSa& sa, const wire::Header& h,
                                  const std::vector<wire::Payload>& inner) {
     auto bytes = SealMessage(sa.set, sa.OutKeys(), h, inner, random_);
     if (!bytes.ok()) return bytes.error();
-    if (!sa.peer_fragmentation || settings_.fragment_size == 0 ||
-        bytes->size() <= settings_.fragment_size)
+    size_t limit = FragmentLimit(sa);
+    if (!sa.peer_fragmentation || limit == 0 || bytes->size() <= limit)
       return Datagrams{std::move(*bytes)};
-    auto fragments = SealFragments(sa.set, sa.OutKeys(), h, inner,
-                                   settings_.fragment_size, random_);
+    auto fragments =
+        SealFragments(sa.set, sa.OutKeys(), h, inner, limit, random_);
     if (!fragments.ok()) return fragments.error();
     return std::move(*fragments);
+  }
+
+  // RFC 7383 2.5.2: the next fragment size to fall back to when datagrams
+  // of up to `largest_sent` octets go unanswered: what fits the IPv6
+  // minimum MTU (1280 octets) and, over IPv4, the 576-octet datagram every
+  // host accepts, less the IP and UDP headers and the non-ESP marker.
+  // 0 when nothing smaller is left.
+  static size_t SmallerFragmentSize(const IkeSa& sa, size_t largest_sent) {
+    bool v6 = sa.remote.address.family == policy::IpFamily::kV6;
+    size_t overhead = (v6 ? 40 : 20) + 8 + (sa.marker() ? 4 : 0);
+    for (size_t mtu : {size_t(1280), size_t(576)}) {
+      if (v6 && mtu < 1280) break;
+      if (mtu - overhead < largest_sent) return mtu - overhead;
+    }
+    return 0;
+  }
+
+  // The inner payloads of a message we sealed, recovered with our own
+  // keys: a message is kept only as the datagrams that went out, and is
+  // opened again only in the rare case it must be re-fragmented.
+  std::optional<std::vector<wire::Payload>> UnsealOwn(
+      IkeSa& sa, const Datagrams& message) {
+    Reassembly collect;
+    for (const auto& d : message) {
+      auto msg = wire::DecodeMessage(d);
+      if (!msg.ok()) return std::nullopt;
+      const auto* skf = msg->payloads.empty()
+                            ? nullptr
+                            : std::get_if<wire::SkfPayload>(
+                                  &msg->payloads.front().body);
+      if (!skf) {
+        if (message.size() != 1) return std::nullopt;
+        auto opened = OpenMessage(sa.set, sa.OutKeys(), d, *msg);
+        if (auto* ps = std::get_if<std::vector<wire::Payload>>(&opened))
+          return std::move(*ps);
+        return std::nullopt;
+      }
+      auto step = collect.Add(sa.set, sa.OutKeys(), d, msg->header.message_id,
+                              *skf, {0xffff, SIZE_MAX});
+      if (step.outcome == Reassembly::Outcome::kComplete)
+        return std::move(step.payloads);
+      if (step.outcome == Reassembly::Outcome::kDropped) return std::nullopt;
+    }
+    return std::nullopt;
+  }
+
+  // After kSendsPerFragmentSize unanswered sends, `message` (a request of
+  // ours, or the response a retransmitted request keeps asking for) is
+  // sealed again in smaller fragments (RFC 7383 2.5.2); the smaller size
+  // then holds for the rest of the IKE SA. False when it stays as it is.
+  bool Refragment(IkeSa& sa, Datagrams& message) {
+    if (!sa.peer_fragmentation || settings_.fragment_size == 0 ||
+        message.empty())
+      return false;
+    size_t largest = 0;
+    for (const auto& d : message) largest = std::max(largest, d.size());
+    size_t next = SmallerFragmentSize(sa, largest);
+    if (next == 0) return false;
+    auto header = wire::DecodeHeader(message[0]);
+    if (!header.ok() || header->exchange == ExchangeType::kIkeSaInit)
+      return false;
+    auto inner = UnsealOwn(sa, message);
+    if (!inner) return false;
+    auto fragments =
+        SealFragments(sa.set, sa.OutKeys(), *header, *inner, next, random_);
+    if (!fragments.ok()) return false;
+    LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+            std::string(header->IsResponse() ? "response " : "request ") +
+                std::to_string(header->message_id) + " unanswered after " +
+                std::to_string(kSendsPerFragmentSize) +
+                " sends in datagrams of up to " + std::to_string(largest) +
+                " octets; sending it in fragments of at most " +
+                std::to_string(next) + " (RFC 7383 2.5.2)");
+    sa.fragment_limit = uint16_t(next);
+    message = std::move(*fragments);
+    return true;
   }
 
   // Decodes and decrypts a request or response of `sa`, or adds it to the
@@ -509,6 +599,11 @@ class SaManagerImpl {
         return std::nullopt;
       case Reassembly::Outcome::kComplete:
         slot.reset();
+        // Answer a fragmented request in fragments no larger than its own:
+        // the peer may have shrunk them to get through (2.5.2).
+        if (!response && step.largest_fragment != 0 &&
+            step.largest_fragment < FragmentLimit(sa))
+          sa.fragment_limit = uint16_t(step.largest_fragment);
         return std::move(step.payloads);
     }
     return std::nullopt;
@@ -861,6 +956,7 @@ class SaManagerImpl {
     p.message_id = id;
     p.bytes = std::move(bytes);
     p.sends = 1;
+    p.sends_at_size = 1;
     p.timeout = settings_.retransmit_initial;
     p.child = std::move(child);
     p.target = target;
@@ -944,6 +1040,10 @@ class SaManagerImpl {
     }
     ++p.sends;
     p.timeout = std::min(p.timeout * 2, settings_.retransmit_max);
+    if (p.kind != ReqKind::kInit && p.sends_at_size >= kSendsPerFragmentSize &&
+        Refragment(sa, p.bytes))
+      p.sends_at_size = 0;
+    ++p.sends_at_size;
     SendBytes(sa, p.bytes);
     Arm(sa, IkeTimer::kRetransmit, p.timeout);
   }
@@ -1164,6 +1264,7 @@ class SaManagerImpl {
     sa.has_response = true;
     sa.response_id = req.message_id;
     sa.response = std::move(*bytes);
+    sa.response_sends = 1;
     SendBytes(sa, sa.response);
   }
 
@@ -1988,8 +2089,16 @@ class SaManagerImpl {
   void OnRequest(IkeSa& sa, const DatagramReceived& d, const wire::Header& h) {
     if (sa.has_response && h.message_id == sa.response_id &&
         h.message_id + 1 == sa.expected_request_id) {
-      // RFC 7296 section 2.1: a retransmitted request gets the same answer.
-      if (ResendsResponse(d.bytes)) SendBytes(sa, sa.response);
+      // RFC 7296 section 2.1: a retransmitted request gets the same answer,
+      // in smaller fragments once it seems not to get through (RFC 7383
+      // 2.5.2: the responder never retransmits on its own).
+      if (ResendsResponse(d.bytes)) {
+        if (sa.response_sends >= kSendsPerFragmentSize &&
+            Refragment(sa, sa.response))
+          sa.response_sends = 0;
+        if (sa.response_sends < 255) ++sa.response_sends;
+        SendBytes(sa, sa.response);
+      }
       return;
     }
     if (h.message_id != sa.expected_request_id) return;
@@ -2823,6 +2932,7 @@ class SaManagerImpl {
     r.keys = std::move(keys);
     r.peer = like.peer;
     r.peer_fragmentation = like.peer_fragmentation;
+    r.fragment_limit = like.fragment_limit;
     by_spi_[r.our_spi()] = r.handle;
     return r;
   }
@@ -2860,6 +2970,7 @@ class SaManagerImpl {
     old.has_response = sa.has_response;
     old.response_id = sa.response_id;
     old.response = std::move(sa.response);
+    old.response_sends = sa.response_sends;
     if (!sa.initiator)
       init_index_.erase(
           {sa.spi_i, sa.init_remote.address.value, sa.init_remote.port});

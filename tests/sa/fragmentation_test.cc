@@ -1,8 +1,10 @@
 // IKE fragmentation (RFC 7383): announcement, fragmented IKE_AUTH and
-// later exchanges, reassembly under loss, duplication and reordering, and
-// the bounds and rules of section 2.6 on malformed or surplus fragments.
+// later exchanges, reassembly under loss, duplication and reordering, the
+// bounds and rules of section 2.6 on malformed or surplus fragments, and
+// the fall-back to smaller fragments of section 2.5.2.
 #include <gtest/gtest.h>
 
+#include "daemon/credential_files.h"
 #include "ike/sa/fragments.h"
 #include "ike/wire/message.h"
 #include "tests/sa/expect.h"
@@ -154,6 +156,196 @@ TEST(FragmentationTest, MalformedFragmentNumbersAreDropped) {
     ExpectEstablished(a, b);
     EXPECT_TRUE(b.Logged(FailureReason::kInvalidSyntax));
   }
+}
+
+// ------------------------------------------------- smaller fragments (2.5.2)
+
+// Both sides sign with the P-256 certificate of chain.pem and send the
+// whole chain (end entity and CA, about 800 octets of DER), so each
+// IKE_AUTH message is well above 548 octets; each trusts ca.crt.
+// `raw_key_initiator`: "a" signs with an Ed25519 raw key instead (a small
+// request, a large response).
+struct CertPair {
+  policy::PolicySnapshotPtr a, b;
+  CredentialStore ca, cb;
+};
+CertPair MakeCertPair(bool raw_key_initiator = false) {
+  const std::string dir = "tests/fixtures/crypto/keys/";
+  auto key = btnsd::daemon::LoadPrivateKeyFile(dir + "p256.pem");
+  auto chain = btnsd::daemon::LoadCertificateChainFile(dir + "chain.pem");
+  auto anchor = btnsd::daemon::LoadCertificateChainFile(dir + "ca.crt");
+  EXPECT_TRUE(key.ok() && chain.ok() && anchor.ok());
+  EXPECT_EQ(chain->size(), 2u);
+  policy::Identity dn = policy::Identity::DerDn((*chain)[0].subject_der(),
+                                                (*chain)[0].subject());
+  auto key_a = MakeEd25519("pmtu a");
+  auto by_ca = [&](const std::string& name, const std::string& address) {
+    policy::PadEntry e;
+    e.name = name;
+    e.peer_id.kind = policy::IdMatcher::Kind::kExact;
+    e.peer_id.exact = dn;
+    e.auth = policy::PeerAuthMethod::kCa;
+    e.ca_files = {"ca.crt"};
+    e.remote_ts = {HostTs(address)};
+    e.local_identity = "me";
+    return e;
+  };
+  PolicyBuilder a, b;
+  CertPair out;
+  if (raw_key_initiator) {
+    a.Identity("me", policy::Identity::Fqdn("a.example"),
+               policy::CredentialKind::kRawKey);
+    policy::PadEntry pinned;
+    pinned.name = "a";
+    pinned.peer_id = MatchFqdn("a.example");
+    pinned.auth = policy::PeerAuthMethod::kPinnedKey;
+    pinned.pinned_keys = {FingerprintOf(key_a)};
+    pinned.remote_ts = {HostTs(kA)};
+    pinned.local_identity = "me";
+    b.Pad(pinned);
+    out.ca.local["me"].private_key = key_a;
+  } else {
+    a.Identity("me", dn, policy::CredentialKind::kCertificate);
+    b.Pad(by_ca("a", kA));
+    out.ca.local["me"].private_key = *key;
+    out.ca.local["me"].certificate_chain = *chain;
+  }
+  a.Pad(by_ca("b", kB)).Spd(ProtectEntry("a-b", kA, kB, "b"));
+  b.Identity("me", dn, policy::CredentialKind::kCertificate)
+      .Spd(ProtectEntry("b-a", kB, kA, "a"));
+  out.ca.trust_anchors["ca.crt"] = *anchor;
+  out.cb.local["me"].private_key = *key;
+  out.cb.local["me"].certificate_chain = *chain;
+  out.cb.trust_anchors["ca.crt"] = *anchor;
+  out.a = a.Build();
+  out.b = b.Build();
+  return out;
+}
+
+// An IPv4 path whose MTU is 576: IKE datagrams above 548 octets (576 less
+// the IP and UDP headers) never arrive.
+constexpr size_t kSmallPath = 548;
+
+size_t Largest(const std::vector<SendDatagram>& sent, size_t from = 0) {
+  size_t largest = 0;
+  for (size_t i = from; i < sent.size(); ++i)
+    largest = std::max(largest, sent[i].bytes.size());
+  return largest;
+}
+
+// The initiator's certificate-laden IKE_AUTH request (about 1100 octets,
+// under the 1280 fragment size, so sent whole) goes unanswered twice, then
+// leaves as fragments that fit 576; the responder answers that fragmented
+// request in fragments no larger than the request's.
+TEST(PmtuFallbackTest, ShrinksUntilTheExchangeGetsThrough) {
+  Simulation sim(260);
+  auto p = MakeCertPair();
+  Node& a = sim.AddNode("a", kA, p.a, p.ca);
+  Node& b = sim.AddNode("b", kB, p.b, p.cb);
+  sim.drop_if = [](const Datagram& d) {
+    return d.event.bytes.size() > kSmallPath;
+  };
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(10000));
+  ExpectEstablished(a, b);
+  EXPECT_EQ(a.ike_up[0].peer.auth, PeerAuthKind::kCertificate);
+  EXPECT_EQ(b.ike_up[0].peer.auth, PeerAuthKind::kCertificate);
+  // IKE_SA_INIT (small) + two whole IKE_AUTH requests above the limit,
+  // then fragments that fit.
+  ASSERT_GE(a.sent.size(), 4u);
+  EXPECT_LE(a.sent[0].bytes.size(), kSmallPath);
+  EXPECT_GT(a.sent[1].bytes.size(), kSmallPath);
+  EXPECT_FALSE(IsFragment(a.sent[1].bytes));
+  EXPECT_EQ(a.sent[2].bytes, a.sent[1].bytes);  // the plain retransmission
+  EXPECT_TRUE(IsFragment(a.sent[3].bytes));
+  EXPECT_LE(Largest(a.sent, 3), kSmallPath);
+  EXPECT_LE(Largest(b.sent), kSmallPath);  // never a lost response
+  EXPECT_EQ(sim.dropped, 2u);
+  bool logged = false;
+  for (const auto& l : a.logs)
+    logged = logged || l.text.find("RFC 7383 2.5.2") != std::string::npos;
+  EXPECT_TRUE(logged);
+  // The smaller size holds for later exchanges of the IKE SA.
+  ASSERT_EQ(a.manager->ike_sa_count(), 1u);
+  size_t before = a.sent.size();
+  sim.Feed(a, RekeyRequest{a.manager->List()[0].handle, 0});
+  sim.RunFor(Duration(5000));
+  EXPECT_EQ(a.manager->ike_sa_count(), 1u);
+  EXPECT_LE(Largest(a.sent, before), kSmallPath);
+  EXPECT_EQ(a.errors + b.errors, 0u);
+}
+
+// The request is small; the responder's answer is not. The initiator's
+// retransmissions tell the responder its answer does not arrive: on the
+// second it re-seals the answer in smaller fragments.
+TEST(PmtuFallbackTest, ResponderShrinksItsCachedAnswer) {
+  Simulation sim(261);
+  auto p = MakeCertPair(/*raw_key_initiator=*/true);
+  Node& a = sim.AddNode("a", kA, p.a, p.ca);
+  Node& b = sim.AddNode("b", kB, p.b, p.cb);
+  sim.drop_if = [](const Datagram& d) {
+    return d.event.bytes.size() > kSmallPath;
+  };
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(10000));
+  ExpectEstablished(a, b);
+  EXPECT_LE(Largest(a.sent), kSmallPath);  // the request always fit
+  ASSERT_GE(b.sent.size(), 4u);
+  EXPECT_GT(b.sent[1].bytes.size(), kSmallPath);  // answer, whole
+  EXPECT_EQ(b.sent[2].bytes, b.sent[1].bytes);    // again, as cached
+  EXPECT_TRUE(IsFragment(b.sent[3].bytes));       // then in fragments
+  EXPECT_LE(Largest(b.sent, 3), kSmallPath);
+  EXPECT_EQ(a.errors + b.errors, 0u);
+}
+
+// Nothing of IKE_AUTH gets through, whatever its size: the initiator goes
+// down to the 576-octet size, stops after its retransmission limit and
+// leaves nothing behind; the responder's half-open SA expires.
+TEST(PmtuFallbackTest, GivesUpCleanlyWhenNothingGetsThrough) {
+  Simulation sim(262);
+  auto p = MakeCertPair();
+  Node& a = sim.AddNode("a", kA, p.a, p.ca);
+  Node& b = sim.AddNode("b", kB, p.b, p.cb);
+  sim.drop_if = [](const Datagram& d) {
+    auto h = wire::DecodeHeader(d.event.bytes);
+    return h.ok() && h->exchange == wire::ExchangeType::kIkeAuth;
+  };
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(180000));
+  EXPECT_TRUE(a.Logged(FailureReason::kRetransmitTimeout));
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  EXPECT_EQ(a.ike_down[0].reason, FailureReason::kRetransmitTimeout);
+  EXPECT_TRUE(b.Logged(FailureReason::kHalfOpenTimeout));
+  EXPECT_TRUE(a.ike_up.empty());
+  EXPECT_TRUE(b.ike_up.empty());
+  // 1 + retransmit_tries sends of IKE_AUTH: two whole, then fragments.
+  EngineSettings defaults;
+  size_t whole = 0, fragments = 0;
+  for (size_t i = 1; i < a.sent.size(); ++i)
+    (IsFragment(a.sent[i].bytes) ? fragments : whole) += 1;
+  EXPECT_EQ(whole, 2u);
+  EXPECT_GE(fragments, 2 * (defaults.retransmit_tries - 1));
+  EXPECT_LE(Largest(a.sent, 3), kSmallPath);
+  ExpectClean(a);
+  ExpectClean(b);
+}
+
+// Without the peer's IKEV2_FRAGMENTATION_SUPPORTED nothing is re-sealed:
+// the request goes out whole every time, and the negotiation times out.
+TEST(PmtuFallbackTest, NeverFragmentsForAPeerWithoutSupport) {
+  Simulation sim(263);
+  auto p = MakeCertPair();
+  Node& a = sim.AddNode("a", kA, p.a, p.ca);
+  Node& b = sim.AddNode("b", kB, p.b, p.cb, FragmentAt(0));
+  sim.drop_if = [](const Datagram& d) {
+    return d.event.bytes.size() > kSmallPath;
+  };
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(180000));
+  EXPECT_TRUE(a.ike_up.empty());
+  for (const auto& s : a.sent) EXPECT_FALSE(IsFragment(s.bytes));
+  ExpectClean(a);
+  ExpectClean(b);
 }
 
 // ------------------------------------------------- Reassembly directly
