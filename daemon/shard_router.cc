@@ -118,6 +118,8 @@ std::optional<size_t> ShardRouter::OfEvent(
     return OfHandle(r->ike_sa != 0 ? r->ike_sa : r->child_sa);
   if (auto* d = std::get_if<ike::sa::DeleteRequest>(&event))
     return OfHandle(d->ike_sa != 0 ? d->ike_sa : d->child_sa);
+  if (auto* s = std::get_if<ike::sa::SignatureDelivered>(&event))
+    return OfHandle(s->ike_sa);
   return std::nullopt;
 }
 

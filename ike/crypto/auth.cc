@@ -7,6 +7,7 @@
 #include <botan/alg_id.h>
 #include <botan/asn1_obj.h>
 #include <botan/ber_dec.h>
+#include <botan/bigint.h>
 #include <botan/der_enc.h>
 #include <botan/pk_keys.h>
 #include <botan/pubkey.h>
@@ -494,6 +495,120 @@ std::optional<HashAlgorithm> SelectSignatureHash(
     return h;
   }
   return std::nullopt;
+}
+
+}  // namespace ike::crypto
+
+namespace ike::crypto {
+
+const char* RawSignatureSchemeName(RawSignatureScheme scheme) {
+  switch (scheme) {
+    case RawSignatureScheme::kEcdsaSha256: return "ecdsa-sha256";
+    case RawSignatureScheme::kEcdsaSha384: return "ecdsa-sha384";
+    case RawSignatureScheme::kEcdsaSha512: return "ecdsa-sha512";
+    case RawSignatureScheme::kEd25519: return "ed25519";
+    case RawSignatureScheme::kRsaPkcs1Sha256: return "rsa-pkcs1-sha256";
+    case RawSignatureScheme::kRsaPkcs1Sha384: return "rsa-pkcs1-sha384";
+    case RawSignatureScheme::kRsaPkcs1Sha512: return "rsa-pkcs1-sha512";
+  }
+  return "unknown";
+}
+
+Result<RawSignatureScheme> RawSchemeFor(KeyType key_type, AuthMethod method,
+                                        const SignatureOptions& options) {
+  auto unsupported = [&]() -> Result<RawSignatureScheme> {
+    return MakeError(ErrorCode::kUnsupported,
+                     std::string("an external ") + KeyTypeName(key_type) +
+                         " key cannot sign for auth method " +
+                         std::to_string(int(method)));
+  };
+  bool ecdsa = key_type == KeyType::kEcdsaP256 ||
+               key_type == KeyType::kEcdsaP384 ||
+               key_type == KeyType::kEcdsaP521;
+  switch (method) {
+    case AuthMethod::kEcdsa256:
+      if (key_type != KeyType::kEcdsaP256) return unsupported();
+      return RawSignatureScheme::kEcdsaSha256;
+    case AuthMethod::kEcdsa384:
+      if (key_type != KeyType::kEcdsaP384) return unsupported();
+      return RawSignatureScheme::kEcdsaSha384;
+    case AuthMethod::kEcdsa521:
+      if (key_type != KeyType::kEcdsaP521) return unsupported();
+      return RawSignatureScheme::kEcdsaSha512;
+    case AuthMethod::kDigitalSignature:
+      break;
+    default:
+      return unsupported();
+  }
+  if (key_type == KeyType::kEd25519) {
+    if (options.hash != HashAlgorithm::kIdentity) return unsupported();
+    return RawSignatureScheme::kEd25519;
+  }
+  if (ecdsa || key_type == KeyType::kRsa) {
+    if (key_type == KeyType::kRsa && options.rsa_pss) return unsupported();
+    switch (options.hash) {
+      case HashAlgorithm::kSha2_256:
+        return ecdsa ? RawSignatureScheme::kEcdsaSha256
+                     : RawSignatureScheme::kRsaPkcs1Sha256;
+      case HashAlgorithm::kSha2_384:
+        return ecdsa ? RawSignatureScheme::kEcdsaSha384
+                     : RawSignatureScheme::kRsaPkcs1Sha384;
+      case HashAlgorithm::kSha2_512:
+        return ecdsa ? RawSignatureScheme::kEcdsaSha512
+                     : RawSignatureScheme::kRsaPkcs1Sha512;
+      default:
+        return unsupported();
+    }
+  }
+  return unsupported();
+}
+
+Result<Bytes> AuthFromRawSignature(const PublicKey& key, AuthMethod method,
+                                   const SignatureOptions& options,
+                                   ByteView raw_signature,
+                                   ByteView signed_octets) {
+  auto scheme = RawSchemeFor(key.type(), method, options);
+  if (!scheme) return scheme.error();
+  if (raw_signature.empty()) return SigError("the external signature is empty");
+  Bytes auth;
+  if (method != AuthMethod::kDigitalSignature) {
+    auth.assign(raw_signature.begin(), raw_signature.end());  // RFC 4754: r || s
+  } else {
+    auto alg = SignatureAlgorithmIdentifier(key.type(), options.hash,
+                                            options.rsa_pss);
+    if (!alg) return alg.error();
+    if (alg->empty() || alg->size() > 255)
+      return MakeError(ErrorCode::kInvalidArgument,
+                       "AlgorithmIdentifier longer than 255 bytes");
+    auth.push_back(uint8_t(alg->size()));
+    auth.insert(auth.end(), alg->begin(), alg->end());
+    bool ecdsa = *scheme == RawSignatureScheme::kEcdsaSha256 ||
+                 *scheme == RawSignatureScheme::kEcdsaSha384 ||
+                 *scheme == RawSignatureScheme::kEcdsaSha512;
+    if (ecdsa) {
+      // RFC 7427 carries ECDSA-Sig-Value (DER); PKCS#11 gives r || s.
+      if (raw_signature.size() % 2 != 0 || raw_signature.size() > 2 * 66)
+        return SigError("the external ECDSA signature is not r || s");
+      size_t half = raw_signature.size() / 2;
+      Botan::BigInt r(raw_signature.data(), half);
+      Botan::BigInt s(raw_signature.data() + half, half);
+      Bytes der;
+      Botan::DER_Encoder(der).start_cons(Botan::SEQUENCE).encode(r).encode(s).end_cons();
+      auth.insert(auth.end(), der.begin(), der.end());
+    } else {
+      auth.insert(auth.end(), raw_signature.begin(), raw_signature.end());
+    }
+  }
+  std::vector<HashAlgorithm> hashes = {options.hash};
+  if (method != AuthMethod::kDigitalSignature) hashes.clear();
+  Status checked = VerifyAuth(key, method, View(auth), signed_octets, hashes);
+  if (!checked) {
+    return SigError("the external signature (" +
+                    std::string(RawSignatureSchemeName(*scheme)) +
+                    ") does not verify with the credential's public key: " +
+                    checked.error().message);
+  }
+  return auth;
 }
 
 }  // namespace ike::crypto

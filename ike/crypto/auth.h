@@ -85,6 +85,35 @@ class AuthSigner {
   std::unique_ptr<Botan::PK_Signer> signer_;
 };
 
+// A signature computed outside this process (a PKCS#11 token): what the
+// key holder must compute over the AUTH signed octets, in the output format
+// of the matching PKCS#11 mechanism (ECDSA: r || s, each as long as the
+// curve order; EdDSA: R || S; RSA: the modulus-sized block).
+enum class RawSignatureScheme : uint8_t {
+  kEcdsaSha256,     // CKM_ECDSA_SHA256, or SHA-256 then CKM_ECDSA
+  kEcdsaSha384,
+  kEcdsaSha512,
+  kEd25519,         // CKM_EDDSA (pure Ed25519 over the octets)
+  kRsaPkcs1Sha256,  // CKM_SHA256_RSA_PKCS
+  kRsaPkcs1Sha384,
+  kRsaPkcs1Sha512,
+};
+const char* RawSignatureSchemeName(RawSignatureScheme scheme);
+
+// The raw scheme an external key of `key_type` must use for `method` and
+// `options` (RSA keys are used with PKCS#1 v1.5 there: RSASSA-PSS
+// parameters are not available from every token).
+Result<RawSignatureScheme> RawSchemeFor(KeyType key_type, AuthMethod method,
+                                        const SignatureOptions& options);
+
+// Authentication Data from a raw signature (as RawSchemeFor asked for),
+// checked with `key` over `signed_octets` before it is used, so a token
+// holding another key or a garbled answer fails here, not at the peer.
+Result<Bytes> AuthFromRawSignature(const PublicKey& key, AuthMethod method,
+                                   const SignatureOptions& options,
+                                   ByteView raw_signature,
+                                   ByteView signed_octets);
+
 // Checks a signature AUTH payload. For kDigitalSignature the hash named by
 // the AlgorithmIdentifier must be one of `acceptable_hashes` (what we
 // announced; kIdentity admits Ed25519).

@@ -25,6 +25,8 @@ std::string_view FailureReasonName(FailureReason reason) {
     case FailureReason::kPeerError: return "peer-error";
     case FailureReason::kPolicyMissing: return "policy-missing";
     case FailureReason::kInternalError: return "internal-error";
+    case FailureReason::kSignerRefused: return "signer-refused";
+    case FailureReason::kSignerTimeout: return "signer-timeout";
   }
   return "unknown";
 }

@@ -35,6 +35,7 @@
 #include <variant>
 #include <vector>
 
+#include "ike/crypto/auth.h"
 #include "ike/crypto/credentials.h"
 #include "ike/crypto/random.h"
 #include "ike/crypto/result.h"
@@ -147,9 +148,19 @@ struct KernelMapping {
   Endpoint new_remote;
 };
 
+// The answer to a SignRequest: the raw signature, or why the key holder
+// refused (an empty `signature`). Answers to requests the engine no longer
+// waits for (the SA ended, the signer timed out) are ignored.
+struct SignatureDelivered {
+  IkeSaHandle ike_sa = 0;
+  uint64_t request = 0;
+  std::vector<uint8_t> signature;
+  std::string refusal;  // when `signature` is empty: the holder's reason
+};
+
 using Event = std::variant<DatagramReceived, TimerFired, InitiateRequest,
                            KernelAcquire, RekeyRequest, DeleteRequest,
-                           KernelExpire, KernelMapping>;
+                           KernelExpire, KernelMapping, SignatureDelivered>;
 
 // ------------------------------------------------------------------ actions
 
@@ -328,6 +339,9 @@ enum class FailureReason : uint8_t {
   kPeerError,              // any other error notify from the peer
   kPolicyMissing,          // SPD/PAD entry or credential not configured
   kInternalError,          // a crypto or allocation step failed
+  kSignerRefused,          // the external key holder refused to sign, or
+                           // its signature did not verify
+  kSignerTimeout,          // no answer from the external key holder in time
 };
 std::string_view FailureReasonName(FailureReason reason);
 
@@ -344,6 +358,20 @@ struct ChildSaDown {
   FailureReason reason = FailureReason::kNone;
 };
 
+// The local credential's private key is held outside the engine
+// (ExternalSigner): ask its holder to sign the AUTH signed octets of one
+// IKE_AUTH (RFC 7296 section 2.15) with `scheme`, and answer with a
+// SignatureDelivered naming `ike_sa` and `request`. IKE_AUTH waits for the
+// answer (at most ExternalSigner::timeout); retransmissions of the peer's
+// IKE_AUTH request meanwhile are absorbed.
+struct SignRequest {
+  IkeSaHandle ike_sa = 0;
+  uint64_t request = 0;  // never 0
+  std::string holder;    // ExternalSigner::holder
+  crypto::RawSignatureScheme scheme = crypto::RawSignatureScheme::kEcdsaSha256;
+  std::vector<uint8_t> octets;  // the signed octets, not hashed
+};
+
 enum class LogLevel : uint8_t { kError, kWarning, kInfo, kDebug };
 
 struct Log {
@@ -357,7 +385,7 @@ using Action =
     std::variant<SendDatagram, ArmTimer, CancelTimer, InstallChildSa,
                  DeleteChildSa, InstallPolicy, RemovePolicy, IkeSaUp,
                  ChildSaUp, IkeSaDown, ChildSaDown, Log,
-                 UpdateChildSaEncapsulation>;
+                 UpdateChildSaEncapsulation, SignRequest>;
 using Actions = std::vector<Action>;
 
 // ------------------------------------------------------------------ inputs
@@ -374,11 +402,22 @@ class SpiAllocator {
   virtual void Release(const policy::IpAddress& local, uint32_t spi) = 0;
 };
 
+// A private key the engine never holds (a PKCS#11 token in a BTNS API
+// client): only its public key is here; each AUTH signature is asked for
+// with a SignRequest.
+struct ExternalSigner {
+  std::string holder;  // opaque to the engine, echoed in SignRequest
+  crypto::PublicKey public_key;
+  Duration timeout{10000};  // per signature; then kSignerTimeout
+};
+
 // Keys and certificates, loaded by the daemon (ike/ reads no files).
 struct LocalCredential {
   std::optional<crypto::PrivateKey> private_key;
-  // End entity first; empty for raw keys (the public key of private_key is
-  // then sent in CERT encoding 15, RFC 7670).
+  // Used when private_key is empty.
+  std::optional<ExternalSigner> external_signer;
+  // End entity first; empty for raw keys (the public key of private_key,
+  // or of external_signer, is then sent in CERT encoding 15, RFC 7670).
   std::vector<crypto::Certificate> certificate_chain;
 };
 

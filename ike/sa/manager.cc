@@ -43,6 +43,7 @@ enum class IkeTimer : uint8_t {
   kSoftLifetime = 3,
   kHardLifetime = 4,
   kDpd = 5,
+  kSign = 6,  // waiting for an external signer (SignRequest)
 };
 enum class ChildTimer : uint8_t { kSoft = 1, kHard = 2 };
 
@@ -709,7 +710,8 @@ class SaManagerImpl {
     sa.children.clear();
     if (sa.pending && sa.pending->child && sa.pending->child->spi_in)
       spis_.Release(sa.local.address, sa.pending->child->spi_in);
-    for (uint8_t k = 1; k <= 5; ++k) Disarm(sa, IkeTimer(k));
+    for (uint8_t k = 1; k <= 6; ++k) Disarm(sa, IkeTimer(k));
+    signing_.erase(sa.handle);
     if (sa.state == State::kHalfOpen) --half_open_count_;
     if (!sa.initiator)
       init_index_.erase(
@@ -1010,6 +1012,10 @@ class SaManagerImpl {
         } else {
           QueueDeleteIke(*sa, FailureReason::kExpired);
         }
+        break;
+      case IkeTimer::kSign:
+        SigningFailed(*sa, FailureReason::kSignerTimeout,
+                      "no signature from the external key holder in time");
         break;
       case IkeTimer::kDpd:
         if (now_ - sa->last_received >= settings_.dpd_interval) {
@@ -1652,7 +1658,16 @@ class SaManagerImpl {
     policy::Identity id;
   };
 
-  std::variant<OurAuth, Failure> BuildOurAuth(IkeSa& sa,
+  // The signature an OurAuth still lacks, asked of an ExternalSigner.
+  struct NeedSignature {
+    OurAuth partial;  // id, certs and auth.method; auth.data empty
+    crypto::SignatureOptions options;
+    crypto::RawSignatureScheme scheme{};
+    crypto::Bytes octets;
+    ExternalSigner signer;
+  };
+
+  std::variant<OurAuth, Failure, NeedSignature> BuildOurAuth(IkeSa& sa,
                                               const policy::PadEntry& pad,
                                               bool initiator_side,
                                               ByteView real_message,
@@ -1686,7 +1701,8 @@ class SaManagerImpl {
     }
     const LocalCredential* cred = nullptr;
     if (auto it = credentials_.local.find(local->name);
-        it != credentials_.local.end() && it->second.private_key)
+        it != credentials_.local.end() &&
+        (it->second.private_key || it->second.external_signer))
       cred = &it->second;
     std::string psk_name = pad.auth == policy::PeerAuthMethod::kPsk &&
                                    !pad.psk_name.empty()
@@ -1706,36 +1722,50 @@ class SaManagerImpl {
       out.auth = {wire::AuthMethod::kSharedKeyMic, std::move(*a)};
       return out;
     }
-    const crypto::PrivateKey& key = *cred->private_key;
+    const crypto::PublicKey& public_key =
+        cred->private_key ? cred->private_key->public_key()
+                          : cred->external_signer->public_key;
     auto ours = crypto::SupportedSignatureHashes();
-    auto hash = crypto::SelectSignatureHash(key.type(), ours, sa.peer_hashes);
+    auto hash =
+        crypto::SelectSignatureHash(public_key.type(), ours, sa.peer_hashes);
     wire::AuthMethod method = wire::AuthMethod::kDigitalSignature;
     crypto::SignatureOptions options;
+    crypto::KeyType key_type = public_key.type();
     if (hash) {
       options.hash = *hash;
-    } else if (key.type() == crypto::KeyType::kEd25519) {
+    } else if (key_type == crypto::KeyType::kEd25519) {
       options.hash = wire::HashAlgorithm::kIdentity;
-    } else if (key.type() == crypto::KeyType::kRsa) {
+    } else if (key_type == crypto::KeyType::kRsa) {
       method = wire::AuthMethod::kRsaSig;
-    } else if (key.type() == crypto::KeyType::kEcdsaP256) {
+    } else if (key_type == crypto::KeyType::kEcdsaP256) {
       method = wire::AuthMethod::kEcdsa256;
-    } else if (key.type() == crypto::KeyType::kEcdsaP384) {
+    } else if (key_type == crypto::KeyType::kEcdsaP384) {
       method = wire::AuthMethod::kEcdsa384;
-    } else if (key.type() == crypto::KeyType::kEcdsaP521) {
+    } else if (key_type == crypto::KeyType::kEcdsaP521) {
       method = wire::AuthMethod::kEcdsa521;
     } else {
       return fail("no signature method fits the local key");
     }
-    auto a = crypto::SignAuth(key, method, options, View(octets), random_);
-    if (!a.ok()) return fail(a.error().message);
-    out.auth = {method, std::move(*a)};
     if (cred->certificate_chain.empty()) {
       out.certs.push_back(
-          {wire::CertEncoding::kRawPublicKey, key.public_key().spki_der()});
+          {wire::CertEncoding::kRawPublicKey, public_key.spki_der()});
     } else {
       for (const auto& c : cred->certificate_chain)
         out.certs.push_back({wire::CertEncoding::kX509Signature, c.der()});
     }
+    if (!cred->private_key) {
+      // The key stays with its holder: only the octets go out.
+      if (key_type == crypto::KeyType::kRsa) options.rsa_pss = false;
+      auto scheme = crypto::RawSchemeFor(key_type, method, options);
+      if (!scheme.ok()) return fail(scheme.error().message);
+      out.auth.method = method;
+      return NeedSignature{std::move(out), options, *scheme, std::move(octets),
+                           *cred->external_signer};
+    }
+    auto a = crypto::SignAuth(*cred->private_key, method, options,
+                              View(octets), random_);
+    if (!a.ok()) return fail(a.error().message);
+    out.auth = {method, std::move(*a)};
     return out;
   }
 
@@ -1743,6 +1773,80 @@ class SaManagerImpl {
     const policy::PadEntry* entry = nullptr;
     PeerIdentity identity;
   };
+
+  struct PendingSignature {
+    uint64_t request = 0;
+    NeedSignature need;
+    // Responder: the IKE_AUTH request being answered.
+    std::optional<wire::Header> header;
+    std::vector<wire::Payload> payloads;
+    PeerAuthResult peer;
+  };
+
+  void StartSigning(IkeSa& sa, PendingSignature pending) {
+    pending.request = next_sign_request_++;
+    const NeedSignature& need = pending.need;
+    LogLine(LogLevel::kDebug, sa.handle, FailureReason::kNone,
+            "IKE_AUTH waits for a " +
+                std::string(crypto::RawSignatureSchemeName(need.scheme)) +
+                " signature from '" + need.signer.holder + "'");
+    Emit(SignRequest{sa.handle, pending.request, need.signer.holder,
+                     need.scheme, need.octets});
+    Arm(sa, IkeTimer::kSign, need.signer.timeout);
+    signing_[sa.handle] = std::move(pending);
+  }
+
+  void On(const SignatureDelivered& d) {
+    auto it = signing_.find(d.ike_sa);
+    if (it == signing_.end() || it->second.request != d.request) return;
+    IkeSa* sa = FindSa(d.ike_sa);
+    if (!sa) {
+      signing_.erase(it);
+      return;
+    }
+    if (d.signature.empty()) {
+      SigningFailed(*sa, FailureReason::kSignerRefused,
+                    "the key holder '" + it->second.need.signer.holder +
+                        "' refused to sign" +
+                        (d.refusal.empty() ? "" : ": " + d.refusal));
+      return;
+    }
+    PendingSignature p = std::move(it->second);
+    signing_.erase(it);
+    Disarm(*sa, IkeTimer::kSign);
+    auto auth = crypto::AuthFromRawSignature(
+        p.need.signer.public_key, p.need.partial.auth.method, p.need.options,
+        ByteView(d.signature.data(), d.signature.size()), View(p.need.octets));
+    if (!auth.ok()) {
+      signing_.emplace(sa->handle, std::move(p));
+      SigningFailed(*sa, FailureReason::kSignerRefused, auth.error().message);
+      return;
+    }
+    OurAuth a = std::move(p.need.partial);
+    a.auth.data = std::move(*auth);
+    if (sa->initiator) {
+      FinishAuthRequest(*sa, a);
+    } else {
+      FinishAuthResponse(*sa, *p.header, p.payloads, p.peer, a);
+    }
+  }
+
+  // The external signer failed us: the initiator gives up, the responder
+  // answers the waiting IKE_AUTH request before it does.
+  void SigningFailed(IkeSa& sa, FailureReason reason, const std::string& why) {
+    auto it = signing_.find(sa.handle);
+    if (it == signing_.end()) return;
+    PendingSignature p = std::move(it->second);
+    signing_.erase(it);
+    LogLine(LogLevel::kError, sa.handle, reason, why);
+    if (p.header) {
+      SendResponse(sa, *p.header, ExchangeType::kIkeAuth,
+                   {Notify(NotifyType::kAuthenticationFailed)});
+      RemoveSa(sa, reason, NotifyType::kAuthenticationFailed);
+    } else {
+      RemoveSa(sa, reason);
+    }
+  }
 
   // The key a pinned-key PAD entry for `id` names, for a peer that signed
   // without sending a CERT payload. Only keys whose fingerprint the entry
@@ -2061,7 +2165,14 @@ class SaManagerImpl {
       RemoveSa(sa, f->reason);
       return;
     }
-    OurAuth& a = std::get<OurAuth>(built);
+    if (auto* need = std::get_if<NeedSignature>(&built)) {
+      StartSigning(sa, PendingSignature{0, std::move(*need), {}, {}, {}});
+      return;
+    }
+    FinishAuthRequest(sa, std::get<OurAuth>(built));
+  }
+
+  void FinishAuthRequest(IkeSa& sa, OurAuth& a) {
     auto child = PrepareChild(sa, sa.spd_entry, sa.trigger, false);
     if (!child) {
       RemoveSa(sa, FailureReason::kPolicyMissing);
@@ -2157,7 +2268,18 @@ class SaManagerImpl {
       RemoveSa(sa, f->reason, NotifyType::kAuthenticationFailed);
       return;
     }
-    OurAuth& a = std::get<OurAuth>(built);
+    if (auto* need = std::get_if<NeedSignature>(&built)) {
+      StartSigning(sa, PendingSignature{0, std::move(*need), h, ps,
+                                        std::move(peer)});
+      return;
+    }
+    FinishAuthResponse(sa, h, ps, peer, std::get<OurAuth>(built));
+  }
+
+  void FinishAuthResponse(IkeSa& sa, const wire::Header& h,
+                          const std::vector<wire::Payload>& ps,
+                          const PeerAuthResult& peer, OurAuth& a) {
+    sa.pad = peer.entry;
     sa.peer = peer.identity;
     Disarm(sa, IkeTimer::kHalfOpen);
     --half_open_count_;
@@ -3294,6 +3416,9 @@ class SaManagerImpl {
   Actions* out_ = nullptr;
 
   std::unordered_map<IkeSaHandle, std::unique_ptr<IkeSa>> sas_;
+  // IKE_AUTH messages waiting for an external signature, by IKE SA.
+  std::unordered_map<IkeSaHandle, PendingSignature> signing_;
+  uint64_t next_sign_request_ = 1;
   std::unordered_map<uint64_t, IkeSaHandle> by_spi_;
   // Responder SAs by (SPIi, initiator address): recognises retransmitted
   // and replayed IKE_SA_INIT requests.

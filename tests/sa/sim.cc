@@ -168,6 +168,8 @@ void Simulation::Execute(Node& n, Actions& actions) {
       n.child_down.push_back(*cd);
     } else if (auto* l = std::get_if<Log>(&a)) {
       n.logs.push_back(*l);
+    } else if (auto* sr = std::get_if<SignRequest>(&a)) {
+      n.sign_requests.push_back(*sr);
     }
   }
 }

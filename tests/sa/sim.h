@@ -62,6 +62,7 @@ struct Node {
   std::vector<ChildSaUp> child_up;
   std::vector<ChildSaDown> child_down;
   std::vector<Log> logs;
+  std::vector<SignRequest> sign_requests;  // answered by the test
   std::vector<SendDatagram> sent;
   std::vector<ArmTimer> armed;
   size_t errors = 0;  // actions that made no sense (deleting unknown SAs)
