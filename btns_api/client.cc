@@ -16,11 +16,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 
 #include "btns/ipsec_api.h"
 #include "btns_api/btns_api.pb.h"
+#include "btns_api/pkcs11_key.h"
 
 namespace pb = btns::api::v1;
 
@@ -47,12 +50,150 @@ void Succeed() {
   g_why_code = IPSEC_API_WHY_NONE;
 }
 
+std::string Frame(const std::string& payload) {
+  std::string frame(4, '\0');
+  const uint32_t n = static_cast<uint32_t>(payload.size());
+  frame[0] = static_cast<char>(n >> 24);
+  frame[1] = static_cast<char>(n >> 16);
+  frame[2] = static_cast<char>(n >> 8);
+  frame[3] = static_cast<char>(n);
+  return frame + payload;
+}
+
+bool SendAll(int fd, const std::string& data) {
+  size_t sent = 0;
+  while (sent < data.size()) {
+    ssize_t n = send(fd, data.data() + sent, data.size() - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    sent += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, char* out, size_t len) {
+  size_t got = 0;
+  while (got < len) {
+    ssize_t n = recv(fd, out + got, len - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    got += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool ReadReplyFrame(int fd, pb::Reply* reply) {
+  unsigned char header[4];
+  if (!ReadAll(fd, reinterpret_cast<char*>(header), 4)) return false;
+  size_t len = (size_t{header[0]} << 24) | (size_t{header[1]} << 16) |
+               (size_t{header[2]} << 8) | size_t{header[3]};
+  if (len == 0 || len > kMaxReplyFrame) return false;
+  std::string body(len, '\0');
+  return ReadAll(fd, body.data(), len) && reply->ParseFromString(body);
+}
+
+// IPSEC_BTNS_CREDENTIAL: the key's own connection to btnsd, registered
+// with RegisterSigner, and a thread that answers the daemon's
+// SignChallenges with C_Sign for as long as a token holds the key.
+class KeySigner {
+ public:
+  static std::shared_ptr<KeySigner> Start(btns::client::Pkcs11Key key,
+                                          const std::string& endpoint) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (endpoint.size() >= sizeof addr.sun_path) {
+      Fail(ENAMETOOLONG, IPSEC_API_WHY_DAEMON_UNAVAILABLE, "endpoint path is too long");
+      return nullptr;
+    }
+    std::memcpy(addr.sun_path, endpoint.c_str(), endpoint.size() + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+      Fail(errno, IPSEC_API_WHY_INTERNAL, "socket(AF_UNIX) failed");
+      return nullptr;
+    }
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+      int err = errno;
+      close(fd);
+      Fail(err, IPSEC_API_WHY_DAEMON_UNAVAILABLE,
+           "cannot reach btnsd at " + endpoint + ": " + std::strerror(err));
+      return nullptr;
+    }
+    pb::Request req;
+    req.set_version(IPSEC_API_VERSION);
+    req.set_id(1);
+    req.mutable_register_signer()->set_spki(
+        std::string(key.spki_der.begin(), key.spki_der.end()));
+    pb::Reply reply;
+    timeval limit{30, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+    if (!SendAll(fd, Frame(req.SerializeAsString())) || !ReadReplyFrame(fd, &reply) ||
+        reply.id() != 1) {
+      close(fd);
+      Fail(EIO, IPSEC_API_WHY_DAEMON_UNAVAILABLE, "btnsd did not answer RegisterSigner");
+      return nullptr;
+    }
+    if (reply.has_error()) {
+      close(fd);
+      Fail(reply.error().errno_value() ? int(reply.error().errno_value()) : EIO,
+           int(reply.error().reason()), reply.error().why());
+      return nullptr;
+    }
+    timeval forever{0, 0};  // challenges come whenever IKE needs them
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &forever, sizeof forever);
+    auto signer = std::shared_ptr<KeySigner>(new KeySigner(std::move(key), fd,
+                                                           reply.signer().signer_id()));
+    signer->thread_ = std::thread([s = signer.get()] { s->Serve(); });
+    return signer;
+  }
+
+  ~KeySigner() {
+    shutdown(fd_, SHUT_RDWR);  // wakes the thread's recv()
+    if (thread_.joinable()) thread_.join();
+    close(fd_);
+  }
+
+  uint64_t id() const { return id_; }
+  const btns::client::Pkcs11Key& key() const { return key_; }
+
+ private:
+  KeySigner(btns::client::Pkcs11Key key, int fd, uint64_t id)
+      : key_(std::move(key)), fd_(fd), id_(id) {}
+
+  void Serve() {
+    uint64_t next_id = 2;
+    pb::Reply reply;
+    while (ReadReplyFrame(fd_, &reply)) {
+      if (!reply.has_sign_challenge()) continue;  // acknowledgements
+      const pb::SignChallenge& c = reply.sign_challenge();
+      std::vector<uint8_t> octets(c.octets().begin(), c.octets().end());
+      auto signed_ = btns::client::Pkcs11Sign(key_, c.scheme(), octets);
+      pb::Request req;
+      req.set_version(IPSEC_API_VERSION);
+      req.set_id(next_id++);
+      auto* r = req.mutable_sign_response();
+      r->set_challenge_id(c.challenge_id());
+      if (auto* sig = std::get_if<std::vector<uint8_t>>(&signed_)) {
+        r->set_signature(std::string(sig->begin(), sig->end()));
+      } else {
+        r->set_refusal(std::get<std::string>(signed_));
+      }
+      if (!SendAll(fd_, Frame(req.SerializeAsString()))) break;
+    }
+  }
+
+  btns::client::Pkcs11Key key_;
+  int fd_ = -1;
+  uint64_t id_ = 0;
+  std::thread thread_;
+};
+
 }  // namespace
 
 struct ipsec_iToken {
   uint32_t magic = kITokenMagic;
   pb::IToken value;
   int credential_fd = -1;  // owned; the library opened it for the caller
+  std::shared_ptr<KeySigner> signer;  // IPSEC_BTNS_CREDENTIAL
 
   ~ipsec_iToken() {
     if (credential_fd >= 0) close(credential_fd);
@@ -64,6 +205,7 @@ struct ipsec_pToken {
   uint32_t magic = kPTokenMagic;
   pb::PToken value;
   int local_credential_fd = -1;  // owned dup of the local iToken's file
+  std::shared_ptr<KeySigner> local_signer;  // the local iToken's PKCS#11 key
 
   ~ipsec_pToken() {
     if (local_credential_fd >= 0) close(local_credential_fd);
@@ -84,6 +226,16 @@ class Connection {
       return conn;
     }();
     return *c;
+  }
+
+  std::string EndpointPath() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string path = endpoint_;
+    if (path.empty()) {
+      const char* env = std::getenv("BTNS_API_SOCKET");
+      path = env && *env ? env : IPSEC_API_DEFAULT_ENDPOINT;
+    }
+    return path;
   }
 
   void SetEndpoint(const char* path) {
@@ -535,8 +687,14 @@ int ipsec_get_token_attr(const void* token, uint32_t attr_type, uint32_t* attr_l
         }
         return PutBytes(v.channel_binding().data(), v.channel_binding().size(), attr_len,
                         attr_val);
-      case IPSEC_BTNS_CREDENTIAL:
-        return PutString(v.credential_uri(), attr_len, attr_val);
+      case IPSEC_BTNS_CREDENTIAL: {  // the public key: all that leaves the token
+        const auto* t = static_cast<const ipsec_iToken*>(token);
+        if (!t->signer) {
+          return Fail(ENOENT, IPSEC_API_WHY_NOT_SUPPORTED, "the iToken has no PKCS#11 credential");
+        }
+        const auto& spki = t->signer->key().spki_der;
+        return PutBytes(spki.data(), spki.size(), attr_len, attr_val);
+      }
     }
     return Fail(EINVAL, IPSEC_API_WHY_BAD_ARGUMENT,
                 "attribute " + std::to_string(attr_type) + " is not an iToken attribute");
@@ -604,11 +762,13 @@ int ipsec_set_token_attr(const void* token, uint32_t attr_type, uint32_t attr_le
         *p->value.mutable_peer() = it->value;
         p->value.mutable_peer()->clear_credential_uri();
         p->value.mutable_peer()->set_credential_file_attached(false);
+        p->value.mutable_peer()->clear_signer_id();
       } else {
         *p->value.mutable_local() = it->value;
         if (p->local_credential_fd >= 0) close(p->local_credential_fd);
         p->local_credential_fd =
             it->credential_fd >= 0 ? fcntl(it->credential_fd, F_DUPFD_CLOEXEC, 0) : -1;
+        p->local_signer = it->signer;
       }
       break;
     }
@@ -647,10 +807,29 @@ int ipsec_set_iToken_attr(ipsec_iToken_t t, uint32_t attr_type, const void* attr
       t->value.set_auth_method(v);
       break;
     }
-    case IPSEC_BTNS_CREDENTIAL:
-      return Fail(ENOTSUP, IPSEC_API_WHY_NOT_SUPPORTED,
-                  "IPSEC_BTNS_CREDENTIAL (a PKCS#11 key) is not supported by this btnsd "
-                  "version; use IPSEC_BTNS_CREDENTIAL_FILE or system policy");
+    case IPSEC_BTNS_CREDENTIAL: {
+      if (attr_len != sizeof(ipsec_pkcs11_credential)) {
+        return Fail(EINVAL, IPSEC_API_WHY_BAD_ARGUMENT,
+                    "IPSEC_BTNS_CREDENTIAL takes a struct ipsec_pkcs11_credential");
+      }
+      ipsec_pkcs11_credential cred;
+      std::memcpy(&cred, attr_val, sizeof cred);
+      auto opened = btns::client::OpenPkcs11Key(
+          static_cast<CK_FUNCTION_LIST_PTR>(const_cast<void*>(cred.functions)), cred.session,
+          cred.private_key);
+      if (auto* why = std::get_if<std::string>(&opened)) {
+        bool leaky = why->find("could leave its token") != std::string::npos;
+        return Fail(leaky ? EPERM : EINVAL,
+                    leaky ? IPSEC_API_WHY_POLICY_FORBIDS : IPSEC_API_WHY_BAD_ARGUMENT,
+                    "PKCS#11 credential: " + *why);
+      }
+      auto signer = KeySigner::Start(std::move(std::get<btns::client::Pkcs11Key>(opened)),
+                                     Connection::Get().EndpointPath());
+      if (!signer) return -1;  // why set by Start
+      t->signer = std::move(signer);
+      t->value.set_signer_id(t->signer->id());
+      break;
+    }
     case IPSEC_BTNS_CREDENTIAL_FILE: {
       std::string path;
       ReadString(static_cast<uint32_t>(attr_len), attr_val, &path);
@@ -810,6 +989,7 @@ int ipsec_dup_pToken(const ipsec_pToken_t p, ipsec_pToken_t* p_dup) {
   if (!IsPToken(p) || !p_dup) return Fail(EINVAL, IPSEC_API_WHY_BAD_ARGUMENT, "not a pToken");
   auto* d = new ipsec_pToken();
   d->value = p->value;
+  d->local_signer = p->local_signer;
   if (p->local_credential_fd >= 0) {
     d->local_credential_fd = fcntl(p->local_credential_fd, F_DUPFD_CLOEXEC, 0);
   }
@@ -822,6 +1002,7 @@ int ipsec_dup_iToken(const ipsec_iToken_t p, ipsec_iToken_t* p_dup) {
   if (!IsIToken(p) || !p_dup) return Fail(EINVAL, IPSEC_API_WHY_BAD_ARGUMENT, "not an iToken");
   auto* d = new ipsec_iToken();
   d->value = p->value;
+  d->signer = p->signer;
   if (p->credential_fd >= 0) d->credential_fd = fcntl(p->credential_fd, F_DUPFD_CLOEXEC, 0);
   *p_dup = d;
   Succeed();
@@ -833,6 +1014,7 @@ int ipsec_export_iToken(const ipsec_iToken_t t, void* buf, uint32_t* len) {
   pb::IToken v = t->value;
   v.clear_credential_uri();  // credentials stay with their owner
   v.clear_credential_file_attached();
+  v.clear_signer_id();
   std::string out(kExportMagic, sizeof kExportMagic);
   out.push_back(static_cast<char>(kExportVersion));
   out += v.SerializeAsString();
@@ -853,7 +1035,7 @@ ipsec_iToken_t ipsec_import_iToken(const void* buf, uint32_t len) {
   pb::IToken v;
   const size_t header = sizeof kExportMagic + 1;
   if (!v.ParseFromArray(p + header, static_cast<int>(len - header)) ||
-      !v.credential_uri().empty() || v.credential_file_attached()) {
+      !v.credential_uri().empty() || v.credential_file_attached() || v.signer_id() != 0) {
     Fail(EINVAL, IPSEC_API_WHY_MALFORMED, "exported iToken body is malformed");
     return nullptr;
   }

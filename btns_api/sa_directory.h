@@ -158,6 +158,10 @@ struct ProtectionRequest {
   // none. Valid only during the call; dup it to keep it.
   int credential_fd = -1;
   std::string credential_uri;
+  // IPSEC_BTNS_CREDENTIAL: a key in the caller's PKCS#11 token, registered
+  // by its library (Server::RequestSignature asks it to sign); 0: none.
+  uint64_t signer_id = 0;
+  std::vector<uint8_t> signer_spki;  // DER SubjectPublicKeyInfo of that key
   bool require_privacy = false;
   bool require_integrity = false;
   bool require_tunnel = false;

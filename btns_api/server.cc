@@ -401,6 +401,56 @@ bool Server::WantsClose(uint64_t session) const {
 void Server::CloseSession(uint64_t session) {
   latches_.ReleaseOwner(session);
   sessions_.erase(session);
+  std::vector<SignDone> refused;
+  for (auto it = signers_.begin(); it != signers_.end();) {
+    if (it->second.session != session) {
+      ++it;
+      continue;
+    }
+    for (auto c = challenges_.begin(); c != challenges_.end();) {
+      if (c->second.signer_id == it->first) {
+        refused.push_back(std::move(c->second.done));
+        c = challenges_.erase(c);
+      } else {
+        ++c;
+      }
+    }
+    it = signers_.erase(it);
+  }
+  for (auto& done : refused)
+    done(std::nullopt, "the application holding the key closed its connection");
+}
+
+void Server::RequestSignature(uint64_t signer_id, const std::string& scheme,
+                              const std::string& octets, SignDone done) {
+  auto it = signers_.find(signer_id);
+  if (it == signers_.end()) {
+    done(std::nullopt, "signer " + std::to_string(signer_id) + " is not registered");
+    return;
+  }
+  auto session = sessions_.find(it->second.session);
+  if (session == sessions_.end() || session->second->closing) {
+    done(std::nullopt, "the application holding the key is disconnecting");
+    return;
+  }
+  uint64_t challenge = next_challenge_++;
+  challenges_[challenge] = Challenge{signer_id, std::move(done)};
+  pb::Reply reply;
+  reply.set_version(kProtocolVersion);
+  reply.set_id(it->second.request_id);
+  auto* c = reply.mutable_sign_challenge();
+  c->set_challenge_id(challenge);
+  c->set_scheme(scheme);
+  c->set_octets(octets);
+  Session& s = *session->second;
+  bool was_empty = s.output.size() == s.output_consumed;
+  QueueReply(s, reply.SerializeAsString());
+  if (was_empty && output_ready_) output_ready_(s.id);
+}
+
+std::string Server::SignerKey(uint64_t signer_id) const {
+  auto it = signers_.find(signer_id);
+  return it == signers_.end() ? std::string() : it->second.spki;
 }
 
 void Server::HandleFrame(Session& s, const std::string& payload) {
@@ -563,6 +613,19 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       }
       pr.remote_identity = WantedPeer(t);
       pr.credential_uri = t.local().credential_uri();
+      if (uint64_t signer_id = t.local().signer_id(); signer_id != 0) {
+        auto signer = signers_.find(signer_id);
+        // Only the process that registered the key may have it used.
+        if (signer == signers_.end() || signer->second.caller.pid != s.caller.pid ||
+            signer->second.caller.uid != s.caller.uid) {
+          fail(Status::Fail(EPERM, Why::kPolicyForbids,
+                            "signer " + std::to_string(signer_id) +
+                                " is not a key registered by this process"));
+          return;
+        }
+        pr.signer_id = signer_id;
+        pr.signer_spki.assign(signer->second.spki.begin(), signer->second.spki.end());
+      }
       if (t.local().credential_file_attached()) {
         if (fds.size() < 2) {
           fail(Status::Fail(EBADF, Why::kNoDescriptor,
@@ -732,6 +795,45 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
         return;
       }
       QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    case pb::Request::kRegisterSigner: {
+      const std::string& spki = req.register_signer().spki();
+      if (spki.empty() || spki.size() > 4096) {
+        fail(Status::Fail(EINVAL, Why::kBadArgument,
+                          "RegisterSigner needs the key's SubjectPublicKeyInfo (at most 4096 octets)"));
+        return;
+      }
+      size_t held = 0;
+      for (const auto& [id, signer] : signers_) held += signer.session == s.id;
+      if (held >= 64) {
+        fail(Status::Fail(ENOSPC, Why::kTooLarge, "at most 64 signers per connection"));
+        return;
+      }
+      uint64_t signer_id = next_signer_++;
+      signers_[signer_id] = Signer{s.id, id, s.caller, spki};
+      reply.mutable_signer()->set_signer_id(signer_id);
+      QueueReply(s, reply.SerializeAsString());
+      return;
+    }
+    case pb::Request::kSignResponse: {
+      const pb::SignResponse& r = req.sign_response();
+      auto c = challenges_.find(r.challenge_id());
+      if (c == challenges_.end() || signers_.count(c->second.signer_id) == 0 ||
+          signers_[c->second.signer_id].session != s.id) {
+        fail(Status::Fail(ESRCH, Why::kBadArgument,
+                          "challenge " + std::to_string(r.challenge_id()) +
+                              " was not sent to this connection or is answered"));
+        return;
+      }
+      SignDone done = std::move(c->second.done);
+      challenges_.erase(c);
+      QueueReply(s, reply.SerializeAsString());
+      if (r.signature().empty()) {
+        done(std::nullopt, r.refusal().empty() ? "refused" : r.refusal());
+      } else {
+        done(r.signature(), "");
+      }
       return;
     }
     case pb::Request::kAdminListSas:

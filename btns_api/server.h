@@ -8,6 +8,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -61,6 +62,17 @@ class Server : public SaEventSink {
     output_ready_ = std::move(callback);
   }
 
+  // Asks the library that registered `signer_id` (RegisterSigner) to sign
+  // `octets` with `scheme` using its PKCS#11 key. `done` runs once, on this
+  // thread: with the raw signature, or with nothing and the refusal (signer
+  // unknown or gone, refused by the application, connection closed).
+  using SignDone =
+      std::function<void(std::optional<std::string> signature, std::string refusal)>;
+  void RequestSignature(uint64_t signer_id, const std::string& scheme,
+                        const std::string& octets, SignDone done);
+  // The registered key's SubjectPublicKeyInfo; empty when unknown.
+  std::string SignerKey(uint64_t signer_id) const;
+
   void OnSaEvent(const SaEvent& event) override;
   // Administrative CLOSED of every latch, e.g. before the daemon exits.
   void CloseAllLatches(const std::string& message);
@@ -96,6 +108,22 @@ class Server : public SaEventSink {
   std::function<void(uint64_t)> output_ready_;
   std::map<uint64_t, std::string> bindings_;
   AdminBackend* admin_ = nullptr;
+  // PKCS#11 keys registered by client libraries, and signatures asked of
+  // them and not yet answered.
+  struct Signer {
+    uint64_t session = 0;
+    uint64_t request_id = 0;  // SignChallenge replies go under it
+    Caller caller;
+    std::string spki;
+  };
+  struct Challenge {
+    uint64_t signer_id = 0;
+    SignDone done;
+  };
+  std::map<uint64_t, Signer> signers_;
+  std::map<uint64_t, Challenge> challenges_;
+  uint64_t next_signer_ = 1;
+  uint64_t next_challenge_ = 1;
 };
 
 }  // namespace btns_api

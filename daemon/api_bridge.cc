@@ -358,7 +358,8 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
   if (!snapshot)
     return Status::Fail(EAGAIN, Why::kDaemonUnavailable,
                         "btnsd has no policy loaded yet");
-  if (request.credential_fd >= 0 || !request.credential_uri.empty())
+  if (request.credential_fd >= 0 || !request.credential_uri.empty() ||
+      request.signer_id != 0)
     return Status::Fail(ENOTSUP, Why::kNotSupported,
                         "btnsd does not take credentials from applications yet; "
                         "configure the identity in the daemon's policy file");

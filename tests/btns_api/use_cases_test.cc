@@ -234,17 +234,19 @@ TEST_F(UseCases, Uc2RefusedSocketReportsTheDaemonsReason) {
   ipsec_free_pToken(got);
 }
 
-// UC3: the application picks its own identity and a PKCS#11 credential.
-TEST_F(UseCases, Uc3OwnIdentityPkcs11IsRefusedClearlyAndIdentityIsRequested) {
+// UC3: the application picks its own identity. IPSEC_BTNS_CREDENTIAL takes
+// a struct ipsec_pkcs11_credential (module functions, session, key; a real
+// token in pkcs11_credential_test): a bare session handle is refused.
+TEST_F(UseCases, Uc3OwnIdentityIsRequestedAndABareSessionHandleIsRefused) {
   ipsec_iToken_t desired_acceptor_iToken = get_new_iToken("bob");
   ipsec_iToken_t i_iToken = get_new_iToken("alice");
   unsigned long pkcs11_session = 7;
   EXPECT_EQ(ipsec_set_iToken_attr(i_iToken, IPSEC_BTNS_CREDENTIAL, &pkcs11_session,
                                   sizeof(pkcs11_session)),
             -1);
-  EXPECT_EQ(errno, ENOTSUP);
-  EXPECT_EQ(ipsec_api_why_code(), IPSEC_API_WHY_NOT_SUPPORTED);
-  EXPECT_NE(std::string(ipsec_api_why()).find("PKCS#11"), std::string::npos);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(ipsec_api_why_code(), IPSEC_API_WHY_BAD_ARGUMENT);
+  EXPECT_NE(std::string(ipsec_api_why()).find("ipsec_pkcs11_credential"), std::string::npos);
   // Identity chosen by the application (credential from system policy).
   ipsec_pToken_t pToken = get_new_pToken(i_iToken, desired_acceptor_iToken);
   int fd = BoundSocket(SOCK_STREAM, "127.0.0.2");

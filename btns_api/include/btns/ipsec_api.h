@@ -66,9 +66,35 @@ typedef struct ipsec_pToken *ipsec_pToken_t;
 #define IPSEC_API_ATTR_protocol 37      /* uint16_t (pToken) */
 #define IPSEC_API_ATTR_identity 48      /* string, e.g. "fqdn:bob" (iToken) */
 /* Local credential of an iToken (UC3/UC4). */
-#define IPSEC_BTNS_CREDENTIAL 64        /* PKCS#11: a "pkcs11:" URI string */
+#define IPSEC_BTNS_CREDENTIAL 64        /* struct ipsec_pkcs11_credential */
 #define IPSEC_BTNS_CREDENTIAL_FILE 65   /* a key file path, opened by the
                                            library with the caller's rights */
+
+/* IPSEC_BTNS_CREDENTIAL's value: a signing key inside a PKCS#11 token,
+ * reached through a session the application opened, and logged in to, with
+ * the token's module (loaded with p11-kit, e.g. p11_kit_module_load(), or
+ * with dlopen() and C_GetFunctionList()). The library only calls that
+ * module's functions; it loads no module itself.
+ *
+ * Setting it checks that the private key cannot leave the token
+ * (CKA_SENSITIVE true, CKA_EXTRACTABLE false, else EPERM), reads the public
+ * key of the same CKA_ID, and registers the key with btnsd on a connection
+ * of its own, served by a library thread: whenever an IKE_AUTH of a pToken
+ * made from this iToken needs a signature, btnsd sends the signed octets
+ * (RFC 7296 2.15) and the thread answers with C_Sign (ECDSA with
+ * SHA-256/384/512, Ed25519, RSA PKCS#1 v1.5). Only the public key (sent as
+ * an RFC 7670 raw key) and the signatures leave the process. The session
+ * must stay open, and the module initialised, while any token holding the
+ * key lives; the thread ends when the last of them is freed. PKCS#11
+ * sessions are not shared across threads by the library: it serialises its
+ * own calls, and the application must not use the session meanwhile from
+ * another thread. Not inherited across fork(). */
+struct ipsec_pkcs11_credential {
+  const void* functions;     /* CK_FUNCTION_LIST_PTR of the module */
+  unsigned long session;     /* CK_SESSION_HANDLE */
+  unsigned long private_key; /* CK_OBJECT_HANDLE; 0: the session's only
+                                private key with CKA_SIGN */
+};
 
 /* ---- attribute values -------------------------------------------------- */
 #define IPSEC_API_ATTR_ANY 0
