@@ -147,6 +147,15 @@ class KeySigner {
   }
 
   ~KeySigner() {
+    if (getpid() != owner_) {
+      // A fork()ed child has a copy of the token but not the thread, and
+      // shares the parent's connection: shutting it down would withdraw
+      // the parent's signer. Close our descriptor only; the thread handle
+      // names no thread here, so it is left alone.
+      close(fd_);
+      (void)new std::thread(std::move(thread_));
+      return;
+    }
     shutdown(fd_, SHUT_RDWR);  // wakes the thread's recv()
     if (thread_.joinable()) thread_.join();
     close(fd_);
@@ -157,7 +166,7 @@ class KeySigner {
 
  private:
   KeySigner(btns::client::Pkcs11Key key, int fd, uint64_t id)
-      : key_(std::move(key)), fd_(fd), id_(id) {}
+      : key_(std::move(key)), fd_(fd), id_(id), owner_(getpid()) {}
 
   void Serve() {
     uint64_t next_id = 2;
@@ -184,6 +193,7 @@ class KeySigner {
   btns::client::Pkcs11Key key_;
   int fd_ = -1;
   uint64_t id_ = 0;
+  pid_t owner_ = 0;
   std::thread thread_;
 };
 

@@ -8,6 +8,8 @@
 #include <future>
 #include <optional>
 
+#include <sys/wait.h>
+
 #include "ike/crypto/auth.h"
 #include "ike/crypto/credentials.h"
 #include "tests/btns_api/api_fixture.h"
@@ -108,6 +110,17 @@ TEST_F(Pkcs11CredentialTest, DaemonSignatureRequestsAreSignedInTheToken) {
   // The signer lives as long as a token holds the key: freeing the iToken
   // alone keeps it (the pToken holds it), freeing both withdraws it.
   uint64_t signer = pr.signer_id;
+  // A fork()ed child that frees its copies leaves the parent's signer up.
+  pid_t child = fork();
+  if (child == 0) {
+    ipsec_free_pToken(p);
+    ipsec_free_iToken(alice);
+    _exit(0);
+  }
+  int status = -1;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  EXPECT_TRUE(Sign(signer, "ecdsa-sha256", octets).signature);
   ipsec_free_iToken(alice);
   EXPECT_TRUE(Sign(signer, "ecdsa-sha256", octets).signature);
   ipsec_free_pToken(p);
