@@ -95,6 +95,8 @@ struct TimerFired {
   TimerId timer = 0;
 };
 
+struct LocalCredentialOverride;
+
 // Operator/application request to bring up protection for one SPD entry.
 // The engine reuses an established IKE SA with the same peer and PAD entry
 // when one exists (creating only a CHILD_SA), otherwise starts a new one.
@@ -107,6 +109,15 @@ struct InitiateRequest {
   // The packet that triggered the request (narrows the proposed TS to it, in
   // addition to the entry's selector, RFC 7296 section 2.9).
   std::optional<policy::PacketFiveTuple> trigger;
+  // Present this identity and credential in IKE_AUTH instead of the local
+  // identity the PAD entry names (the peer's PAD still decides whether it
+  // accepts it). Such a request always starts an IKE SA of its own, which
+  // no other request reuses, and its CHILD_SA proposes only `trigger`'s
+  // flow (one connection), or the entry's selectors without a trigger.
+  std::shared_ptr<const LocalCredentialOverride> local_credential;
+  // Echoed in IkeSaUp and IkeSaDown of the IKE SA this request starts, so
+  // the requester learns its outcome; 0 for none.
+  uint64_t request_tag = 0;
 };
 
 // The kernel found outbound traffic matching a trap policy without an SA
@@ -302,6 +313,11 @@ struct IkeSaUp {
   Endpoint remote;
   bool initiator = false;
   PeerIdentity peer;
+  uint64_t request_tag = 0;  // InitiateRequest::request_tag, or 0
+  // What we presented: the ID text ("fqdn:alice.example") and whether it
+  // came from an InitiateRequest::local_credential.
+  std::string local_id;
+  bool local_overridden = false;
 };
 
 struct ChildSaUp {
@@ -350,6 +366,7 @@ struct IkeSaDown {
   FailureReason reason = FailureReason::kNone;
   // The error notify that ended it (received or sent), if any.
   std::optional<wire::NotifyType> notify;
+  uint64_t request_tag = 0;  // InitiateRequest::request_tag, or 0
 };
 
 struct ChildSaDown {
@@ -419,6 +436,18 @@ struct LocalCredential {
   // End entity first; empty for raw keys (the public key of private_key,
   // or of external_signer, is then sent in CERT encoding 15, RFC 7670).
   std::vector<crypto::Certificate> certificate_chain;
+};
+
+// The identity and credential one initiation presents instead of those the
+// PAD entry names (an application's own key, or a configured identity the
+// application picked; InitiateRequest::local_credential). Shared by the
+// request and the IKE SA it starts, which drops it after IKE_AUTH.
+struct LocalCredentialOverride {
+  policy::Identity id;  // sent in IDi; never NULL (a key is required)
+  LocalCredential credential;
+  // For logs: where the credential came from ("identity 'alice'",
+  // "credential file of uid 1000").
+  std::string label;
 };
 
 struct CredentialStore {

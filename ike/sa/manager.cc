@@ -166,6 +166,12 @@ struct IkeSa {
   const policy::PadEntry* pad = nullptr;  // known after IKE_AUTH (responder)
   std::string spd_entry;                  // initiator: the requested entry
   std::optional<policy::PacketFiveTuple> trigger;
+  // Initiator: the identity and credential the request asked us to present
+  // instead of the PAD entry's; such an SA is never reused for other
+  // requests. The tag goes back in IkeSaUp/IkeSaDown.
+  std::shared_ptr<const LocalCredentialOverride> local_credential;
+  uint64_t request_tag = 0;
+  std::string local_id;  // what our ID payload said, once sent
   crypto::TransformSet set;
   crypto::IkeSaKeys keys;
   crypto::Bytes ni, nr;
@@ -728,7 +734,7 @@ class SaManagerImpl {
                 std::string(FailureReasonName(reason)));
     // The daemon learns of responder SAs only when they come up.
     if ((sa.initiator || sa.announced) && !sa.retired)
-      Emit(IkeSaDown{sa.handle, reason, notify});
+      Emit(IkeSaDown{sa.handle, reason, notify, sa.request_tag});
     if (sa.peer_rekey)
       if (auto it = by_spi_.find(sa.peer_rekey->spi_r);
           it != by_spi_.end() && it->second == sa.handle)
@@ -774,7 +780,8 @@ class SaManagerImpl {
   // ------------------------------------------------------------ events
 
   void On(const InitiateRequest& r) {
-    Initiate(r.spd_entry, r.remote, r.local, r.trigger);
+    Initiate(r.spd_entry, r.remote, r.local, r.trigger, r.local_credential,
+             r.request_tag);
   }
 
   void On(const KernelAcquire& a) {
@@ -809,7 +816,10 @@ class SaManagerImpl {
 
   void Initiate(const std::string& entry_name, std::optional<Endpoint> remote,
                 std::optional<Endpoint> local,
-                std::optional<policy::PacketFiveTuple> trigger) {
+                std::optional<policy::PacketFiveTuple> trigger,
+                std::shared_ptr<const LocalCredentialOverride> credential =
+                    nullptr,
+                uint64_t request_tag = 0) {
     const policy::SpdEntry* e = policy_ ? policy_->spd.Find(entry_name)
                                         : nullptr;
     if (!e || e->action != policy::SpdAction::kProtect) {
@@ -837,9 +847,12 @@ class SaManagerImpl {
         any_local ? by_remote_.equal_range(remote->address.value)
                   : by_pair_.equal_range(
                         PairKey(remote->address.value, local->address.value));
+    // A request with its own credential never shares an IKE SA.
+    if (credential) first = last;
     for (auto it = first; it != last; ++it) {
       IkeSa* sa = FindSa(it->second);
       if (!sa) continue;
+      if (sa->local_credential) continue;
       if (!sa->initiator && !sa->pad) continue;
       if (sa->remote.address != remote->address) continue;
       if (local && local->address.value != 0 &&
@@ -870,6 +883,8 @@ class SaManagerImpl {
     IkeSa& sa = NewSa(true);
     sa.spd_entry = entry_name;
     sa.trigger = trigger;
+    sa.local_credential = std::move(credential);
+    sa.request_tag = request_tag;
     sa.local = *local;
     sa.remote = *remote;
     sa.spi_i = NewIkeSpi();
@@ -1673,15 +1688,28 @@ class SaManagerImpl {
                                               ByteView real_message,
                                               ByteView peer_nonce) {
     const policy::PolicySnapshot& snap = *sa.policy;
+    // Only an initiator is ever asked to present another credential; the
+    // responder's identity stays the PAD entry's.
+    const LocalCredentialOverride* override =
+        initiator_side ? sa.local_credential.get() : nullptr;
     const policy::LocalIdentity* local =
-        pad.local_identity.empty() ? nullptr
-                                   : snap.FindIdentity(pad.local_identity);
-    if (!pad.local_identity.empty() && !local)
+        override || pad.local_identity.empty()
+            ? nullptr
+            : snap.FindIdentity(pad.local_identity);
+    if (!override && !pad.local_identity.empty() && !local)
       return Failure{FailureReason::kPolicyMissing, std::nullopt,
                      "PAD entry '" + pad.name + "' names local identity '" +
                          pad.local_identity + "', which is not configured"};
+    if (override && ((!override->credential.private_key &&
+                      !override->credential.external_signer) ||
+                     override->id.type == wire::IdType::kNull))
+      return Failure{FailureReason::kPolicyMissing, std::nullopt,
+                     "the credential asked for (" + override->label +
+                         ") has no key or no identity"};
     OurAuth out;
-    out.id = local ? local->id : policy::Identity::Null();
+    out.id = override ? override->id
+                      : local ? local->id : policy::Identity::Null();
+    sa.local_id = out.id.ToString();
     auto prf = crypto::Prf::Create(sa.set.prf);
     if (!prf.ok())
       return Failure{FailureReason::kInternalError, std::nullopt,
@@ -1700,16 +1728,21 @@ class SaManagerImpl {
       return out;
     }
     const LocalCredential* cred = nullptr;
-    if (auto it = credentials_.local.find(local->name);
-        it != credentials_.local.end() &&
-        (it->second.private_key || it->second.external_signer))
+    if (override) {
+      cred = &override->credential;
+    } else if (auto it = credentials_.local.find(local->name);
+               it != credentials_.local.end() &&
+               (it->second.private_key || it->second.external_signer)) {
       cred = &it->second;
-    std::string psk_name = pad.auth == policy::PeerAuthMethod::kPsk &&
-                                   !pad.psk_name.empty()
-                               ? pad.psk_name
-                               : local->psk_name;
-    bool use_psk = pad.auth == policy::PeerAuthMethod::kPsk || !cred;
+    }
+    // An overriding credential always signs, whatever the entry's method.
+    bool use_psk = !override &&
+                   (pad.auth == policy::PeerAuthMethod::kPsk || !cred);
     if (use_psk) {
+      std::string psk_name = pad.auth == policy::PeerAuthMethod::kPsk &&
+                                     !pad.psk_name.empty()
+                                 ? pad.psk_name
+                                 : local->psk_name;
       const policy::Secret* secret =
           psk_name.empty() ? nullptr : snap.FindSecret(psk_name);
       if (!secret)
@@ -2104,6 +2137,9 @@ class SaManagerImpl {
         ts_i.back().ports = {};
         ts_r.back().ports = {};
       }
+      // An SA negotiated with a request's own credential carries only the
+      // flow it was asked for (one application's connection).
+      if (sa.local_credential) return {ts_i, ts_r};
     }
     ts_i.push_back({l, s.protocol, s.local_ports});
     ts_r.push_back({r, s.protocol, s.remote_ports});
@@ -2306,7 +2342,8 @@ class SaManagerImpl {
 
   void AnnounceIke(IkeSa& sa) {
     sa.announced = true;
-    Emit(IkeSaUp{sa.handle, sa.local, sa.remote, sa.initiator, *sa.peer});
+    Emit(IkeSaUp{sa.handle, sa.local, sa.remote, sa.initiator, *sa.peer,
+                 sa.request_tag, sa.local_id, sa.local_credential != nullptr});
     LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
             "IKE SA established with " + sa.remote.address.ToString() +
                 " as " + sa.peer->recorded_identity + " (PAD entry '" +
@@ -3222,7 +3259,17 @@ class SaManagerImpl {
     sa.init_response.clear();
     sa.init_response.shrink_to_fit();
     AnnounceIke(sa);
+    child_failure_ = FailureReason::kNone;
     FinishChild(sa, ps, child, true);
+    if (sa.local_credential && sa.children.empty()) {
+      // The SA exists for that one CHILD_SA: without it, it goes.
+      sa.tasks.push_back(Task{ReqKind::kDeleteIke, 0, {}, {},
+                              child_failure_ != FailureReason::kNone
+                                  ? child_failure_
+                                  : FailureReason::kTsUnacceptable});
+      RunTasks(sa);
+      return;
+    }
     StartIkeTimers(sa);
   }
 
@@ -3234,6 +3281,7 @@ class SaManagerImpl {
               "CHILD_SA for '" + child.spd_entry + "': " + text);
       spis_.Release(sa.local.address, child.spi_in);
       Emit(ChildSaDown{sa.handle, 0, r});
+      child_failure_ = r;
     };
     if (const auto* err = FindError(ps)) {
       give_up(ReasonForNotify(err->type), "refused with " +
@@ -3430,6 +3478,8 @@ class SaManagerImpl {
   std::unordered_multimap<uint64_t, IkeSaHandle> by_pair_;
   std::unordered_map<uint32_t, ChildSaHandle> spi_to_child_;
   size_t half_open_count_ = 0;
+  // Why the last CHILD_SA answer we checked was refused (FinishChild).
+  FailureReason child_failure_ = FailureReason::kNone;
   uint64_t cookies_demanded_ = 0;
   IkeSaHandle next_handle_ = 1;
   ChildSaHandle next_child_handle_ = 1;

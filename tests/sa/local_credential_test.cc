@@ -1,0 +1,235 @@
+// An initiation that presents its own identity and credential
+// (InitiateRequest::local_credential) instead of the PAD entry's: what an
+// application's credential file or a configured identity picked per socket
+// becomes in the engine. The responder's PAD alone decides whether it is
+// accepted; the SA is the request's own and carries only its flow.
+#include <gtest/gtest.h>
+
+#include <memory>
+
+#include "tests/sa/expect.h"
+#include "tests/sa/fixtures.h"
+#include "tests/sa/sim.h"
+
+namespace ike::sa::testing {
+namespace {
+
+constexpr uint16_t kAppPort = 40000;
+constexpr uint16_t kServicePort = 7;
+
+// A signs as a.example with the shared key by default. B knows a.example
+// by that key and app.example by a pinned Ed25519 key.
+struct TwoHosts {
+  crypto::PrivateKey app_key = MakeEd25519("application key");
+  policy::PolicySnapshotPtr a, b;
+  // Without B's SPD entry for the application's PAD entry ("b-app"), the
+  // application authenticates but gets no CHILD_SA.
+  explicit TwoHosts(bool b_protects_app = true) {
+    PolicyBuilder pa, pb;
+    pa.Identity("me", policy::Identity::Fqdn("a.example"))
+        .Secret("k", "correct horse")
+        .Pad(PskEntry("b", "b.example", "k", kB, "me"))
+        .Spd(ProtectEntry("a-b", kA, kB, "b"));
+    policy::PadEntry app;
+    app.name = "app";
+    app.peer_id = MatchFqdn("app.example");
+    app.auth = policy::PeerAuthMethod::kPinnedKey;
+    app.pinned_keys = {FingerprintOf(app_key)};
+    app.remote_ts = {HostTs(kA)};
+    app.local_identity = "me";
+    // B answers the application with the shared key too: its identity
+    // names the secret, whatever the matched entry's method.
+    pb.Identity("me", policy::Identity::Fqdn("b.example"),
+                policy::CredentialKind::kNone, "k")
+        .Secret("k", "correct horse")
+        .Pad(PskEntry("a", "a.example", "k", kA, "me"))
+        .Pad(app)
+        .Spd(ProtectEntry("b-a", kB, kA, "a"));
+    if (b_protects_app) pb.Spd(ProtectEntry("b-app", kB, kA, "app"));
+    a = pa.Build();
+    b = pb.Build();
+  }
+};
+
+policy::PacketFiveTuple Flow() {
+  policy::PacketFiveTuple t;
+  t.local = Ip(kA);
+  t.remote = Ip(kB);
+  t.protocol = 6;
+  t.local_port = kAppPort;
+  t.remote_port = kServicePort;
+  return t;
+}
+
+std::shared_ptr<LocalCredentialOverride> Credential(
+    std::optional<crypto::PrivateKey> key, const std::string& fqdn) {
+  auto credential = std::make_shared<LocalCredentialOverride>();
+  credential->id = policy::Identity::Fqdn(fqdn);
+  credential->credential.private_key = std::move(key);
+  credential->label = "test credential";
+  return credential;
+}
+
+InitiateRequest WithCredential(std::shared_ptr<LocalCredentialOverride> c,
+                               uint64_t tag) {
+  InitiateRequest r = Initiate("a-b");
+  r.trigger = Flow();
+  r.local_credential = std::move(c);
+  r.request_tag = tag;
+  return r;
+}
+
+const ChildSaUp* ChildOf(const Node& n, IkeSaHandle ike) {
+  for (const auto& c : n.child_up)
+    if (c.ike_sa == ike) return &c;
+  return nullptr;
+}
+
+TEST(LocalCredentialTest, PeerSeesTheRequestedIdentityOnAnSaOfItsOwn) {
+  TwoHosts s;
+  Simulation sim(41);
+  Node& a = sim.AddNode("a", kA, s.a);
+  Node& b = sim.AddNode("b", kB, s.b);
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(a.ike_up.size(), 1u);
+  EXPECT_FALSE(a.ike_up[0].local_overridden);
+  EXPECT_EQ(a.ike_up[0].local_id, "fqdn:a.example");
+
+  auto credential = Credential(s.app_key, "app.example");
+  sim.Feed(a, WithCredential(credential, 77));
+  sim.RunFor(Duration(1000));
+  // A second IKE SA, next to the default one (not a CHILD_SA on it).
+  ASSERT_EQ(a.ike_up.size(), 2u);
+  ASSERT_EQ(b.ike_up.size(), 2u);
+  EXPECT_EQ(a.manager->ike_sa_count(), 2u);
+  EXPECT_EQ(signer->calls, 1);
+  const IkeSaUp& mine = a.ike_up[1];
+  EXPECT_EQ(mine.request_tag, 77u);
+  EXPECT_TRUE(mine.local_overridden);
+  EXPECT_EQ(mine.local_id, "fqdn:app.example");
+  EXPECT_EQ(mine.peer.pad_entry, "b");  // A still checks B by its PAD entry
+  const IkeSaUp& seen = b.ike_up[1];
+  EXPECT_EQ(seen.peer.asserted_id, policy::Identity::Fqdn("app.example"));
+  EXPECT_EQ(seen.peer.pad_entry, "app");
+  EXPECT_EQ(seen.peer.auth, PeerAuthKind::kRawPublicKey);
+  EXPECT_TRUE(seen.peer.authenticated);
+  EXPECT_EQ(seen.peer.spki_sha256, FingerprintOf(s.app_key));
+  EXPECT_EQ(seen.request_tag, 0u);  // the responder had no request
+  EXPECT_EQ(b.ike_up[0].peer.asserted_id, policy::Identity::Fqdn("a.example"));
+
+  // Its CHILD_SA carries the one flow, on both sides.
+  const ChildSaUp* ours = ChildOf(a, mine.ike_sa);
+  const ChildSaUp* theirs = ChildOf(b, seen.ike_sa);
+  ASSERT_NE(ours, nullptr);
+  ASSERT_NE(theirs, nullptr);
+  ASSERT_EQ(ours->local_ts.size(), 1u);
+  ASSERT_EQ(ours->remote_ts.size(), 1u);
+  EXPECT_EQ(ours->local_ts[0].protocol, 6);
+  EXPECT_EQ(ours->local_ts[0].ports.low, kAppPort);
+  EXPECT_EQ(ours->local_ts[0].ports.high, kAppPort);
+  EXPECT_EQ(ours->remote_ts[0].ports.low, kServicePort);
+  ASSERT_EQ(theirs->local_ts.size(), 1u);
+  EXPECT_EQ(theirs->local_ts[0].ports.low, kServicePort);
+  EXPECT_EQ(theirs->remote_ts[0].ports.low, kAppPort);
+  EXPECT_EQ(theirs->remote_ts[0].ports.high, kAppPort);
+  ExpectContinuous(a);
+  ExpectContinuous(b);
+}
+
+TEST(LocalCredentialTest, OtherRequestsNeverShareItsIkeSa) {
+  TwoHosts s;
+  Simulation sim(42);
+  Node& a = sim.AddNode("a", kA, s.a);
+  Node& b = sim.AddNode("b", kB, s.b);
+  sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 5));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(a.ike_up.size(), 1u);
+  // The SPD entry's own request starts a second IKE SA as a.example.
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(a.ike_up.size(), 2u);
+  EXPECT_EQ(a.ike_up[1].local_id, "fqdn:a.example");
+  EXPECT_FALSE(a.ike_up[1].local_overridden);
+  ASSERT_EQ(b.ike_up.size(), 2u);
+  EXPECT_EQ(b.ike_up[1].peer.asserted_id, policy::Identity::Fqdn("a.example"));
+  EXPECT_EQ(b.ike_up[1].peer.pad_entry, "a");
+  // And a second request with a credential gets a third, not the first.
+  sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 6));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(a.ike_up.size(), 3u);
+  EXPECT_EQ(a.ike_up[2].request_tag, 6u);
+  EXPECT_EQ(a.manager->ike_sa_count(), 3u);
+}
+
+TEST(LocalCredentialTest, UntrustedKeyFailsWithTheRequestTagAndTheReason) {
+  TwoHosts s;
+  Simulation sim(43);
+  Node& a = sim.AddNode("a", kA, s.a);
+  Node& b = sim.AddNode("b", kB, s.b);
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(a.ike_up.size(), 1u);
+  sim.Feed(a, WithCredential(Credential(
+                                 MakeEd25519("a key B never saw"), "app.example"), 9));
+  sim.RunFor(Duration(60000));
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  EXPECT_EQ(a.ike_down[0].request_tag, 9u);
+  EXPECT_EQ(a.ike_down[0].notify, wire::NotifyType::kAuthenticationFailed);
+  EXPECT_EQ(a.ike_down[0].reason, FailureReason::kAuthenticationFailed);
+  EXPECT_TRUE(b.Logged(FailureReason::kPadAuthMismatch));
+  // The default SA is untouched.
+  EXPECT_EQ(a.manager->ike_sa_count(), 1u);
+  EXPECT_EQ(b.manager->ike_sa_count(), 1u);
+  EXPECT_EQ(a.ike_up.size(), 1u);
+  EXPECT_EQ(b.ike_up.size(), 1u);
+}
+
+TEST(LocalCredentialTest, IdentityNoPadEntryKnowsIsRefused) {
+  TwoHosts s;
+  Simulation sim(44);
+  Node& a = sim.AddNode("a", kA, s.a);
+  Node& b = sim.AddNode("b", kB, s.b);
+  sim.Feed(a, WithCredential(Credential(s.app_key, "stranger.example"), 3));
+  sim.RunFor(Duration(60000));
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  EXPECT_EQ(a.ike_down[0].request_tag, 3u);
+  EXPECT_EQ(a.ike_down[0].notify, wire::NotifyType::kAuthenticationFailed);
+  EXPECT_TRUE(a.ike_up.empty());
+  EXPECT_TRUE(b.ike_up.empty());
+  ExpectClean(a);
+  ExpectClean(b);
+}
+
+// Authenticated, but the peer's SPD has nothing for that identity: the
+// request's IKE SA is deleted and its end names the refusal.
+TEST(LocalCredentialTest, RefusedChildSaEndsTheRequestsIkeSa) {
+  TwoHosts s(/*b_protects_app=*/false);
+  Simulation sim(46);
+  Node& a = sim.AddNode("a", kA, s.a);
+  Node& b = sim.AddNode("b", kB, s.b);
+  sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 8));
+  sim.RunFor(Duration(10000));
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  EXPECT_EQ(a.ike_down[0].request_tag, 8u);
+  EXPECT_EQ(a.ike_down[0].reason, FailureReason::kTsUnacceptable);
+  EXPECT_TRUE(a.child_up.empty());
+  ExpectClean(a);
+  ExpectClean(b);
+}
+
+TEST(LocalCredentialTest, MissingKeyIsAPolicyErrorNotACrash) {
+  TwoHosts s;
+  Simulation sim(45);
+  Node& a = sim.AddNode("a", kA, s.a);
+  sim.AddNode("b", kB, s.b);
+  sim.Feed(a, WithCredential(Credential(std::nullopt, "app.example"), 4));
+  sim.RunFor(Duration(60000));
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  EXPECT_EQ(a.ike_down[0].request_tag, 4u);
+  EXPECT_EQ(a.ike_down[0].reason, FailureReason::kPolicyMissing);
+  ExpectClean(a);
+}
+
+}  // namespace
+}  // namespace ike::sa::testing
