@@ -169,7 +169,10 @@ struct IkeSa {
   // Initiator: the identity and credential the request asked us to present
   // instead of the PAD entry's; such an SA is never reused for other
   // requests. The tag goes back in IkeSaUp/IkeSaDown.
+  // The credential is dropped once IKE_AUTH is done (rekeys do not sign);
+  // `dedicated` stays.
   std::shared_ptr<const LocalCredentialOverride> local_credential;
+  bool dedicated = false;
   uint64_t request_tag = 0;
   std::string local_id;  // what our ID payload said, once sent
   crypto::TransformSet set;
@@ -852,7 +855,7 @@ class SaManagerImpl {
     for (auto it = first; it != last; ++it) {
       IkeSa* sa = FindSa(it->second);
       if (!sa) continue;
-      if (sa->local_credential) continue;
+      if (sa->dedicated) continue;
       if (!sa->initiator && !sa->pad) continue;
       if (sa->remote.address != remote->address) continue;
       if (local && local->address.value != 0 &&
@@ -883,6 +886,7 @@ class SaManagerImpl {
     IkeSa& sa = NewSa(true);
     sa.spd_entry = entry_name;
     sa.trigger = trigger;
+    sa.dedicated = credential != nullptr;
     sa.local_credential = std::move(credential);
     sa.request_tag = request_tag;
     sa.local = *local;
@@ -2139,7 +2143,7 @@ class SaManagerImpl {
       }
       // An SA negotiated with a request's own credential carries only the
       // flow it was asked for (one application's connection).
-      if (sa.local_credential) return {ts_i, ts_r};
+      if (sa.dedicated) return {ts_i, ts_r};
     }
     ts_i.push_back({l, s.protocol, s.local_ports});
     ts_r.push_back({r, s.protocol, s.remote_ports});
@@ -2343,7 +2347,7 @@ class SaManagerImpl {
   void AnnounceIke(IkeSa& sa) {
     sa.announced = true;
     Emit(IkeSaUp{sa.handle, sa.local, sa.remote, sa.initiator, *sa.peer,
-                 sa.request_tag, sa.local_id, sa.local_credential != nullptr});
+                 sa.request_tag, sa.local_id, sa.dedicated});
     LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
             "IKE SA established with " + sa.remote.address.ToString() +
                 " as " + sa.peer->recorded_identity + " (PAD entry '" +
@@ -3259,9 +3263,10 @@ class SaManagerImpl {
     sa.init_response.clear();
     sa.init_response.shrink_to_fit();
     AnnounceIke(sa);
+    sa.local_credential.reset();  // the key is not needed any more
     child_failure_ = FailureReason::kNone;
     FinishChild(sa, ps, child, true);
-    if (sa.local_credential && sa.children.empty()) {
+    if (sa.dedicated && sa.children.empty()) {
       // The SA exists for that one CHILD_SA: without it, it goes.
       sa.tasks.push_back(Task{ReqKind::kDeleteIke, 0, {}, {},
                               child_failure_ != FailureReason::kNone
