@@ -7,7 +7,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 
 namespace btns_api {
@@ -124,8 +126,19 @@ void EpollRunner::Run() {
 }
 
 void EpollRunner::PollOnce(int timeout_ms) {
+  // The directory's deadlines (a socket waiting too long for its SA) are
+  // kept on time, not only when the next request happens to arrive.
+  const auto deadline = server_.NextDeadline();
+  if (deadline) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+                          *deadline - std::chrono::steady_clock::now())
+                          .count();
+    const int wait = static_cast<int>(std::clamp<long long>(left, 0, 1 << 30));
+    if (timeout_ms < 0 || wait < timeout_ms) timeout_ms = wait;
+  }
   epoll_event events[32];
   int n = epoll_wait(epoll_fd_, events, 32, timeout_ms);
+  if (deadline && std::chrono::steady_clock::now() >= *deadline) server_.OnDeadline();
   for (int i = 0; i < n; ++i) {
     int fd = events[i].data.fd;
     if (fd == listen_fd_) {
@@ -161,6 +174,14 @@ void EpollRunner::Accept() {
 
 void EpollRunner::OnReadable(int fd) {
   const uint64_t session = sessions_[fd];
+  // A read stops at every request that carries descriptors, so a client
+  // with several requests in flight needs one read per request. Reading on
+  // until EAGAIN saves it an epoll_wait per request but costs a sequential
+  // client a useless read each time: do it only for a connection whose last
+  // wake found more than one request waiting, probing now and then.
+  ReadPattern& pattern = read_patterns_[fd];
+  const bool read_on = pattern.pipelined || ++pattern.wakes % 16 == 0;
+  int frames_read = 0;
   uint8_t buf[16384];
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerRead)];
   for (int round = 0; round < kMaxReadsPerWake; ++round) {
@@ -188,12 +209,16 @@ void EpollRunner::OnReadable(int fd) {
       return;
     }
     if (msg.msg_flags & MSG_CTRUNC) server_.OnDescriptorsTruncated(session);
+    const bool carried_fds = !fds.empty();
     server_.OnInput(session, buf, static_cast<size_t>(n), std::move(fds));
-    Flush(fd);
-    if (!sessions_.count(fd)) return;
-    // A short read drained the socket; skip the EAGAIN round trip.
-    if (static_cast<size_t>(n) < sizeof buf) break;
+    ++frames_read;
+    if (server_.WantsClose(session)) break;
+    // A short read without descriptors drained the socket.
+    if (static_cast<size_t>(n) < sizeof buf && (!carried_fds || !read_on)) break;
   }
+  if (read_on) pattern.pipelined = frames_read > 1;
+  // One send for every reply this wake produced.
+  Flush(fd);
 }
 
 void EpollRunner::Flush(int fd) {
@@ -232,6 +257,7 @@ void EpollRunner::CloseConnection(int fd) {
   auto it = sessions_.find(fd);
   if (it == sessions_.end()) return;
   server_.CloseSession(it->second);
+  read_patterns_.erase(fd);
   fds_.erase(it->second);
   sessions_.erase(it);
   write_armed_.erase(fd);

@@ -63,6 +63,11 @@ class EpollRunner {
   std::map<int, uint64_t> sessions_;   // connection fd -> session
   std::map<uint64_t, int> fds_;        // session -> connection fd
   std::set<int> write_armed_;          // connections with EPOLLOUT armed
+  struct ReadPattern {
+    bool pipelined = true;  // requests were found queued up behind another
+    uint32_t wakes = 0;
+  };
+  std::map<int, ReadPattern> read_patterns_;
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
 };

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -201,6 +202,13 @@ class SaDirectory {
   virtual std::optional<Status> SocketFailure(int /*socket_fd*/) {
     return std::nullopt;
   }
+  // When the next time-driven decision is due (e.g. a socket that has
+  // waited too long for its SA is refused), so the server's loop can wake
+  // for it without a request; ExpireDue() makes the decisions due by now.
+  virtual std::optional<std::chrono::steady_clock::time_point> NextDeadline() {
+    return std::nullopt;
+  }
+  virtual void ExpireDue() {}
 };
 
 }  // namespace btns_api

@@ -290,6 +290,21 @@ std::string ErrorReply(uint64_t id, const Status& s) {
   return r.SerializeAsString();
 }
 
+// Appends field `number` (wire type 2) holding `bytes` to an encoded
+// message: protobuf parsers accept fields in any order.
+void AppendLengthDelimited(uint32_t number, const std::string& bytes, std::string* out) {
+  auto varint = [out](uint64_t v) {
+    while (v >= 0x80) {
+      out->push_back(static_cast<char>((v & 0x7f) | 0x80));
+      v >>= 7;
+    }
+    out->push_back(static_cast<char>(v));
+  };
+  varint((uint64_t{number} << 3) | 2);
+  varint(bytes.size());
+  out->append(bytes);
+}
+
 bool SingleReqid(const std::vector<SaInfo>& sas) {
   if (sas.empty() || sas.front().kernel_reqid == 0) return false;
   for (const SaInfo& sa : sas)
@@ -399,6 +414,8 @@ bool Server::WantsClose(uint64_t session) const {
 }
 
 void Server::CloseSession(uint64_t session) {
+  for (const auto& [latch_id, latch] : latches_.all())
+    if (latch.owner == session) ptoken_cache_.erase(latch_id);
   latches_.ReleaseOwner(session);
   sessions_.erase(session);
   std::vector<SignDone> refused;
@@ -587,16 +604,11 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
         }
       }
       if (subscribe) latch->subscription_id = id;
-      pb::PToken* p = reply.mutable_ptoken();
-      if (latch->latched) {
-        FillPToken(*latch->latched, BindingFor(*latch->latched), p);
-      } else {
-        FillUnprotected(p);
-      }
-      p->set_latch_id(latch->id);
-      p->set_latch_state(static_cast<uint32_t>(latch->state));
-      ToProto(latch->conversation, p->mutable_conversation());
-      QueueReply(s, reply.SerializeAsString());
+      // The pToken of a latch changes only with the latch, so repeated
+      // inquiries (the common case) reuse its encoding.
+      std::string out = reply.SerializeAsString();
+      AppendLengthDelimited(pb::Reply::kPtokenFieldNumber, LatchPTokenBytes(*latch), &out);
+      QueueReply(s, out);
       return;
     }
     case pb::Request::kSetSocketPtoken: {
@@ -788,6 +800,7 @@ void Server::HandleFrame(Session& s, const std::string& payload) {
       return;
     }
     case pb::Request::kReleaseLatch: {
+      ptoken_cache_.erase(req.release_latch().latch_id());
       if (!latches_.Release(s.id, req.release_latch().latch_id())) {
         fail(Status::Fail(ESRCH, Why::kUnknownLatch,
                           "latch " + std::to_string(req.release_latch().latch_id()) +
@@ -889,6 +902,7 @@ void Server::Deliver(const std::vector<LatchAlert>& alerts) {
 
 void Server::OnSaEvent(const SaEvent& event) {
   bindings_.erase(event.sa.child_sa_id);
+  ptoken_cache_.clear();  // any latch may have moved
   Deliver(latches_.OnSaEvent(event));
 }
 
@@ -902,7 +916,24 @@ const std::string& Server::BindingFor(const SaInfo& sa) {
              value ? std::string(value->begin(), value->end()) : std::string();
 }
 
+const std::string& Server::LatchPTokenBytes(const Latch& latch) {
+  auto it = ptoken_cache_.find(latch.id);
+  if (it != ptoken_cache_.end()) return it->second;
+  if (ptoken_cache_.size() > latches_.size() + 1024) ptoken_cache_.clear();
+  pb::PToken p;
+  if (latch.latched) {
+    FillPToken(*latch.latched, BindingFor(*latch.latched), &p);
+  } else {
+    FillUnprotected(&p);
+  }
+  p.set_latch_id(latch.id);
+  p.set_latch_state(static_cast<uint32_t>(latch.state));
+  ToProto(latch.conversation, p.mutable_conversation());
+  return ptoken_cache_[latch.id] = p.SerializeAsString();
+}
+
 void Server::CloseAllLatches(const std::string& message) {
+  ptoken_cache_.clear();
   Deliver(latches_.CloseAll(message));
 }
 

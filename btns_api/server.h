@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "btns_api/admin.h"
@@ -74,6 +75,12 @@ class Server : public SaEventSink {
   std::string SignerKey(uint64_t signer_id) const;
 
   void OnSaEvent(const SaEvent& event) override;
+  // The directory's next deadline, and its decisions once that has passed
+  // (for a runner's timer).
+  std::optional<std::chrono::steady_clock::time_point> NextDeadline() {
+    return directory_.NextDeadline();
+  }
+  void OnDeadline() { directory_.ExpireDue(); }
   // Administrative CLOSED of every latch, e.g. before the daemon exits.
   void CloseAllLatches(const std::string& message);
 
@@ -99,6 +106,9 @@ class Server : public SaEventSink {
   void HandleAdmin(Session& s, const btns::api::v1::Request& request);
   // End-point channel binding (SHA-256) of an SA, cached by child SA.
   const std::string& BindingFor(const SaInfo& sa);
+  // The encoded pToken a latch answers with, cached until the latch can
+  // have changed (SA events, release, CLOSED).
+  const std::string& LatchPTokenBytes(const Latch& latch);
 
   SaDirectory& directory_;
   ServerOptions options_;
@@ -107,6 +117,7 @@ class Server : public SaEventSink {
   LatchDatabase latches_;
   std::function<void(uint64_t)> output_ready_;
   std::map<uint64_t, std::string> bindings_;
+  std::unordered_map<uint64_t, std::string> ptoken_cache_;  // by latch id
   AdminBackend* admin_ = nullptr;
   // PKCS#11 keys registered by client libraries, and signatures asked of
   // them and not yet answered.

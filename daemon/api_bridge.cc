@@ -64,13 +64,13 @@ btns_api::PeerIdentity ToApiPeer(const ike::sa::PeerIdentity& peer) {
   return out;
 }
 
-// How long a socket given a pToken before connect() may wait for its SA.
-constexpr auto kWaitForSa = std::chrono::seconds(30);
-// Reqids near the top of the owned band mark sockets still waiting.
-constexpr uint32_t kWaitingReqids = 1024;
-constexpr uint32_t kTrapReqids = 4096;
 constexpr size_t kMaxFailures = 1024;
 constexpr size_t kMaxWaitingSockets = 1024;
+
+std::string WaitText(std::chrono::milliseconds wait) {
+  if (wait.count() % 1000 == 0) return std::to_string(wait.count() / 1000) + " s";
+  return std::to_string(wait.count()) + " ms";
+}
 
 std::optional<uint64_t> SocketCookie(int fd) {
   uint64_t cookie = 0;
@@ -192,8 +192,7 @@ SaInfo ApiBridge::BuildInfo(const ike::sa::ChildSaUp& up,
   info.remote_ts = up.remote_ts;
   auto reqid = pending_reqids_.find(up.child_sa);
   if (reqid != pending_reqids_.end() && snapshot_)
-    info.kernel_reqid =
-        KernelReqid(reqid->second, ToKernelTags(snapshot_->daemon.ownership));
+    info.kernel_reqid = KernelReqid(reqid->second, Tags());
   return info;
 }
 
@@ -410,7 +409,7 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
           identity ? identity->id.ToString() : *request.local_identity;
     }
     waiting.require_privacy = request.require_privacy;
-    waiting.deadline = std::chrono::steady_clock::now() + kWaitForSa;
+    waiting.deadline = std::chrono::steady_clock::now() + wait_for_sa_;
     waiting.reqid = NextWaitingReqid();
     if (waiting.reqid == 0)
       return Status::Fail(EAGAIN, Why::kTooLarge,
@@ -470,7 +469,7 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
 
 uint32_t ApiBridge::NextWaitingReqid() {
   if (!snapshot_) return 0;
-  const KernelTags tags = ToKernelTags(snapshot_->daemon.ownership);
+  const KernelTags tags = Tags();
   // Engine reqids count up from reqid_min, trap policies count down from
   // reqid_max (one per SPD entry): waiting sockets use the 1024 reqids below
   // the top 4096, so a trap's larval state never stands for one of them.
@@ -619,7 +618,7 @@ void ApiBridge::ExpireWaiting() {
                               (it->second.conversation
                                    ? it->second.conversation->ToString()
                                    : std::string("the socket (it never sent)")) +
-                              " in 30 s"));
+                              " in " + WaitText(wait_for_sa_)));
       it = waiting_sockets_.erase(it);
     } else {
       ++it;
@@ -631,6 +630,36 @@ Status ApiBridge::PinSocket(int socket_fd, const SaInfo& sa) {
   std::lock_guard lock(mu_);
   if (xfrm_ == nullptr || sa.kernel_reqid == 0 || sa.tunnel) return Status::Ok();
   return SetSocketReqid(socket_fd, sa.kernel_reqid);
+}
+
+void ApiBridge::SetReqidOffset(uint32_t offset) {
+  std::lock_guard lock(mu_);
+  reqid_offset_ = offset;
+  next_waiting_ = offset;  // waiting sockets start elsewhere in their band too
+}
+
+KernelTags ApiBridge::Tags() const {
+  KernelTags tags = ToKernelTags(snapshot_->daemon.ownership);
+  tags.reqid_offset = reqid_offset_;
+  return tags;
+}
+
+void ApiBridge::SetWaitForSa(std::chrono::milliseconds wait) {
+  std::lock_guard lock(mu_);
+  wait_for_sa_ = wait;
+}
+
+std::optional<std::chrono::steady_clock::time_point> ApiBridge::NextDeadline() {
+  std::lock_guard lock(mu_);
+  std::optional<std::chrono::steady_clock::time_point> next;
+  for (const auto& [reqid, socket] : waiting_sockets_)
+    if (!next || socket.deadline < *next) next = socket.deadline;
+  return next;
+}
+
+void ApiBridge::ExpireDue() {
+  std::lock_guard lock(mu_);
+  ExpireWaiting();
 }
 
 std::optional<Status> ApiBridge::SocketFailure(int socket_fd) {

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "btns_api/sa_directory.h"
+#include "daemon/kernel_translate.h"
 #include "ike/policy/snapshot.h"
 #include "ike/sa/engine.h"
 #include "kernel_glue/xfrm_interface.h"
@@ -83,6 +84,14 @@ class ApiBridge : public btns_api::SaDirectory {
   btns_api::Status PinSocket(int socket_fd,
                              const btns_api::SaInfo& sa) override;
   std::optional<btns_api::Status> SocketFailure(int socket_fd) override;
+  // The earliest waiting socket's deadline; ExpireDue refuses those past it.
+  std::optional<std::chrono::steady_clock::time_point> NextDeadline() override;
+  void ExpireDue() override;
+  // How long a socket given a pToken before connect() may wait for its SA
+  // (30 s unless set; tests shorten it).
+  void SetWaitForSa(std::chrono::milliseconds wait);
+  // The run's reqid offset (KernelTags::reqid_offset), as the daemon's.
+  void SetReqidOffset(uint32_t offset);
 
   size_t waiting_socket_count() const;
 
@@ -121,6 +130,8 @@ class ApiBridge : public btns_api::SaDirectory {
   void ExpireWaiting();
   btns_api::Status SetSocketReqid(int fd, uint32_t reqid);
   uint32_t NextWaitingReqid();
+  // Must hold mu_; snapshot_ set.
+  KernelTags Tags() const;
 
   mutable std::mutex mu_;
   ike::policy::PolicySnapshotPtr snapshot_;
@@ -137,6 +148,8 @@ class ApiBridge : public btns_api::SaDirectory {
   std::map<uint64_t, btns_api::Status> socket_failures_;
   std::vector<uint64_t> failure_order_;
   uint32_t next_waiting_ = 0;
+  uint32_t reqid_offset_ = 0;
+  std::chrono::milliseconds wait_for_sa_{std::chrono::seconds(30)};
   kernel_glue::XfrmInterface* xfrm_ = nullptr;
   std::vector<btns_api::SaEvent> outbox_;
   btns_api::SaEventSink* sink_ = nullptr;

@@ -248,6 +248,9 @@ Daemon::Daemon(std::string config_path, ike::policy::PolicySnapshotPtr snapshot,
     deps_.random->Fill(bytes);
     for (uint8_t b : bytes) seed = seed << 8 | b;
   }
+  // A new run numbers its SA reqids from elsewhere in the owned band than
+  // the last (see KernelTags::reqid_offset).
+  tags_.reqid_offset = static_cast<uint32_t>(seed >> 32);
   router_ = std::make_unique<ShardRouter>(shard_count, seed);
   init_limiter_ = std::make_unique<InitRateLimiter>(
       daemon_settings.init_rate_per_address, seed ^ 0x5bd1e995u);
@@ -1101,8 +1104,12 @@ void Daemon::Shutdown() {
 }
 
 bool NotifySystemd(const std::string& state) {
+  // A signal announces the stop at once, and the exit path again for stops
+  // that came another way: the service manager hears it once.
   const char* path = std::getenv("NOTIFY_SOCKET");
   if (path == nullptr || path[0] == '\0') return false;
+  static std::atomic<bool> stopping_sent{false};
+  if (state == "STOPPING=1" && stopping_sent.exchange(true)) return true;
   sockaddr_un address{};
   address.sun_family = AF_UNIX;
   const size_t length = std::strlen(path);

@@ -159,6 +159,9 @@ class Daemon {
   std::vector<ike::sa::Endpoint> bound_endpoints() const;
   std::vector<int> socket_fds() const;
   ike::policy::PolicySnapshotPtr snapshot() const;
+  // This run's rotation of SA reqids in the owned band (from the random
+  // source; the API's socket bindings must use the same).
+  uint32_t reqid_offset() const { return tags_.reqid_offset; }
 
  private:
   struct IkeSocket;
@@ -222,6 +225,7 @@ class Daemon {
 
 // sd_notify(3)'s protocol without libsystemd: a datagram to $NOTIFY_SOCKET.
 // False when not run by systemd (no variable) or the send failed.
+// STOPPING=1 goes out once per process, however many paths announce it.
 bool NotifySystemd(const std::string& state);
 
 }  // namespace btnsd::daemon

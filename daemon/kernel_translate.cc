@@ -39,9 +39,11 @@ KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership) {
 
 uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags) {
   if (tags.ownership.OwnsReqid(engine_reqid)) return engine_reqid;
-  const uint32_t span = tags.ownership.reqid_max - tags.ownership.reqid_min;
+  uint32_t span = tags.ownership.reqid_max - tags.ownership.reqid_min;
+  if (span >= 2 * (kTrapReqids + kWaitingReqids)) span -= kTrapReqids + kWaitingReqids;
   // reqid_min itself marks larval SAs from SPI allocation.
-  return tags.ownership.reqid_min + 1 + engine_reqid % (span == 0 ? 1 : span);
+  const uint64_t rotated = uint64_t{engine_reqid} + tags.reqid_offset;
+  return tags.ownership.reqid_min + 1 + static_cast<uint32_t>(rotated % (span == 0 ? 1 : span));
 }
 
 std::vector<std::pair<ike::policy::IpAddress, int>> RangeToPrefixes(

@@ -26,12 +26,26 @@ std::optional<ike::policy::IpAddress> FromKernel(
 struct KernelTags {
   kernel_glue::Ownership ownership;
   std::optional<kernel_glue::Mark> mark;
+  // Where this run starts numbering SA reqids inside the owned band. The
+  // engine counts from 1 in every run, and a socket an application still
+  // holds from an earlier run keeps that run's per-socket policy (its reqid)
+  // through a restart; the daemon picks a random offset at start so a new
+  // SA is unlikely to carry a reqid such a socket names.
+  uint32_t reqid_offset = 0;
 };
 KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership);
 
+// The top of the owned reqid band is reserved: trap policies count down
+// from reqid_max (kTrapReqids), and sockets waiting for their SA take the
+// kWaitingReqids below those. SA reqids never enter it (when the band is
+// wide enough to reserve it at all).
+inline constexpr uint32_t kTrapReqids = 4096;
+inline constexpr uint32_t kWaitingReqids = 1024;
+
 // The engine numbers reqids from 1 without knowing the configured owned
 // range; the kernel objects must carry a reqid inside it (that is how a
-// restart finds its stale state). Reqids already inside pass unchanged.
+// restart finds its stale state), below the reserved top, rotated by the
+// run's offset. Reqids already inside pass unchanged.
 uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags);
 
 // One range as the smallest list of prefixes covering exactly it.

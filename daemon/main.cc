@@ -142,6 +142,7 @@ int main(int argc, char** argv) {
                                std::move(credentials.store), std::move(deps),
                                engine_settings);
   daemon.HandleSignals();
+  api_bridge.SetReqidOffset(daemon.reqid_offset());
   api_bridge.SetInitiator([&daemon](const std::string& spd_entry,
                                     const ike::policy::PacketFiveTuple& packet) {
     daemon.Post([&daemon, spd_entry, packet] {

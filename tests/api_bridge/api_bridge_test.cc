@@ -5,12 +5,16 @@
 #include <unistd.h>
 
 #include <cerrno>
-
+#include <chrono>
+#include <cstdlib>
+#include <string>
 #include <memory>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "btns_api/epoll_runner.h"
+#include "btns_api/server.h"
 #include "daemon/kernel_translate.h"
 #include "kernel_glue/xfrm_in_memory.h"
 
@@ -370,6 +374,50 @@ TEST_F(WaitingSocketTest, AnAcquireForAnotherReqidIsNotTheSockets) {
   bridge.OnKernelAcquire(acquire);
   EXPECT_EQ(bridge.waiting_socket_count(), 1u);
   EXPECT_FALSE(bridge.SocketFailure(fd).has_value());
+}
+
+TEST(ApiBridgeTest, AWaitingSocketIsRefusedAtItsDeadlineWithoutAnotherRequest) {
+  kernel_glue::XfrmInMemory kernel;
+  ApiBridge bridge{Policy()};
+  bridge.SetSocketPolicies(&kernel);
+  bridge.SetWaitForSa(std::chrono::milliseconds(150));
+  btns_api::Server server(bridge);
+  char folder[] = "/tmp/api-bridge-timer-XXXXXX";
+  ASSERT_NE(mkdtemp(folder), nullptr);
+  const std::string path = std::string(folder) + "/api.sock";
+  std::string why;
+  const int listen_fd = btns_api::CreateEndpoint({path, std::nullopt, 0600}, &why);
+  ASSERT_GE(listen_fd, 0) << why;
+  btns_api::EpollRunner runner(server, listen_fd);
+
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  btns_api::ProtectionRequest request;
+  request.caller.uid = 1000;
+  request.socket_fd = fd;
+  request.remote_identity = "fqdn:bob.example";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  ASSERT_EQ(bridge.waiting_socket_count(), 1u);
+  ASSERT_TRUE(bridge.NextDeadline().has_value());
+
+  // No SA comes and no client asks again: the loop wakes for the deadline.
+  const auto start = std::chrono::steady_clock::now();
+  while (bridge.waiting_socket_count() > 0 &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(3)) {
+    runner.PollOnce(2000);
+  }
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_GE(waited, std::chrono::milliseconds(140));
+  EXPECT_LT(waited, std::chrono::milliseconds(1500));
+  EXPECT_FALSE(bridge.NextDeadline().has_value());
+  std::optional<btns_api::Status> failure = bridge.SocketFailure(fd);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->error, ETIMEDOUT);
+  EXPECT_EQ(failure->why, btns_api::Why::kSaSetupFailed);
+  EXPECT_NE(failure->message.find("in 150 ms"), std::string::npos) << failure->message;
+  close(fd);
+  unlink(path.c_str());
+  rmdir(folder);
 }
 
 TEST(ApiBridgeTest, PinSocketBindsALatchedSocketToTheSaReqid) {

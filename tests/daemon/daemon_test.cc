@@ -6,16 +6,20 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <future>
 #include <thread>
+#include <vector>
 
 #include "config/loader.h"
+#include "daemon/kernel_translate.h"
 #include "daemon/log.h"
 #include "daemon/credentials.h"
 #include "gtest/gtest.h"
@@ -254,6 +258,22 @@ TEST(DaemonTest, TwoDaemonsNegotiateANullAuthChildSaOverUdp) {
   EXPECT_EQ(left.daemon_->ChildSaCount(), 1u);
   EXPECT_EQ(right.daemon_->ChildSaCount(), 1u);
   EXPECT_GE(left.KernelPolicies(), 2u) << "in and out policies";
+  {
+    // The SAs carry reqids of this run's rotation, below the reserved top.
+    KernelTags tags = Host::Tags(left.config_path_);
+    tags.reqid_offset = left.daemon_->reqid_offset();
+    std::lock_guard lock(left.mutex_);
+    auto owned = left.xfrm_.ListOwned();
+    ASSERT_TRUE(owned.ok());
+    ASSERT_FALSE(owned.value().sas.empty());
+    for (const auto& sa : owned.value().sas) {
+      bool rotated = false;  // one of the engine's first reqids, moved by the offset
+      for (uint32_t engine_reqid = 1; engine_reqid <= 8; ++engine_reqid)
+        rotated = rotated || sa.reqid == KernelReqid(engine_reqid, tags);
+      EXPECT_TRUE(rotated) << sa.reqid;
+      EXPECT_LT(sa.reqid, tags.ownership.reqid_max - kTrapReqids - kWaitingReqids);
+    }
+  }
   // A clean stop deletes everything the daemon installed.
   left.StopAndJoin();
   EXPECT_EQ(left.KernelSas(), 0u);
@@ -326,6 +346,58 @@ TEST(DaemonTest, ShardedResponderRoutesHandshakesEventsAndRequests) {
 
 // New IKE_SA_INIT requests beyond init_rate_per_address per second from one
 // address are dropped before any engine sees them.
+TEST(DaemonTest, EachRunNumbersItsSaReqidsFromElsewhereInTheBand) {
+  // Sockets of applications keep the reqids of a previous run's per-socket
+  // policies through a restart: a new run must not hand those out again
+  // from the same start.
+  const uint16_t port = BasePort();
+  const std::string path =
+      WriteFile("runs.yaml", NullAuthConfig("127.0.0.1", "127.0.0.2", port, port + 1));
+  const KernelTags base = Host::Tags(path);
+  std::set<uint32_t> first_reqids;
+  for (int run = 0; run < 4; ++run) {
+    Host host(path);
+    ASSERT_TRUE(host.daemon_);
+    KernelTags tags = base;
+    tags.reqid_offset = host.daemon_->reqid_offset();
+    for (uint32_t engine_reqid : {1u, 2u, 60000u, 0xffffffffu}) {
+      const uint32_t reqid = KernelReqid(engine_reqid, tags);
+      EXPECT_GT(reqid, base.ownership.reqid_min) << "reqid_min is the larval SAs'";
+      EXPECT_LE(reqid, base.ownership.reqid_max - kTrapReqids - kWaitingReqids)
+          << "the top of the band is for traps and waiting sockets";
+    }
+    first_reqids.insert(KernelReqid(1, tags));
+  }
+  // Random offsets over ~60k values: four runs with fewer than three
+  // distinct starts would be a broken source, not bad luck.
+  EXPECT_GE(first_reqids.size(), 3u);
+}
+
+TEST(NotifySystemdTest, StoppingIsAnnouncedOnce) {
+  char folder[] = "/tmp/btnsd-notify-XXXXXX";
+  ASSERT_NE(mkdtemp(folder), nullptr);
+  const std::string path = std::string(folder) + "/notify";
+  const int listener = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::snprintf(address.sun_path, sizeof address.sun_path, "%s", path.c_str());
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  EXPECT_TRUE(NotifySystemd("READY=1"));
+  EXPECT_TRUE(NotifySystemd("STOPPING=1"));  // the signal handler
+  EXPECT_TRUE(NotifySystemd("STOPPING=1"));  // the exit path
+  unsetenv("NOTIFY_SOCKET");
+  std::vector<std::string> received;
+  char buffer[256];
+  ssize_t n;
+  while ((n = recv(listener, buffer, sizeof buffer, MSG_DONTWAIT)) > 0)
+    received.emplace_back(buffer, static_cast<size_t>(n));
+  EXPECT_EQ(received, (std::vector<std::string>{"READY=1", "STOPPING=1"}));
+  close(listener);
+  unlink(path.c_str());
+  rmdir(folder);
+}
+
 TEST(DaemonTest, InitRequestsArePerAddressRateLimited) {
   const uint16_t port = BasePort() + 2;
   Host host(WriteFile("limited.yaml",

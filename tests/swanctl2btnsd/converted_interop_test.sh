@@ -128,7 +128,8 @@ with open(sys.argv[2], "a", buffering=1) as log:
     wait "$pid" || status=$?
     if [[ -n $notify ]]; then
       kill "$listener" 2>/dev/null || true
-      grep -qx 'STOPPING=1' "$dir/notify.log" || { ok=0; why="$why no STOPPING=1"; }
+      [[ $(grep -cx 'STOPPING=1' "$dir/notify.log") == 1 ]] ||
+        { ok=0; why="$why not exactly one STOPPING=1"; }
       echo "   sd_notify messages: $(tr '\n' '|' < "$dir/notify.log" 2>/dev/null)"
     fi
     ((status == 0)) || { ok=0; why="$why btnsd exit status $status"; }
