@@ -1,6 +1,28 @@
 #include "ike/crypto/prf.h"
 
 namespace ike::crypto {
+namespace {
+
+// HMAC objects of destroyed Prfs, per thread and PRF, for the next Create:
+// creating Botan's HMAC by name costs as much as two HMAC computations over
+// short inputs. They hold no key (Compute and Expand clear it).
+using SpareMacs =
+    std::vector<std::pair<PrfId, std::unique_ptr<Botan::MessageAuthenticationCode>>>;
+// Null once this thread's spares are destroyed (a Prf in another
+// thread_local may outlive them).
+thread_local bool spares_gone = false;
+struct SparesOwner {
+  SpareMacs macs;
+  ~SparesOwner() { spares_gone = true; }
+};
+SpareMacs* Spares() {
+  if (spares_gone) return nullptr;
+  thread_local SparesOwner owner;
+  return &owner.macs;
+}
+constexpr size_t kSparesPerPrf = 4;
+
+}  // namespace
 
 Result<Prf> Prf::Create(PrfId id) {
   auto info = LookupPrf(id);
@@ -8,6 +30,14 @@ Result<Prf> Prf::Create(PrfId id) {
     return MakeError(ErrorCode::kUnsupported,
                      "PRF transform " + std::to_string(uint16_t(id)) +
                          " is not implemented");
+  }
+  if (SpareMacs* spares = Spares()) {
+    for (auto it = spares->rbegin(); it != spares->rend(); ++it) {
+      if (it->first != id) continue;
+      auto mac = std::move(it->second);
+      spares->erase(std::next(it).base());
+      return Prf(*info, std::move(mac));
+    }
   }
   auto mac = Botan::MessageAuthenticationCode::create(info->botan_name);
   if (!mac) {
@@ -20,8 +50,27 @@ Result<Prf> Prf::Create(PrfId id) {
 Prf::Prf(PrfInfo info, std::unique_ptr<Botan::MessageAuthenticationCode> mac)
     : info_(std::move(info)), mac_(std::move(mac)) {}
 Prf::Prf(Prf&&) noexcept = default;
-Prf& Prf::operator=(Prf&&) noexcept = default;
-Prf::~Prf() = default;
+Prf& Prf::operator=(Prf&& other) noexcept {
+  if (this != &other) {
+    Release();
+    info_ = std::move(other.info_);
+    mac_ = std::move(other.mac_);
+  }
+  return *this;
+}
+Prf::~Prf() { Release(); }
+
+void Prf::Release() {
+  if (!mac_) return;
+  mac_->clear();
+  SpareMacs* spares = Spares();
+  size_t same = 0;
+  if (spares)
+    for (const auto& s : *spares) same += s.first == info_.id;
+  if (spares && same < kSparesPerPrf)
+    spares->emplace_back(info_.id, std::move(mac_));
+  mac_.reset();
+}
 
 Secret Prf::Compute(ByteView key, ByteView data) const {
   return Compute(key, {data});

@@ -34,6 +34,7 @@ class Prf {
 
  private:
   Prf(PrfInfo info, std::unique_ptr<Botan::MessageAuthenticationCode> mac);
+  void Release();  // hands the HMAC object to this thread's spares
   PrfInfo info_;
   std::unique_ptr<Botan::MessageAuthenticationCode> mac_;
 };

@@ -8,11 +8,123 @@
 #include <botan/mac.h>
 
 namespace ike::crypto {
+namespace {
+
+// Botan cipher objects of finished SkCiphers, kept per thread and re-keyed
+// by the next Create: looking an algorithm up by name and allocating its
+// state cost more than the key schedule and the AEAD pass over an IKE_AUTH
+// message. A spare object is re-keyed with zeros before it is kept, so no
+// key outlives its SkCipher.
+template <class T>
+class Spares {
+ public:
+  std::unique_ptr<T> Take(const std::string& name) {
+    for (auto& [n, list] : lists_) {
+      if (n != name || list.empty()) continue;
+      std::unique_ptr<T> obj = std::move(list.back());
+      list.pop_back();
+      return obj;
+    }
+    return nullptr;
+  }
+  void Keep(const std::string& name, std::unique_ptr<T> obj) {
+    if (!obj) return;
+    // An all-zero key overwrites the key schedule in place, where clear()
+    // would free it and the next set_key allocate it again.
+    static constexpr uint8_t kZeroKey[64] = {};
+    const size_t len = obj->key_spec().minimum_keylength();
+    if (len > sizeof(kZeroKey)) return;  // freed (and zeroed) by unique_ptr
+    try {
+      obj->set_key(kZeroKey, len);
+    } catch (const std::exception&) {
+      return;
+    }
+    for (auto& [n, list] : lists_) {
+      if (n != name) continue;
+      if (list.size() < kPerName) list.push_back(std::move(obj));
+      return;
+    }
+    lists_.emplace_back(name, std::vector<std::unique_ptr<T>>{});
+    lists_.back().second.push_back(std::move(obj));
+  }
+
+ private:
+  static constexpr size_t kPerName = 4;
+  std::vector<std::pair<std::string, std::vector<std::unique_ptr<T>>>> lists_;
+};
+
+struct SpareCiphers {
+  Spares<Botan::AEAD_Mode> aead_enc, aead_dec;
+  Spares<Botan::Cipher_Mode> cbc_enc, cbc_dec;
+  Spares<Botan::MessageAuthenticationCode> mac;
+  Spares<Botan::BlockCipher> block;
+};
+
+// Null once this thread's spares are destroyed (an SkCipher in another
+// thread_local may outlive them).
+thread_local bool spares_gone = false;
+struct SparesOwner {
+  SpareCiphers ciphers;
+  ~SparesOwner() { spares_gone = true; }
+};
+SpareCiphers* Spare() {
+  if (spares_gone) return nullptr;
+  thread_local SparesOwner owner;
+  return &owner.ciphers;
+}
+
+template <class T, class Make>
+std::unique_ptr<T> TakeOr(Spares<T> SpareCiphers::*which,
+                          const std::string& name, Make make) {
+  if (SpareCiphers* spare = Spare())
+    if (auto obj = (spare->*which).Take(name)) return obj;
+  return make();
+}
+
+// The block cipher that makes CBC IVs.
+std::string BlockName(const EncrInfo& info) {
+  return "AES-" + std::to_string(info.key_bits);
+}
+
+}  // namespace
 
 SkCipher::SkCipher() = default;
 SkCipher::SkCipher(SkCipher&&) noexcept = default;
-SkCipher& SkCipher::operator=(SkCipher&&) noexcept = default;
-SkCipher::~SkCipher() = default;
+SkCipher& SkCipher::operator=(SkCipher&& other) noexcept {
+  if (this != &other) {
+    Release();
+    info_ = std::move(other.info_);
+    icv_bytes_ = other.icv_bytes_;
+    salt_ = std::move(other.salt_);
+    aead_enc_ = std::move(other.aead_enc_);
+    aead_dec_ = std::move(other.aead_dec_);
+    cbc_enc_ = std::move(other.cbc_enc_);
+    cbc_dec_ = std::move(other.cbc_dec_);
+    mac_ = std::move(other.mac_);
+    mac_name_ = std::move(other.mac_name_);
+    iv_cipher_ = std::move(other.iv_cipher_);
+    key_ = std::move(other.key_);
+    protect_keyed_ = other.protect_keyed_;
+    unprotect_keyed_ = other.unprotect_keyed_;
+    iv_counter_ = other.iv_counter_;
+    iv_budget_ = other.iv_budget_;
+    iv_seeded_ = other.iv_seeded_;
+  }
+  return *this;
+}
+SkCipher::~SkCipher() { Release(); }
+
+void SkCipher::Release() {
+  SpareCiphers* spares = Spare();
+  if (!spares) return;  // the unique_ptrs free the objects
+  SpareCiphers& spare = *spares;
+  spare.aead_enc.Keep(info_.botan_name, std::move(aead_enc_));
+  spare.aead_dec.Keep(info_.botan_name, std::move(aead_dec_));
+  spare.cbc_enc.Keep(info_.botan_name, std::move(cbc_enc_));
+  spare.cbc_dec.Keep(info_.botan_name, std::move(cbc_dec_));
+  spare.mac.Keep(mac_name_, std::move(mac_));
+  spare.block.Keep(BlockName(info_), std::move(iv_cipher_));
+}
 
 Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
                                   ByteView integ_key) {
@@ -31,6 +143,9 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
   SkCipher c;
   c.info_ = *encr;
   ByteView key = encr_key.first(encr->key_bytes);
+  // The ciphers get the key on first use: a message is either protected or
+  // opened, so one of the two key schedules is usually never needed.
+  c.key_.assign(key.begin(), key.end());
   try {
     if (encr->aead) {
       if (set.integ != IntegId::kNone) {
@@ -38,12 +153,14 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
                          "INTEG must be NONE with " + encr->display_name);
       }
       c.salt_.assign(encr_key.begin() + encr->key_bytes, encr_key.end());
-      c.aead_enc_ = Botan::AEAD_Mode::create_or_throw(encr->botan_name,
-                                                      Botan::ENCRYPTION);
-      c.aead_dec_ = Botan::AEAD_Mode::create_or_throw(encr->botan_name,
-                                                      Botan::DECRYPTION);
-      c.aead_enc_->set_key(key.data(), key.size());
-      c.aead_dec_->set_key(key.data(), key.size());
+      c.aead_enc_ = TakeOr(&SpareCiphers::aead_enc, encr->botan_name, [&] {
+        return Botan::AEAD_Mode::create_or_throw(encr->botan_name,
+                                                 Botan::ENCRYPTION);
+      });
+      c.aead_dec_ = TakeOr(&SpareCiphers::aead_dec, encr->botan_name, [&] {
+        return Botan::AEAD_Mode::create_or_throw(encr->botan_name,
+                                                 Botan::DECRYPTION);
+      });
       c.icv_bytes_ = encr->icv_bytes;
     } else {
       auto integ = LookupInteg(set.integ);
@@ -57,18 +174,24 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
                              " bytes, " + integ->display_name + " needs " +
                              std::to_string(integ->key_bytes));
       }
-      c.cbc_enc_ = Botan::Cipher_Mode::create_or_throw(encr->botan_name,
-                                                       Botan::ENCRYPTION);
-      c.cbc_dec_ = Botan::Cipher_Mode::create_or_throw(encr->botan_name,
-                                                       Botan::DECRYPTION);
-      c.cbc_enc_->set_key(key.data(), key.size());
-      c.cbc_dec_->set_key(key.data(), key.size());
-      c.mac_ = Botan::MessageAuthenticationCode::create_or_throw(
-          integ->botan_name);
+      c.cbc_enc_ = TakeOr(&SpareCiphers::cbc_enc, encr->botan_name, [&] {
+        return Botan::Cipher_Mode::create_or_throw(encr->botan_name,
+                                                   Botan::ENCRYPTION);
+      });
+      c.cbc_dec_ = TakeOr(&SpareCiphers::cbc_dec, encr->botan_name, [&] {
+        return Botan::Cipher_Mode::create_or_throw(encr->botan_name,
+                                                   Botan::DECRYPTION);
+      });
+      c.mac_name_ = integ->botan_name;
+      c.mac_ = TakeOr(&SpareCiphers::mac, integ->botan_name, [&] {
+        return Botan::MessageAuthenticationCode::create_or_throw(
+            integ->botan_name);
+      });
       c.mac_->set_key(integ_key.data(), integ_key.size());
-      c.iv_cipher_ = Botan::BlockCipher::create_or_throw(
-          "AES-" + std::to_string(encr->key_bits));
-      c.iv_cipher_->set_key(key.data(), key.size());
+      const std::string block = BlockName(*encr);
+      c.iv_cipher_ = TakeOr(&SpareCiphers::block, block, [&] {
+        return Botan::BlockCipher::create_or_throw(block);
+      });
       c.icv_bytes_ = integ->icv_bytes;
     }
   } catch (const std::exception& e) {
@@ -77,6 +200,21 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
                          e.what());
   }
   return c;
+}
+
+void SkCipher::KeyForProtect() {
+  if (protect_keyed_) return;
+  if (aead_enc_) aead_enc_->set_key(key_);
+  if (cbc_enc_) cbc_enc_->set_key(key_);
+  if (iv_cipher_) iv_cipher_->set_key(key_);
+  protect_keyed_ = true;
+}
+
+void SkCipher::KeyForUnprotect() const {
+  if (unprotect_keyed_) return;
+  if (aead_dec_) aead_dec_->set_key(key_);
+  if (cbc_dec_) cbc_dec_->set_key(key_);
+  unprotect_keyed_ = true;
 }
 
 size_t SkCipher::MinimalPadding(size_t plaintext_length) const {
@@ -126,6 +264,7 @@ Result<Bytes> SkCipher::Protect(ByteView prefix, ByteView plaintext,
                          " bytes does not align the plaintext to " +
                          std::to_string(info_.block_bytes));
   }
+  KeyForProtect();
   Bytes iv;
   if (options.iv) {
     iv = *options.iv;
@@ -181,6 +320,7 @@ Result<SkPlaintext> SkCipher::Unprotect(ByteView prefix, ByteView body) const {
   ByteView ct = body.subspan(info_.iv_bytes, ct_len);
   ByteView icv = body.last(icv_bytes_);
 
+  KeyForUnprotect();
   Botan::secure_vector<uint8_t> buf;
   if (aead_dec_) {
     uint8_t nonce[12];

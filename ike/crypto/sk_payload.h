@@ -13,6 +13,7 @@
 
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "ike/crypto/random.h"
 #include "ike/crypto/result.h"
@@ -75,6 +76,9 @@ class SkCipher {
 
  private:
   SkCipher();
+  void Release();  // hands the Botan objects to this thread's spares
+  void KeyForProtect();
+  void KeyForUnprotect() const;
   size_t MinimalPadding(size_t plaintext_length) const;
   Result<Bytes> NextIv(RandomSource& random);
 
@@ -84,7 +88,11 @@ class SkCipher {
   std::unique_ptr<Botan::AEAD_Mode> aead_enc_, aead_dec_;
   std::unique_ptr<Botan::Cipher_Mode> cbc_enc_, cbc_dec_;
   std::unique_ptr<Botan::MessageAuthenticationCode> mac_;
+  std::string mac_name_;
   std::unique_ptr<Botan::BlockCipher> iv_cipher_;  // CBC IV generation
+  Secret key_;  // SK_e without the salt
+  bool protect_keyed_ = false;
+  mutable bool unprotect_keyed_ = false;
   uint64_t iv_counter_ = 0;
   uint64_t iv_budget_ = 0;  // IVs left before the counter would wrap
   bool iv_seeded_ = false;

@@ -259,7 +259,10 @@ uint64_t SpiFromBytes64(const Bytes& b) {
 }
 
 Bytes NatDetectionHash(uint64_t spi_i, uint64_t spi_r, const Endpoint& ep) {
-  auto sha1 = Botan::HashFunction::create_or_throw("SHA-1");
+  // One SHA-1 per thread: creating it by name costs more than hashing
+  // these few bytes (final() leaves it ready for the next message).
+  thread_local const std::unique_ptr<Botan::HashFunction> sha1 =
+      Botan::HashFunction::create_or_throw("SHA-1");
   Bytes a = SpiBytes(spi_i), b = SpiBytes(spi_r);
   Bytes ip = ep.address.ToBytes();
   uint8_t port[2] = {uint8_t(ep.port >> 8), uint8_t(ep.port)};
@@ -267,8 +270,9 @@ Bytes NatDetectionHash(uint64_t spi_i, uint64_t spi_r, const Endpoint& ep) {
   sha1->update(b.data(), b.size());
   sha1->update(ip.data(), ip.size());
   sha1->update(port, 2);
-  auto out = sha1->final();
-  return Bytes(out.begin(), out.end());
+  Bytes out(sha1->output_length());
+  sha1->final(out.data());
+  return out;
 }
 
 Bytes IdPayloadBody(wire::IdType type, const Bytes& data) {

@@ -1,8 +1,9 @@
 // SaManager: the IKE SA table, the dispatcher by IKE SPI, and the exchanges
 // of RFC 7296 (IKE_SA_INIT, IKE_AUTH, CREATE_CHILD_SA, INFORMATIONAL).
 //
-// Memory: an established IKE SA keeps its keys as raw octets and builds the
-// Botan cipher/PRF objects per message, so an idle SA holds no key schedules.
+// Memory: an established IKE SA keeps its keys as raw octets and keys the
+// Botan cipher/PRF objects per message (ike/crypto reuses them per thread),
+// so an idle SA holds no key schedules.
 #include <algorithm>
 #include <deque>
 #include <unordered_map>

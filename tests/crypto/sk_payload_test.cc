@@ -191,6 +191,46 @@ TEST_P(SkPayloadTest, ExplicitIvAndPaddingAreDeterministic) {
   }
 }
 
+// Ciphers of destroyed SkCiphers are re-keyed for the next ones: a reused
+// object must give the bytes a fresh one gives, and keep no old key.
+TEST_P(SkPayloadTest, ReusedCiphersMatchFreshOnes) {
+  const TransformSet& set = GetParam().set;
+  Bytes other = encr_key_;
+  other[0] ^= 0x01;
+  Bytes other_integ = integ_key_;
+  if (!other_integ.empty()) other_integ[0] ^= 0x01;
+  SkProtectOptions opts;
+  opts.iv = Bytes(cipher_->iv_size(), 0x5c);
+  Bytes plaintext(45, 0x77);
+  Bytes prefix = MessagePrefix(cipher_->BodyLength(plaintext.size()));
+  auto seal_once = [&](const Bytes& ek, const Bytes& ik) {
+    auto c = SkCipher::Create(set, View(ek), View(ik));
+    EXPECT_TRUE(c.ok());
+    auto body = c->Protect(View(prefix), View(plaintext), Rng(), opts);
+    EXPECT_TRUE(body.ok());
+    return *body;
+  };
+  const Bytes expected = *cipher_->Protect(View(prefix), View(plaintext),
+                                           Rng(), opts);
+  for (int round = 0; round < 3; ++round) {
+    Bytes with_other = seal_once(other, other_integ);
+    Bytes with_ours = seal_once(encr_key_, integ_key_);
+    EXPECT_EQ(with_ours, expected) << "round " << round;
+    EXPECT_NE(with_other, expected) << "round " << round;
+    // Opened by a reused cipher under the other key: refused.
+    auto c = SkCipher::Create(set, View(other), View(other_integ));
+    ASSERT_TRUE(c.ok());
+    auto r = c->Unprotect(View(prefix), View(with_ours));
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kIntegrityCheckFailed);
+    auto ok = SkCipher::Create(set, View(encr_key_), View(integ_key_));
+    ASSERT_TRUE(ok.ok());
+    auto opened = ok->Unprotect(View(prefix), View(with_ours));
+    ASSERT_TRUE(opened.ok()) << opened.error().message;
+    EXPECT_EQ(opened->payloads, plaintext);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllCiphers, SkPayloadTest,
                          ::testing::ValuesIn(AllSuites()),
                          [](const auto& info) { return info.param.name; });
