@@ -10,11 +10,16 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
+#include <optional>
 #include <string>
 
+#include <botan/aead.h>
 #include <botan/curve25519.h>
 #include <botan/ed25519.h>
+#include <botan/hash.h>
+#include <botan/mac.h>
 #include <botan/pubkey.h>
 
 #include "ike/crypto/random.h"
@@ -73,6 +78,23 @@ policy::ProposalSet X25519Gcm(const std::string& name, bool esp) {
   return set;
 }
 
+// What one handshake sent: the four datagram sizes of IKE_SA_INIT and
+// IKE_AUTH (request, response each), and the ID payload bodies' length.
+struct HandshakeShape {
+  size_t init_request = 0, init_response = 0;
+  size_t auth_request = 0, auth_response = 0;
+  size_t id_body = 0;
+};
+
+const char* ProfileName(Method m) {
+  switch (m) {
+    case Method::kPsk: return "psk";
+    case Method::kNull: return "null";
+    case Method::kEd25519: return "ed25519";
+  }
+  return "?";
+}
+
 struct Pair {
   crypto::DeterministicRandomSource random_a{crypto::ByteView(
       reinterpret_cast<const uint8_t*>("bench a"), 7)};
@@ -82,8 +104,13 @@ struct Pair {
   std::unique_ptr<SaManager> a, b;
   Instant now{std::chrono::hours(1)};
   uint32_t next_host = 1;
+  Method method;
+  std::vector<size_t> sizes;  // of the last handshake's datagrams, in order
+  // Reused across handshakes, as a daemon's event loop would.
+  Actions acts;
+  std::deque<std::pair<bool, DatagramReceived>> queue;  // true: to b
 
-  explicit Pair(Method m) {
+  explicit Pair(Method m) : method(m) {
     const std::string b_addr = "10.0.0.2";
     PolicyBuilder pa, pb;
     for (PolicyBuilder* p : {&pa, &pb}) {
@@ -135,11 +162,12 @@ struct Pair {
     r.spd_entry = "out";
     r.remote = Endpoint{*policy::IpAddress::Parse("10.0.0.2"), 500};
     r.local = Endpoint{policy::IpAddress::V4(0x0a010000u + host), 500};
-    std::deque<std::pair<bool, DatagramReceived>> queue;  // true: to b
     bool up = false;
+    sizes.clear();
     auto absorb = [&](bool from_a, Actions& acts) {
       for (auto& act : acts) {
         if (auto* s = std::get_if<SendDatagram>(&act)) {
+          sizes.push_back(s->bytes.size());
           queue.push_back({from_a, DatagramReceived{s->remote, s->local,
                                                     std::move(s->bytes)}});
         } else if (std::holds_alternative<ChildSaUp>(act) && from_a) {
@@ -148,7 +176,6 @@ struct Pair {
       }
       acts.clear();
     };
-    Actions acts;
     a->Handle(r, now, acts);
     absorb(true, acts);
     while (!queue.empty()) {
@@ -159,49 +186,249 @@ struct Pair {
     }
     return up;
   }
+
+  // The sizes the full-crypto bound works on, from the last handshake.
+  HandshakeShape Shape() const {
+    if (sizes.size() != 4) {
+      std::fprintf(stderr, "expected 4 datagrams per handshake, saw %zu\n",
+                   sizes.size());
+      std::exit(1);
+    }
+    HandshakeShape shape{sizes[0], sizes[1], sizes[2], sizes[3], 0};
+    // ID payload bodies (type, reserved, data) as Pair configures them.
+    shape.id_body = 4 + (method == Method::kPsk    ? std::strlen("a.example")
+                         : method == Method::kNull ? 0
+                                                   : std::strlen("host.example"));
+    return shape;
+  }
+};
+
+constexpr size_t kIkeHeader = 28, kSkHeader = 4, kGcmIv = 8, kGcmIcv = 16;
+
+// The symmetric work of one handshake (both peers), done with raw Botan
+// objects created once and re-keyed per use, as a minimal program would:
+//   - random bytes: two IKE SPIs, two 32-byte nonces, two IV starts (the
+//     X25519 private keys come from the same generator, in the key work);
+//   - NAT detection: each peer hashes two notifies it sends and two it
+//     checks, SHA-1 over SPIi | SPIr | IPv4 | port (8 hashes);
+//   - each peer: SKEYSEED = prf(Ni | Nr, g^ir) and prf+ over
+//     Ni | Nr | SPIi | SPIr for SK_d, SK_ei, SK_er (with salt), SK_pi, SK_pr;
+//   - IKE_AUTH request and response: AES-256-GCM encryption by the sender
+//     and decryption (tag check) by the receiver, each with its own key
+//     schedule, over the measured message sizes (header + SK header as AAD);
+//   - AUTH: each peer computes its own and checks the peer's, each with
+//     MACedID = prf(SK_p, ID') over signed octets of the measured
+//     IKE_SA_INIT size + nonce + MACedID; for PSK and NULL the shared-key
+//     formula prf(prf(key, "Key Pad for IKEv2"), octets) (the Ed25519 sign
+//     and verify of those octets are in the public-key work);
+//   - each peer: CHILD_SA KEYMAT = prf+(SK_d, Ni | Nr) for two AES-256-GCM
+//     ESP keys with salt.
+class SymmetricWork {
+ public:
+  SymmetricWork(Method m, const HandshakeShape& shape)
+      : method_(m), shape_(shape) {}
+
+  // `shared` is the X25519 result; `octets_i` / `octets_r` receive the
+  // signed octets for the public-key part to sign.
+  void Run(Botan::RandomNumberGenerator& rng, const uint8_t* shared,
+           std::vector<uint8_t>& octets_i, std::vector<uint8_t>& octets_r) {
+    uint8_t spi_i[8], spi_r[8], ni[32], nr[32];
+    rng.randomize(spi_i, 8);
+    rng.randomize(spi_r, 8);
+    rng.randomize(ni, 32);
+    rng.randomize(nr, 32);
+    uint8_t iv_start[8];
+    rng.randomize(iv_start, 8);  // initiator's SK IV counter
+    rng.randomize(iv_start, 8);  // responder's
+    for (int i = 0; i < 8; ++i) {
+      sha1_->update(spi_i, 8);
+      sha1_->update(spi_r, 8);
+      sha1_->update(addr_, 6);
+      sha1_->final(digest_);
+    }
+    std::vector<uint8_t> nonces(ni, ni + 32);
+    nonces.insert(nonces.end(), nr, nr + 32);
+    std::vector<uint8_t> seed = nonces;
+    seed.insert(seed.end(), spi_i, spi_i + 8);
+    seed.insert(seed.end(), spi_r, spi_r + 8);
+    Botan::secure_vector<uint8_t> keys;
+    for (int side = 0; side < 2; ++side) {
+      auto skeyseed = Prf(nonces.data(), nonces.size(), shared, 32);
+      keys = PrfPlus(skeyseed, seed, 3 * 32 + 2 * 36);
+    }
+    const uint8_t* sk_d = keys.data();
+    const uint8_t* sk_ei = keys.data() + 32;
+    const uint8_t* sk_er = keys.data() + 68;
+    const uint8_t* sk_pi = keys.data() + 104;
+    const uint8_t* sk_pr = keys.data() + 136;
+
+    Aead(sk_ei, shape_.auth_request);
+    Aead(sk_er, shape_.auth_response);
+
+    Octets(shape_.init_request, nr, sk_pi, octets_i);
+    Octets(shape_.init_response, ni, sk_pr, octets_r);
+    if (method_ != Method::kEd25519) {
+      static const char kPad[] = "Key Pad for IKEv2";
+      for (int check = 0; check < 2; ++check) {
+        for (auto [key, octets] : {std::pair{sk_pi, &octets_i},
+                                   std::pair{sk_pr, &octets_r}}) {
+          const uint8_t* k = method_ == Method::kPsk ? psk_ : key;
+          size_t k_len = method_ == Method::kPsk ? 1 : 32;
+          auto inner = Prf(k, k_len, reinterpret_cast<const uint8_t*>(kPad),
+                           sizeof(kPad) - 1);
+          auto auth = Prf(inner.data(), inner.size(), octets->data(),
+                          octets->size());
+          if (auth.size() != 32) std::abort();
+        }
+      }
+    }
+    // The signer built the octets above; the checker builds them again
+    // (one MACedID each).
+    Octets(shape_.init_request, nr, sk_pi, octets_i);
+    Octets(shape_.init_response, ni, sk_pr, octets_r);
+    for (int side = 0; side < 2; ++side) {
+      auto keymat = PrfPlus(Botan::secure_vector<uint8_t>(sk_d, sk_d + 32),
+                            nonces, 2 * 36);
+      if (keymat.size() != 72) std::abort();
+    }
+  }
+
+ private:
+  Botan::secure_vector<uint8_t> Prf(const uint8_t* key, size_t key_len,
+                                    const uint8_t* data, size_t len) {
+    hmac_->set_key(key, key_len);
+    hmac_->update(data, len);
+    return hmac_->final();
+  }
+  Botan::secure_vector<uint8_t> PrfPlus(
+      const Botan::secure_vector<uint8_t>& key,
+      const std::vector<uint8_t>& seed, size_t length) {
+    Botan::secure_vector<uint8_t> out, block;
+    hmac_->set_key(key);
+    for (uint8_t n = 1; out.size() < length; ++n) {
+      hmac_->update(block);
+      hmac_->update(seed);
+      hmac_->update(n);
+      block = hmac_->final();
+      out.insert(out.end(), block.begin(), block.end());
+    }
+    out.resize(length);
+    return out;
+  }
+  // Sender encrypts, receiver decrypts, each with its own key schedule.
+  void Aead(const uint8_t* key_and_salt, size_t datagram) {
+    const size_t prefix = kIkeHeader + kSkHeader;
+    const size_t plain = datagram - prefix - kGcmIv - kGcmIcv;  // + pad len
+    std::vector<uint8_t> aad(prefix, 0x21);
+    Botan::secure_vector<uint8_t> buf(plain, 0x42);
+    uint8_t nonce[12] = {};
+    std::copy(key_and_salt + 32, key_and_salt + 36, nonce);
+    enc_->set_key(key_and_salt, 32);
+    enc_->set_associated_data(aad.data(), aad.size());
+    enc_->start(nonce, 12);
+    enc_->finish(buf);
+    dec_->set_key(key_and_salt, 32);
+    dec_->set_associated_data(aad.data(), aad.size());
+    dec_->start(nonce, 12);
+    dec_->finish(buf);  // throws if the tag does not verify
+  }
+  // RealMessage | peer nonce | prf(SK_p, ID').
+  void Octets(size_t message, const uint8_t* nonce, const uint8_t* sk_p,
+              std::vector<uint8_t>& out) {
+    std::vector<uint8_t> id(shape_.id_body, 0x02);
+    auto maced = Prf(sk_p, 32, id.data(), id.size());
+    out.assign(message, 0x33);
+    out.insert(out.end(), nonce, nonce + 32);
+    out.insert(out.end(), maced.begin(), maced.end());
+  }
+
+  Method method_;
+  HandshakeShape shape_;
+  std::unique_ptr<Botan::MessageAuthenticationCode> hmac_ =
+      Botan::MessageAuthenticationCode::create_or_throw("HMAC(SHA-256)");
+  std::unique_ptr<Botan::AEAD_Mode> enc_ =
+      Botan::AEAD_Mode::create_or_throw("AES-256/GCM(16)", Botan::ENCRYPTION);
+  std::unique_ptr<Botan::AEAD_Mode> dec_ =
+      Botan::AEAD_Mode::create_or_throw("AES-256/GCM(16)", Botan::DECRYPTION);
+  std::unique_ptr<Botan::HashFunction> sha1_ =
+      Botan::HashFunction::create_or_throw("SHA-1");
+  const uint8_t addr_[6] = {10, 0, 0, 2, 1, 244};
+  const uint8_t psk_[1] = {'x'};
+  uint8_t digest_[20] = {};
 };
 
 // The public-key work of one handshake done directly with Botan: two X25519
 // key pairs and agreements, and for signatures two signs and two verifies.
-double CryptoBoundPerSecond(Method m, int rounds) {
-  crypto::DeterministicRandomSource random(
-      crypto::ByteView(reinterpret_cast<const uint8_t*>("bound"), 5));
-  auto& rng = random.AsBotan();
-  Botan::Ed25519_PrivateKey signer(rng);
-  std::vector<uint8_t> message(600, 0x5a);  // about a signed-octets' length
-  auto start = Clock::now();
-  for (int i = 0; i < rounds; ++i) {
-    Botan::Curve25519_PrivateKey ka(rng), kb(rng);
-    Botan::PK_Key_Agreement agree_a(ka, rng, "Raw"), agree_b(kb, rng, "Raw");
-    auto s1 = agree_a.derive_key(32, kb.public_value());
-    auto s2 = agree_b.derive_key(32, ka.public_value());
-    if (s1.length() != s2.length()) std::abort();
-    if (m == Method::kEd25519) {
-      for (int side = 0; side < 2; ++side) {
-        Botan::PK_Signer sign(signer, rng, "Pure");
-        auto sig = sign.sign_message(message, rng);
-        Botan::PK_Verifier verify(signer, "Pure");
-        if (!verify.verify_message(message, sig)) std::abort();
+// With a shape, also the symmetric work above: the full-crypto bound.
+class CryptoBound {
+ public:
+  CryptoBound(Method m, const HandshakeShape* shape) : method_(m) {
+    if (shape) symmetric_.emplace(m, *shape);
+  }
+
+  // CPU seconds for `rounds` handshakes' worth of crypto.
+  double Seconds(int rounds) {
+    auto start = Clock::now();
+    for (int i = 0; i < rounds; ++i) {
+      Botan::Curve25519_PrivateKey ka(rng_), kb(rng_);
+      Botan::PK_Key_Agreement agree_a(ka, rng_, "Raw"),
+          agree_b(kb, rng_, "Raw");
+      auto s1 = agree_a.derive_key(32, kb.public_value());
+      auto s2 = agree_b.derive_key(32, ka.public_value());
+      if (s1.length() != s2.length()) std::abort();
+      if (symmetric_) symmetric_->Run(rng_, s1.begin(), octets_i_, octets_r_);
+      if (method_ == Method::kEd25519) {
+        for (auto* octets : {&octets_i_, &octets_r_}) {
+          Botan::PK_Signer sign(signer_, rng_, "Pure");
+          auto sig = sign.sign_message(*octets, rng_);
+          Botan::PK_Verifier verify(signer_, "Pure");
+          if (!verify.verify_message(*octets, sig)) std::abort();
+        }
       }
     }
+    return std::chrono::duration<double>(Clock::now() - start).count();
   }
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  return rounds / seconds;
-}
+
+ private:
+  Method method_;
+  crypto::DeterministicRandomSource random_{
+      crypto::ByteView(reinterpret_cast<const uint8_t*>("bound"), 5)};
+  Botan::RandomNumberGenerator& rng_ = random_.AsBotan();
+  Botan::Ed25519_PrivateKey signer_{rng_};
+  std::optional<SymmetricWork> symmetric_;
+  // Without the symmetric work: about a signed-octets' length.
+  std::vector<uint8_t> octets_i_ = std::vector<uint8_t>(600, 0x5a);
+  std::vector<uint8_t> octets_r_ = std::vector<uint8_t>(600, 0x5a);
+};
 
 void RunThroughput(Method m, int handshakes) {
   Pair pair(m);
   for (int i = 0; i < 50; ++i) pair.Handshake();  // warm-up
-  auto start = Clock::now();
-  int ok = 0;
-  for (int i = 0; i < handshakes; ++i) ok += pair.Handshake();
-  double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  double rate = ok / seconds;
-  double bound = CryptoBoundPerSecond(m, handshakes);
+  HandshakeShape shape = pair.Shape();
+  CryptoBound pk_only(m, nullptr), full(m, &shape);
+  pk_only.Seconds(50);
+  full.Seconds(50);
+  // Interleaved slices, so that the handshakes and both bounds see the
+  // same load on a shared machine.
+  constexpr int kSlices = 20;
+  double hs_seconds = 0, pk_seconds = 0, full_seconds = 0;
+  int ok = 0, done = 0;
+  for (int slice = 0; slice < kSlices; ++slice) {
+    const int n = (handshakes - done) / (kSlices - slice);
+    auto start = Clock::now();
+    for (int i = 0; i < n; ++i) ok += pair.Handshake();
+    hs_seconds += std::chrono::duration<double>(Clock::now() - start).count();
+    pk_seconds += pk_only.Seconds(n);
+    full_seconds += full.Seconds(n);
+    done += n;
+  }
+  double rate = ok / hs_seconds;
+  double pk_bound = done / pk_seconds, full_bound = done / full_seconds;
   std::printf(
-      "%-17s %6d handshakes  %8.0f /s   crypto bound %8.0f /s   ratio %5.1f %%%s\n",
-      MethodName(m), ok, rate, bound, 100.0 * rate / bound,
-      ok == handshakes ? "" : "  (SOME FAILED)");
+      "%-17s %5d handshakes %6.0f /s   public-key bound %6.0f /s = %5.1f %%"
+      "   full-crypto bound %6.0f /s = %5.1f %%%s\n",
+      MethodName(m), ok, rate, pk_bound, 100.0 * rate / pk_bound, full_bound,
+      100.0 * rate / full_bound, ok == done ? "" : "  (SOME FAILED)");
 }
 
 void RunMemory(Method m, int sas) {
@@ -226,6 +453,19 @@ int main(int argc, char** argv) {
   using namespace ike::sa::testing;
   int handshakes = argc > 1 ? std::atoi(argv[1]) : 2000;
   int sas = argc > 2 ? std::atoi(argv[2]) : 10000;
+  // For a profiler: only the handshakes of one method, nothing else.
+  if (const char* only = std::getenv("HANDSHAKE_BENCH_ONLY")) {
+    for (Method m : {Method::kPsk, Method::kNull, Method::kEd25519}) {
+      if (std::string(only) != ProfileName(m)) continue;
+      Pair pair(m);
+      int ok = 0;
+      for (int i = 0; i < handshakes; ++i) ok += pair.Handshake();
+      std::printf("%s: %d of %d handshakes\n", MethodName(m), ok, handshakes);
+      return ok == handshakes ? 0 : 1;
+    }
+    std::fprintf(stderr, "HANDSHAKE_BENCH_ONLY: psk, null or ed25519\n");
+    return 2;
+  }
   std::printf("handshakes: IKE_SA_INIT + IKE_AUTH + CHILD_SA, X25519, "
               "AES-GCM-256, one thread, in process, per CPU second\n");
   for (Method m : {Method::kPsk, Method::kNull, Method::kEd25519})
