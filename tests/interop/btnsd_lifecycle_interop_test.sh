@@ -48,39 +48,7 @@ ip netns exec left ping -c1 -W2 "$UML_RIGHT_V4" >/dev/null
 charon_psk() {
   local dir=$1
   uml_strongswan_conf "$dir"
-  cat > "$dir/swanctl/swanctl.conf" <<CONF
-connections {
-  to-left {
-    version = 2
-    local_addrs = $UML_RIGHT_V4
-    remote_addrs = $UML_LEFT_V4
-    proposals = aes256gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = right.example.net
-    }
-    remote {
-      auth = psk
-      id = left.example.net
-    }
-    children {
-      to-left {
-        mode = transport
-        esp_proposals = aes256gcm16
-        local_ts = $UML_RIGHT_V4/32
-        remote_ts = $UML_LEFT_V4/32
-      }
-    }
-  }
-}
-secrets {
-  ike-left {
-    id-1 = left.example.net
-    id-2 = right.example.net
-    secret = "interop test secret, not for production use"
-  }
-}
-CONF
+  swanctl_psk_conf "$dir/swanctl/swanctl.conf"
   uml_start_charon right "$dir"
 }
 

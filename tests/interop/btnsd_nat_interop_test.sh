@@ -47,39 +47,8 @@ ip netns exec right ping -c1 -W2 "$UML_LEFT_V4" >/dev/null
 
 dir=$work/sw
 uml_strongswan_conf "$dir"
-cat > "$dir/swanctl/swanctl.conf" <<CONF
-connections {
-  to-left {
-    version = 2
-    local_addrs = $UML_INSIDE_V4
-    remote_addrs = $UML_LEFT_V4
-    proposals = aes256gcm16-prfsha256-x25519
-    local {
-      auth = psk
-      id = right.example.net
-    }
-    remote {
-      auth = psk
-      id = left.example.net
-    }
-    children {
-      to-left {
-        mode = tunnel
-        esp_proposals = aes256gcm16
-        local_ts = 198.51.100.2/32
-        remote_ts = 198.51.100.1/32
-      }
-    }
-  }
-}
-secrets {
-  ike-left {
-    id-1 = left.example.net
-    id-2 = right.example.net
-    secret = "interop test secret, not for production use"
-  }
-}
-CONF
+swanctl_psk_conf "$dir/swanctl/swanctl.conf" local="$UML_INSIDE_V4" mode=tunnel \
+  local_ts=198.51.100.2/32 remote_ts=198.51.100.1/32
 cp "$configs/psk-btnsd-left-nat.yaml" "$work/btnsd.yaml"
 cp "$configs/interop.secrets" "$work/"
 chmod 600 "$work/interop.secrets"

@@ -84,3 +84,70 @@ tcp_transfer() {
   done
   wait "$server"
 }
+
+# swanctl_psk_conf FILE [KEY=VALUE...]: writes strongSwan's swanctl.conf for
+# the PSK peer of configs/psk-btnsd-left*.yaml ("right.example.net" against
+# "left.example.net", the secret of configs/interop.secrets) with one
+# connection per "name=" key; the keys after a "name=" set that connection:
+#   name=to-left  the connection's and its CHILD_SA's name
+#   local=ADDR remote=ADDR  outer addresses (default: right's and left's IPv4)
+#   ike=PROPOSALS esp=PROPOSALS  (default: aes256gcm16-prfsha256-x25519, aes256gcm16)
+#   mode=transport|tunnel  local_ts=  remote_ts=  (default: the outer addresses)
+# Without any "name=", one connection "to-left" with the defaults.
+swanctl_psk_conf() {
+  local file=$1 arg
+  shift
+  (($#)) && [[ $1 == name=* ]] || set -- name=to-left "$@"
+  {
+    echo "connections {"
+    local -A c=()
+    for arg in "$@" name=; do
+      if [[ $arg == name=* && -n ${c[name]:-} ]]; then
+        _swanctl_psk_connection
+        c=()
+      fi
+      c[${arg%%=*}]=${arg#*=}
+    done
+    cat <<CONF
+}
+secrets {
+  ike-left {
+    id-1 = left.example.net
+    id-2 = right.example.net
+    secret = "interop test secret, not for production use"
+  }
+}
+CONF
+  } > "$file"
+}
+
+# One connection block of swanctl_psk_conf, from its array "c".
+_swanctl_psk_connection() {
+  local local_addr=${c[local]:-$UML_RIGHT_V4} remote_addr=${c[remote]:-$UML_LEFT_V4}
+  local host_len=32
+  [[ $local_addr == *:* ]] && host_len=128
+  cat <<CONF
+  ${c[name]} {
+    version = 2
+    local_addrs = $local_addr
+    remote_addrs = $remote_addr
+    proposals = ${c[ike]:-aes256gcm16-prfsha256-x25519}
+    local {
+      auth = psk
+      id = right.example.net
+    }
+    remote {
+      auth = psk
+      id = left.example.net
+    }
+    children {
+      ${c[name]} {
+        mode = ${c[mode]:-transport}
+        esp_proposals = ${c[esp]:-aes256gcm16}
+        local_ts = ${c[local_ts]:-$local_addr/$host_len}
+        remote_ts = ${c[remote_ts]:-$remote_addr/$host_len}
+      }
+    }
+  }
+CONF
+}
