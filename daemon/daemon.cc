@@ -179,6 +179,10 @@ struct Daemon::Shard {
   // Mirrors of the engine's counts after each event, for the front thread.
   std::atomic<size_t> half_open{0};
   std::atomic<size_t> ike_sas{0};
+  // New IKE_SA_INIT requests admitted but not yet handled: each may become
+  // a half-open SA, so the cap counts them (a burst arrives faster than the
+  // shard updates half_open).
+  std::atomic<size_t> inits_queued{0};
 };
 
 namespace {
@@ -506,18 +510,18 @@ void Daemon::ReceiveReady(IkeSocket& socket) {
     const ShardRouter::DatagramRoute route =
         router_->OfDatagram(data, size, remote->address);
     Shard& shard = *shards_[route.shard];
-    if (route.by_peer && IsInitRequest(data, size) && !AdmitInit(*remote, shard))
-      continue;
+    const bool init = route.by_peer && IsInitRequest(data, size);
+    if (init && !AdmitInit(*remote, shard)) continue;
     RouteDatagram(ike::sa::DatagramReceived{local, *remote,
                                             std::vector<uint8_t>(data, data + size)},
-                  shard);
+                  shard, init);
   }
 }
 
 bool Daemon::AdmitInit(const ike::sa::Endpoint& remote, Shard& shard) {
   // The engine answers a retransmitted request from its cache, but a flood
   // of fresh ones would each cost a key exchange; these limits come first.
-  if (shard.half_open >= half_open_per_shard_) {
+  if (shard.half_open + shard.inits_queued >= half_open_per_shard_) {
     ++counters_->init_half_open_full;
     return false;
   }
@@ -525,22 +529,27 @@ bool Daemon::AdmitInit(const ike::sa::Endpoint& remote, Shard& shard) {
     ++counters_->init_rate_limited;
     return false;
   }
+  ++shard.inits_queued;  // until RouteDatagram's dispatch or drop
   return true;
 }
 
-void Daemon::RouteDatagram(ike::sa::DatagramReceived event, Shard& shard) {
+void Daemon::RouteDatagram(ike::sa::DatagramReceived event, Shard& shard,
+                           bool admitted_init) {
   if (!shard_threads_running_) {
     DispatchOn(shard, event);
+    if (admitted_init) --shard.inits_queued;
     return;
   }
   if (shard.queued_datagrams >= kMaxQueuedDatagrams) {
     ++counters_->shard_queue_full;
+    if (admitted_init) --shard.inits_queued;
     return;
   }
   ++shard.queued_datagrams;
-  asio::post(shard.io, [this, &shard, event = std::move(event)] {
+  asio::post(shard.io, [this, &shard, admitted_init, event = std::move(event)] {
     --shard.queued_datagrams;
-    if (!stopping_) DispatchOn(shard, event);
+    if (!stopping_) DispatchOn(shard, event);  // updates shard.half_open
+    if (admitted_init) --shard.inits_queued;
   });
 }
 

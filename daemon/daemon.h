@@ -175,7 +175,9 @@ class Daemon {
   void ReceiveReady(IkeSocket& socket);
   // Whether a new IKE_SA_INIT request may reach `shard` (flood limits).
   bool AdmitInit(const ike::sa::Endpoint& remote, Shard& shard);
-  void RouteDatagram(ike::sa::DatagramReceived event, Shard& shard);
+  // `admitted_init`: a new IKE_SA_INIT request AdmitInit counted.
+  void RouteDatagram(ike::sa::DatagramReceived event, Shard& shard,
+                     bool admitted_init = false);
   void DispatchOn(Shard& shard, const ike::sa::Event& event);
   void Execute(Shard& shard, ike::sa::Actions& actions);
   void SendNow(Shard& shard, const ike::sa::SendDatagram& datagram);

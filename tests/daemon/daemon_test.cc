@@ -23,6 +23,7 @@
 #include "daemon/log.h"
 #include "daemon/credentials.h"
 #include "gtest/gtest.h"
+#include "ike/wire/message.h"
 #include "kernel_glue/xfrm_in_memory.h"
 
 namespace btnsd::daemon {
@@ -416,6 +417,178 @@ TEST(DaemonTest, InitRequestsArePerAddressRateLimited) {
   // At most two one-second windows' worth got through.
   EXPECT_GE(counters.init_rate_limited, 40u);
   EXPECT_LE(counters.init_rate_limited, 50u);
+}
+
+// ------------------------------------------------------------ half-open floods
+
+class CountingSpis : public ike::sa::SpiAllocator {
+ public:
+  uint32_t Allocate(const ike::policy::IpAddress&, const ike::policy::IpAddress&) override {
+    return ++next_;
+  }
+  void Release(const ike::policy::IpAddress&, uint32_t) override {}
+  uint32_t next_ = 0x1000;
+};
+
+long RssKb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
+  return -1;
+}
+
+// Sends real IKE_SA_INIT requests (made by the engine, a fresh initiator
+// SPI each) to 127.0.0.1:port from `sockets` sockets on addresses
+// 127.3.x.y, and never returns a cookie: a spoofing flooder's traffic.
+class InitFlood {
+ public:
+  InitFlood(uint16_t port, size_t sockets) : port_(port) {
+    auto loaded = config::LoadConfigFile(WriteFile(
+        "flooder.yaml", NullAuthConfig("127.3.0.1", "127.0.0.1", port, port + 1)));
+    EXPECT_TRUE(loaded.ok());
+    ike::crypto::SystemRandomSource random;
+    CountingSpis spis;
+    ike::sa::SaManager manager({}, loaded.snapshot, {}, random, spis);
+    const auto now = ike::sa::Instant(std::chrono::duration_cast<ike::sa::Duration>(
+        std::chrono::steady_clock::now().time_since_epoch()));
+    for (const auto& action : manager.Handle(
+             ike::sa::InitiateRequest{
+                 "to-peer", ike::sa::Endpoint{*ike::policy::IpAddress::Parse("127.0.0.1"), port},
+                 ike::sa::Endpoint{*ike::policy::IpAddress::Parse("127.3.0.1"), port},
+                 std::nullopt},
+             now))
+      if (auto* send = std::get_if<ike::sa::SendDatagram>(&action)) request_ = send->bytes;
+    EXPECT_GE(request_.size(), 200u) << "no IKE_SA_INIT from the engine";
+    for (size_t i = 0; i < sockets; ++i) {
+      const int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+      sockaddr_in from{};
+      from.sin_family = AF_INET;
+      from.sin_addr.s_addr = htonl(0x7f030000u + 0x100 + uint32_t(i / 2));  // 2 ports per address
+      EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from), 0);
+      fds_.push_back(fd);
+    }
+  }
+  ~InitFlood() {
+    for (int fd : fds_) close(fd);
+  }
+  void Send(size_t count) {
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port_);
+    inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+    for (size_t i = 0; i < count; ++i) {
+      ++spi_;
+      for (int b = 0; b < 8; ++b) request_[b] = uint8_t(spi_ >> (56 - 8 * b));
+      sendto(fds_[sent_++ % fds_.size()], request_.data(), request_.size(), 0,
+             reinterpret_cast<sockaddr*>(&to), sizeof to);
+      if (i % 64 == 63) std::this_thread::sleep_for(1ms);  // not to overrun the socket buffer
+    }
+  }
+  uint64_t sent_ = 0;
+
+ private:
+  uint16_t port_;
+  std::vector<uint8_t> request_;
+  std::vector<int> fds_;
+  uint64_t spi_ = 0x4242000000000000;
+};
+
+uint64_t CookiesDemanded(Host& host) {
+  uint64_t cookies = 0;
+  host.daemon_->VisitShards(
+      [&](size_t, ike::sa::SaManager& manager) { cookies += manager.cookies_demanded(); });
+  return cookies;
+}
+
+// With cookies off, the half-open cap alone holds a flood: at most
+// half_open_limit half-open SAs whatever arrives, the rest dropped before
+// any engine (and its key exchange) sees them, memory flat.
+TEST(DaemonTest, HalfOpenLimitBoundsAFloodWithoutCookies) {
+  const uint16_t port = BasePort() + 2;
+  Host host(WriteFile("capped.yaml",
+                      NullAuthConfig("127.0.0.1", "127.0.0.0/8", port, port + 1, "",
+                                     "  threads: 2\n  half_open_limit: 64\n"
+                                     "  cookie_threshold: 1000000\n"
+                                     "  init_rate_per_address: 0\n")));
+  ASSERT_TRUE(host.Start());
+  InitFlood flood(port, 512);
+  size_t peak = 0;
+  long rss_after_first = 0;
+  for (int round = 0; round < 10; ++round) {
+    flood.Send(2000);
+    WaitFor([&] { return host.daemon_->counters().datagrams_received >= flood.sent_; }, 1s);
+    peak = std::max(peak, host.daemon_->engine_totals().half_open);
+    if (round == 0) rss_after_first = RssKb();
+  }
+  const DaemonCounters counters = host.daemon_->counters();
+  const long rss_growth = RssKb() - rss_after_first;
+  std::printf("sent %lu, received %lu, half-open peak %zu, dropped at the cap %lu, "
+              "queue full %lu, cookies %lu, RSS growth after the first 2000: %ld kB\n",
+              (unsigned long)flood.sent_, (unsigned long)counters.datagrams_received, peak,
+              (unsigned long)counters.init_half_open_full,
+              (unsigned long)counters.shard_queue_full,
+              (unsigned long)CookiesDemanded(host), rss_growth);
+  EXPECT_GT(peak, 0u) << "the flood never reached an engine";
+  EXPECT_LE(peak, 64u);
+  EXPECT_LE(host.daemon_->engine_totals().half_open, 64u);
+  EXPECT_EQ(CookiesDemanded(host), 0u);
+  // Nearly all of the 20,000 requests went over the cap (some may be lost
+  // in the socket buffer or the shard queue).
+  EXPECT_GE(counters.init_half_open_full + counters.shard_queue_full,
+            counters.datagrams_received * 99 / 100);
+  EXPECT_GE(counters.datagrams_received, 15000u);
+  // 18,000 more requests after the cap was full: no per-request state. A
+  // half-open SA costs kilobytes, so 18,000 kept would be tens of MB.
+  EXPECT_LT(rss_growth, 4096) << "kB";
+}
+
+// Above cookie_threshold the engines answer with a cookie (RFC 7296 2.6),
+// which the flooder never returns: half-open SAs stay at the threshold and
+// a legitimate initiator, which does return the cookie, gets its CHILD_SA
+// in the middle of the flood.
+TEST(DaemonTest, CookiesLetALegitimatePeerInDuringAHalfOpenFlood) {
+  const uint16_t port = BasePort() + 2;
+  Host responder(WriteFile("cookies.yaml",
+                           NullAuthConfig("127.0.0.1", "127.0.0.0/8", port, port + 1, "",
+                                          "  threads: 2\n  cookie_threshold: 32\n"
+                                          "  init_rate_per_address: 0\n")));
+  ASSERT_TRUE(responder.Start());
+  InitFlood flood(port, 512);
+  flood.Send(2000);
+  ASSERT_TRUE(WaitFor([&] { return CookiesDemanded(responder) > 0; }))
+      << "no cookies demanded; half-open " << responder.daemon_->engine_totals().half_open;
+  const long rss_before = RssKb();
+  std::atomic<bool> flooding{true};
+  std::thread flooder([&] {
+    while (flooding) flood.Send(500);
+  });
+  Host legitimate(WriteFile("legitimate.yaml",
+                            NullAuthConfig("127.0.0.2", "127.0.0.1", port, port + 1, "",
+                                           "  threads: 1\n")));
+  ASSERT_TRUE(legitimate.Start());
+  legitimate.daemon_->Dispatch(ike::sa::InitiateRequest{
+      "to-peer", ike::sa::Endpoint{*ike::policy::IpAddress::Parse("127.0.0.1"), port},
+      ike::sa::Endpoint{*ike::policy::IpAddress::Parse("127.0.0.2"), port}, std::nullopt});
+  size_t peak = 0;
+  const bool up = WaitFor([&] {
+    peak = std::max(peak, responder.daemon_->engine_totals().half_open);
+    return legitimate.KernelSas() >= 2 && responder.daemon_->ChildSaCount() == 1;
+  }, 20s);
+  flooding = false;
+  flooder.join();
+  const long rss_growth = RssKb() - rss_before;
+  std::printf("flood of %lu IKE_SA_INIT: cookies %lu, half-open peak %zu, legitimate CHILD_SA "
+              "%s, RSS growth during the flood %ld kB\n",
+              (unsigned long)flood.sent_, (unsigned long)CookiesDemanded(responder), peak,
+              up ? "up" : "NOT up", rss_growth);
+  EXPECT_TRUE(up) << "the legitimate initiator got no CHILD_SA during the flood";
+  // Each of the two shards holds its share (16) before demanding cookies;
+  // the legitimate peer's SA may be one more.
+  EXPECT_LE(peak, 33u);
+  EXPECT_GT(CookiesDemanded(responder), 1000u);
+  EXPECT_GE(flood.sent_, 2500u) << "the flood did not go on during the handshake";
+  EXPECT_LT(rss_growth, 4096) << "kB";
 }
 
 }  // namespace
