@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# btnsd against real peers in a real kernel (user-mode-linux, one boot):
+# btnsd against real peers in a real kernel (user-mode-linux, one boot per
+# run). The argument picks a group of cases (one test target each):
 #
+# psk (default):
 #   1. btnsd <-> btnsd, NULL authentication (BTNS PAD entry), transport mode:
 #      ping and a TCP transfer through ESP, ESP counters checked, then a
 #      clean SIGTERM that leaves no SA or policy behind.
@@ -12,6 +14,12 @@
 #      ECP-256; tunnel mode (198.51.100.1 <-> 203.0.113.0/24).
 #   3. btnsd <-> btnsd over IPv6, NULL authentication, transport mode, ping
 #      through ESP and a clean SIGTERM.
+# modp-ipv6: strongSwan with MODP-2048 for IKE and as PFS for CHILD_SA
+#   rekeys (started by btnsd through btnsctl, and by strongSwan), IPv6 outer
+#   addresses in transport and tunnel mode; ping and 200 kB over TCP.
+# shards: btnsd with daemon.threads: 2 answers six strongSwan IKE SAs from
+#   six addresses; they land on both shards, carry traffic, are rekeyed by
+#   btnsd and deleted by btnsctl, by strongSwan and by SIGTERM.
 #
 # Every case prints "RESULT <name> PASS|FAIL ..." with the ESP packet count
 # of the left host's SAs; the daemons' logs are shown for failing cases.
@@ -349,7 +357,7 @@ spi_band_ok() {
       sub(/_[ir]$/, "", spi)
       # the top bit of the 64-bit SPI; ids of shard 1 are >= 2^48
       top = index("89abcdef", substr(spi, 1, 1)) > 0
-      shard = (id >= 281474976710656) ? 1 : 0
+      shard = (id + 0 >= 281474976710656) ? 1 : 0
       if (top != shard) { print "IKE SA " id " SPI " spi " outside shard " shard; bad = 1 }
     }
     END { exit bad }'
@@ -359,6 +367,13 @@ all_sas_carried() {
   ip -n left -s xfrm state | awk -v min="$1" '
     /^src/ { n++ } /lifetime current:/ { getline; if ($2 < min) low++ }
     END { exit !(n > 0 && low == 0) }'
+}
+# count_new BEFORE NOW: how many words of NOW are not in BEFORE.
+count_new() {
+  awk -v before="$1" -v now="$2" 'BEGIN {
+    n = split(before, b, " "); for (i = 1; i <= n; i++) seen[b[i]] = 1
+    n = split(now, a, " "); for (i = 1; i <= n; i++) if (!(a[i] in seen)) c++
+    print c + 0 }'
 }
 ping_all_peers() {
   local i lost=0
@@ -388,8 +403,12 @@ group_shards() {
     ok=1 why=""
     start_btnsd left "$dir/btnsd.yaml" || { result $name FAIL "btnsd did not start"; show_logs; print_matrix shards; return; }
     started=$SECONDS
-    for i in "${shard_peers[@]}"; do swanctl_right --initiate --ike peer-$i --child peer-$i --timeout 20 & done
-    wait
+    local -a initiators=()
+    for i in "${shard_peers[@]}"; do
+      swanctl_right --initiate --ike peer-$i --child peer-$i --timeout 20 &
+      initiators+=($!)
+    done
+    wait "${initiators[@]}" || true
     UML_WAIT_SECONDS=30 uml_wait_for sh -c "[ \$(ip -n left xfrm state | grep -c '^src') -ge 12 ]" ||
       { ok=0; why="only $(sa_count left) ESP SAs in left's kernel (12 expected)"; }
     shards=$(shard_list)
@@ -430,8 +449,11 @@ group_shards() {
     [[ $s == 1 && -z ${id1:-} ]] && id1=$id
   done
   ok=1 why=""
-  before=$(ctl list-sas | grep -c 'spi:') ; local spis_before spis_after child
-  spis_before=$(ctl list-sas | awk '/^  spi:/ {print $2 $3}' | sort | tr '\n' ' ')
+  local spis_before child
+  ike_spi_pairs() { ctl list-sas | awk '/^  spi:/ {print $2 $3}' | tr '\n' ' '; }
+  ike_spis_changed() { [[ $(count_new "$1" "$(ike_spi_pairs)") == 2 ]]; }
+  esp_spis_changed() { (( $(sa_count left) == 12 )) && [[ $(count_new "$1" "$(spis left)") == 4 ]]; }
+  spis_before=$(ike_spi_pairs)
   local esp_before
   esp_before=$(spis left)
   for id in $id0 $id1; do
@@ -440,12 +462,10 @@ group_shards() {
     ctl rekey "child:$child" >> "$dir/btnsctl.out" 2>&1 || { ok=0; why="$why rekey child:$child refused"; }
   done
   # Two IKE SPI pairs and two ESP SA pairs replaced, the other four kept.
-  ike_spis_changed() { [[ $(comm -13 <(tr ' ' '\n' <<<"$1" | sort) <(ctl list-sas | awk '/^  spi:/ {print $2 $3}' | sort) | grep -c .) == 2 ]]; }
-  esp_spis_changed() { (( $(sa_count left) == 12 )) && [[ $(comm -13 <(tr ' ' '\n' <<<"$1" | sort) <(spis left | tr ' ' '\n' | sort) | grep -c .) == 4 ]]; }
   UML_WAIT_SECONDS=20 uml_wait_for ike_spis_changed "$spis_before" ||
-    { ok=0; why="$why IKE SPIs: before [$spis_before] now [$(ctl list-sas | awk '/^  spi:/ {print $2 $3}' | tr '\n' ' ')]"; }
+    { ok=0; why="$why IKE SPIs: $(count_new "$spis_before" "$(ike_spi_pairs)") new pairs (2 expected), before [$spis_before] now [$(ike_spi_pairs)]"; }
   UML_WAIT_SECONDS=20 uml_wait_for esp_spis_changed "$esp_before" ||
-    { ok=0; why="$why ESP SPIs: before [$esp_before] now [$(spis left)]"; }
+    { ok=0; why="$why ESP SPIs: $(count_new "$esp_before" "$(spis left)") new (4 expected), before [$esp_before] now [$(spis left)]"; }
   band=$(spi_band_ok) || { ok=0; why="$why after rekey: $band"; }
   local ids_after
   ids_after=$(ike_ids | sort | tr '\n' ' ')
