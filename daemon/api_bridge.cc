@@ -15,6 +15,7 @@
 
 #include "btns_api/epoll_runner.h"
 #include "btns_api/server.h"
+#include "daemon/credential_files.h"
 #include "daemon/kernel_translate.h"
 #include "daemon/log.h"
 
@@ -109,6 +110,11 @@ void ApiBridge::SetInitiator(Initiator initiator) {
   initiator_ = std::move(initiator);
 }
 
+void ApiBridge::SetCredentialInitiator(CredentialInitiator initiator) {
+  std::lock_guard lock(mu_);
+  credential_initiator_ = std::move(initiator);
+}
+
 void ApiBridge::SetSocketPolicies(kernel_glue::XfrmInterface* xfrm) {
   std::lock_guard lock(mu_);
   xfrm_ = xfrm;
@@ -175,7 +181,7 @@ SaInfo ApiBridge::BuildInfo(const ike::sa::ChildSaUp& up,
   info.predecessor_ike_sa_id = 0;
   if (ike != nullptr) {
     info.peer = ike->peer;
-    info.local = LocalIdentityFor(ike->pad_entry);
+    info.local = ike->local ? *ike->local : LocalIdentityFor(ike->pad_entry);
   }
   info.tunnel = up.mode == ike::policy::IpsecMode::kTunnel;
   info.policy_name = up.spd_entry;
@@ -198,7 +204,14 @@ SaInfo ApiBridge::BuildInfo(const ike::sa::ChildSaUp& up,
 
 void ApiBridge::OnIkeSaUp(const ike::sa::IkeSaUp& up) {
   std::unique_lock lock(mu_);
-  IkeSaRecord record{ToApiPeer(up.peer), up.peer.pad_entry};
+  IkeSaRecord record{ToApiPeer(up.peer), up.peer.pad_entry, std::nullopt};
+  if (up.local_overridden) {
+    btns_api::PeerIdentity local;
+    local.id = up.local_id;
+    local.auth = AuthKind::kRawKey;
+    record.local = local;
+  }
+  if (up.request_tag != 0) dedicated_ike_sas_[up.ike_sa] = uint32_t(up.request_tag);
   auto [it, inserted] = ike_sas_.try_emplace(up.ike_sa, record);
   if (!inserted) {
     // A rekeyed IKE SA announces itself again; only a different peer is news.
@@ -296,6 +309,26 @@ void ApiBridge::OnIkeSaDown(const ike::sa::IkeSaDown& down) {
   }
   ike_sas_.erase(down.ike_sa);
   waiting_.erase(down.ike_sa);
+  dedicated_ike_sas_.erase(down.ike_sa);
+  if (down.request_tag != 0) {
+    auto socket = waiting_sockets_.find(uint32_t(down.request_tag));
+    if (socket != waiting_sockets_.end() && socket->second.dedicated) {
+      const std::string reason(ike::sa::FailureReasonName(down.reason));
+      const bool refused = down.reason == ike::sa::FailureReason::kAuthenticationFailed ||
+                           down.notify == ike::wire::NotifyType::kAuthenticationFailed;
+      const bool no_policy = down.reason == ike::sa::FailureReason::kTsUnacceptable;
+      Refuse(socket->second,
+             Status::Fail(refused ? ECONNREFUSED : no_policy ? EACCES : EHOSTUNREACH,
+                          refused     ? Why::kAuthenticationFailed
+                          : no_policy ? Why::kPeerSpdBlock
+                                      : Why::kSaSetupFailed,
+                          "IKE with the application's credential failed (" + reason +
+                              (refused ? "): the peer does not accept that identity or key"
+                                       : ")") +
+                              "; nothing was sent"));
+      waiting_sockets_.erase(socket);
+    }
+  }
   std::vector<SaEvent> events;
   events.swap(outbox_);
   lock.unlock();
@@ -357,12 +390,49 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
   if (!snapshot)
     return Status::Fail(EAGAIN, Why::kDaemonUnavailable,
                         "btnsd has no policy loaded yet");
-  if (request.credential_fd >= 0 || !request.credential_uri.empty() ||
-      request.signer_id != 0)
+  if (!request.credential_uri.empty() || request.signer_id != 0)
     return Status::Fail(ENOTSUP, Why::kNotSupported,
-                        "btnsd does not take credentials from applications yet; "
-                        "configure the identity in the daemon's policy file");
-  if (request.local_identity) {
+                        "btnsd does not take PKCS#11 credentials per socket yet; "
+                        "use IPSEC_BTNS_CREDENTIAL_FILE or the daemon's policy file");
+  std::shared_ptr<ike::sa::LocalCredentialOverride> credential;
+  if (request.credential_fd >= 0) {
+    // The application proves the identity with its own key; the peer's PAD
+    // decides whether it accepts it, and the SA serves only this socket.
+    if (request.listener)
+      return Status::Fail(ENOTSUP, Why::kNotSupported,
+                          "a credential file is used by the initiator (set it "
+                          "before connect()); an acceptor's identity is the PAD's");
+    if (request.conversation)
+      return Status::Fail(EISCONN, Why::kNotSupported,
+                          "set a pToken with a credential file before connect()");
+    auto loaded = LoadApplicationCredential(request.credential_fd);
+    if (!loaded.ok())
+      return Status::Fail(EINVAL, Why::kCredentialFile, loaded.error().message);
+    credential = std::make_shared<ike::sa::LocalCredentialOverride>();
+    if (request.local_identity) {
+      std::string why;
+      const std::string& text = *request.local_identity;
+      auto id = text.find(':') == std::string::npos
+                    ? std::optional(ike::policy::Identity::Fqdn(text))
+                    : ike::policy::ParseSimpleIdentity(text, &why);
+      if (!id || id->type == ike::wire::IdType::kNull)
+        return Status::Fail(EINVAL, Why::kBadArgument,
+                            "identity '" + text + "' for the credential file: " +
+                                (why.empty() ? "NULL cannot sign" : why));
+      credential->id = *id;
+    } else if (!loaded->certificate_chain.empty()) {
+      const auto& ee = loaded->certificate_chain[0];
+      credential->id = ike::policy::Identity::DerDn(ee.subject_der(), ee.subject());
+    } else {
+      return Status::Fail(EINVAL, Why::kBadArgument,
+                          "a credential file with a bare key needs the local "
+                          "iToken's identity (the ID to present)");
+    }
+    credential->credential.private_key = std::move(loaded->key);
+    credential->credential.certificate_chain = std::move(loaded->certificate_chain);
+    credential->label = "credential file of uid " + std::to_string(request.caller.uid);
+  }
+  if (request.local_identity && !credential) {
     const std::string& wanted = *request.local_identity;
     const ike::policy::LocalIdentity* identity = snapshot->FindIdentity(wanted);
     if (identity == nullptr) {
@@ -385,7 +455,7 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
   if (request.listener) return Status::Ok();
   if (!request.conversation) {
     // Nothing beyond system policy asked for: the SPD alone decides.
-    if (!request.remote_identity && !request.local_identity &&
+    if (!request.remote_identity && !request.local_identity && !credential &&
         !request.require_privacy && !request.require_integrity)
       return Status::Ok();
     if (request.require_tunnel)
@@ -402,7 +472,10 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
     WaitingSocket waiting;
     waiting.caller = request.caller;
     waiting.remote_identity = request.remote_identity;
-    if (request.local_identity) {
+    if (credential) {
+      waiting.credential = credential;
+      waiting.dedicated = true;
+    } else if (request.local_identity) {
       const ike::policy::LocalIdentity* identity =
           snapshot->FindIdentity(*request.local_identity);
       waiting.local_identity =
@@ -515,10 +588,35 @@ void ApiBridge::OnKernelAcquire(const kernel_glue::AcquireEvent& acquire) {
   BTNSD_LOG(Level::kInfo, "api-socket-acquire",
             {"reqid", static_cast<uint64_t>(acquire.templ.reqid)},
             {"conversation", conversation.ToString()});
-  if (Decide(it->second)) waiting_sockets_.erase(it);
+  std::function<void()> initiate;
+  if (it->second.credential) {
+    const ike::policy::PacketFiveTuple packet = ToPacket(conversation);
+    const ike::policy::SpdEntry* entry = snapshot_ ? snapshot_->spd.Lookup(packet) : nullptr;
+    if (entry == nullptr || entry->action != ike::policy::SpdAction::kProtect ||
+        !credential_initiator_) {
+      Refuse(it->second,
+             Status::Fail(EACCES, Why::kLocalSpdBlock,
+                          "no PROTECT entry of the SPD covers " + conversation.ToString() +
+                              (credential_initiator_ ? "" : " (or btnsd cannot initiate here)")));
+      waiting_sockets_.erase(it);
+    } else {
+      // The engine holds the key from here on, only until IKE_AUTH is done.
+      initiate = [initiator = credential_initiator_, name = entry->name, packet,
+                  credential = std::move(it->second.credential), tag = it->first] {
+        initiator(name, packet, credential, tag);
+      };
+      it->second.credential.reset();
+      BTNSD_LOG(Level::kInfo, "api-initiate-credential", {"spd", entry->name},
+                {"conversation", conversation.ToString()},
+                {"uid", static_cast<uint64_t>(it->second.caller.uid)});
+    }
+  } else if (Decide(it->second)) {
+    waiting_sockets_.erase(it);
+  }
   std::vector<SaEvent> events;
   events.swap(outbox_);
   lock.unlock();
+  if (initiate) initiate();
   for (const auto& event : events) Deliver(event);
 }
 
@@ -526,8 +624,16 @@ bool ApiBridge::Decide(WaitingSocket& socket) {
   if (!socket.conversation) return false;
   const btns_api::FiveTuple& conversation = *socket.conversation;
   const SaInfo* chosen = nullptr;
-  for (const auto& [handle, info] : children_)
-    if (info.Covers(conversation)) chosen = &info;  // newest last
+  for (const auto& [handle, info] : children_) {
+    if (!info.Covers(conversation)) continue;
+    // A socket with its own credential takes only its dedicated SA.
+    auto dedicated = dedicated_ike_sas_.find(info.ike_sa_id);
+    const bool mine = dedicated != dedicated_ike_sas_.end() &&
+                      dedicated->second == socket.reqid;
+    if (socket.dedicated != mine) continue;
+    chosen = &info;  // newest last
+  }
+  if (chosen == nullptr && socket.dedicated) return false;  // IKE runs
   if (chosen == nullptr) {
     // The SPD must protect this traffic for IKE to start at all.
     const ike::policy::SpdEntry* entry =
@@ -552,7 +658,8 @@ bool ApiBridge::Decide(WaitingSocket& socket) {
                                     "'; nothing was sent to it"));
     return true;
   }
-  if (socket.local_identity && sa.local.id != *socket.local_identity) {
+  if (!socket.dedicated && socket.local_identity &&
+      sa.local.id != *socket.local_identity) {
     Refuse(socket, Status::Fail(EACCES, Why::kPolicyForbids,
                                 "the SA with " + where + " presents '" + sa.local.id +
                                     "', not '" + *socket.local_identity +

@@ -45,6 +45,12 @@ class ApiBridge : public btns_api::SaDirectory {
   // the connection that triggered it.
   using Initiator = std::function<void(const std::string& spd_entry,
                                        const ike::policy::PacketFiveTuple&)>;
+  // The same for a socket that presents its own credential: a dedicated IKE
+  // SA whose outcome comes back tagged with `tag` (IkeSaUp/IkeSaDown).
+  using CredentialInitiator = std::function<void(
+      const std::string& spd_entry, const ike::policy::PacketFiveTuple&,
+      std::shared_ptr<const ike::sa::LocalCredentialOverride> credential,
+      uint64_t tag)>;
   // Runs a task on the thread that owns the subscribed sink.
   using Poster = std::function<void(std::function<void()>)>;
 
@@ -54,6 +60,7 @@ class ApiBridge : public btns_api::SaDirectory {
   // Without a poster, events reach the sink on the notifying thread (tests).
   void SetPoster(Poster poster);
   void SetInitiator(Initiator initiator);
+  void SetCredentialInitiator(CredentialInitiator initiator);
   // Where per-socket policies are set (only setsockopt on descriptors the
   // API passed; no netlink traffic, so no kernel lock). Without it the API
   // cannot bind sockets to SAs and refuses requests that need it.
@@ -108,11 +115,16 @@ class ApiBridge : public btns_api::SaDirectory {
     std::optional<std::string> local_identity;  // the identity's ID text
     bool require_privacy = false;
     std::optional<btns_api::FiveTuple> conversation;  // from the ACQUIRE
+    // An application credential: until the ACQUIRE hands it to the engine,
+    // then only the dedicated IKE SA tagged with `reqid` may carry it.
+    std::shared_ptr<const ike::sa::LocalCredentialOverride> credential;
+    bool dedicated = false;
     std::chrono::steady_clock::time_point deadline;
   };
   struct IkeSaRecord {
     btns_api::PeerIdentity peer;
     std::string pad_entry;
+    std::optional<btns_api::PeerIdentity> local;  // presented on request
   };
 
   btns_api::SaInfo BuildInfo(const ike::sa::ChildSaUp& up,
@@ -144,6 +156,8 @@ class ApiBridge : public btns_api::SaDirectory {
   std::map<ike::sa::ChildSaHandle, std::string> pending_algorithms_;
   std::map<ike::sa::ChildSaHandle, uint32_t> pending_reqids_;
   std::map<uint32_t, WaitingSocket> waiting_sockets_;  // by reqid
+  // Dedicated IKE SAs -> the reqid of the waiting socket that asked.
+  std::map<ike::sa::IkeSaHandle, uint32_t> dedicated_ike_sas_;
   // Refusals by SO_COOKIE, oldest first out beyond kMaxFailures.
   std::map<uint64_t, btns_api::Status> socket_failures_;
   std::vector<uint64_t> failure_order_;
@@ -155,6 +169,7 @@ class ApiBridge : public btns_api::SaDirectory {
   btns_api::SaEventSink* sink_ = nullptr;
   Poster poster_;
   Initiator initiator_;
+  CredentialInitiator credential_initiator_;
 };
 
 // Text form of an ESP transform for IPSEC_API_ATTR_algorithms,

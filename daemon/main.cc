@@ -150,6 +150,17 @@ int main(int argc, char** argv) {
                                                std::nullopt, packet});
     });
   });
+  api_bridge.SetCredentialInitiator(
+      [&daemon](const std::string& spd_entry, const ike::policy::PacketFiveTuple& packet,
+                std::shared_ptr<const ike::sa::LocalCredentialOverride> credential,
+                uint64_t tag) {
+        daemon.Post([&daemon, spd_entry, packet, credential, tag] {
+          ike::sa::InitiateRequest request{spd_entry, std::nullopt, std::nullopt, packet};
+          request.local_credential = credential;
+          request.request_tag = tag;
+          daemon.Dispatch(request);
+        });
+      });
   if (!daemon.Start()) {
     BTNSD_LOG(Level::kError, "start-failed", {"config", config_path});
     return 1;

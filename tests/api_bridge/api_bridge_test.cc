@@ -1,6 +1,7 @@
 #include "daemon/api_bridge.h"
 
 #include <netinet/in.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -256,9 +257,9 @@ TEST(ApiBridgeTest, RequestProtectionChecksTheCallersIdentityGrant) {
   request.local_identity = "mallory";
   EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kPolicyForbids);
   request.local_identity.reset();
-  request.credential_fd = 0;
+  request.credential_uri = "pkcs11:token=x";
   EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kNotSupported);
-  request.credential_fd = -1;
+  request.credential_uri.clear();
   request.conversation.reset();
   // Before connect(), asking nothing more than the SPD is a no-op; asking
   // for a peer needs per-socket policies, which this bridge was not given.
@@ -418,6 +419,155 @@ TEST(ApiBridgeTest, AWaitingSocketIsRefusedAtItsDeadlineWithoutAnotherRequest) {
   close(fd);
   unlink(path.c_str());
   rmdir(folder);
+}
+
+// A credential file: the key is read from the descriptor, the first
+// packet's ACQUIRE starts a dedicated IKE SA with it, and only that SA may
+// carry the socket; the peer's refusal reaches the application.
+class CredentialFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    bridge.SetSocketPolicies(&kernel);
+    bridge.SetCredentialInitiator(
+        [this](const std::string& entry, const ike::policy::PacketFiveTuple& packet,
+               std::shared_ptr<const ike::sa::LocalCredentialOverride> credential,
+               uint64_t tag) {
+          started.push_back({entry, packet, credential, tag});
+        });
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    request.caller.uid = 1000;
+    request.socket_fd = fd;
+  }
+  void TearDown() override {
+    close(fd);
+    if (key_fd >= 0) close(key_fd);
+  }
+  void UseFile(const std::string& path) {
+    key_fd = open(path.c_str(), O_RDONLY);
+    ASSERT_GE(key_fd, 0) << path;
+    request.credential_fd = key_fd;
+  }
+  kernel_glue::AcquireEvent Acquire(uint32_t reqid) {
+    kernel_glue::AcquireEvent acquire;
+    acquire.selector.src = *kernel_glue::IpAddress::Parse("10.0.0.1");
+    acquire.selector.dst = *kernel_glue::IpAddress::Parse("10.0.0.2");
+    acquire.selector.protocol = IPPROTO_TCP;
+    acquire.selector.src_port = 40000;
+    acquire.selector.dst_port = 7777;
+    acquire.templ.reqid = reqid;
+    return acquire;
+  }
+  uint32_t WaitingReqid() {
+    for (int candidate = fd + 1; candidate < fd + 16; ++candidate) {
+      auto policies = kernel.SocketPolicies(candidate);
+      if (!policies.empty()) {
+        duplicate = candidate;
+        return policies.back().templates.at(0).reqid;
+      }
+    }
+    return 0;
+  }
+  struct Started {
+    std::string entry;
+    ike::policy::PacketFiveTuple packet;
+    std::shared_ptr<const ike::sa::LocalCredentialOverride> credential;
+    uint64_t tag;
+  };
+  kernel_glue::XfrmInMemory kernel;
+  ApiBridge bridge{Policy()};
+  btns_api::ProtectionRequest request;
+  std::vector<Started> started;
+  int fd = -1, key_fd = -1, duplicate = -1;
+};
+
+const char kKeyDir[] = "tests/fixtures/crypto/keys/";
+
+TEST_F(CredentialFileTest, TheDedicatedSaCarriesTheSocketAndNoOtherDoes) {
+  UseFile(std::string(kKeyDir) + "p256.pem");
+  request.local_identity = "app.example";  // a bare name is an FQDN
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  ASSERT_NE(reqid, 0u);
+  bridge.OnKernelAcquire(Acquire(reqid));
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].entry, "btns-hosts");
+  EXPECT_EQ(started[0].tag, reqid);
+  EXPECT_EQ(started[0].packet.local_port, 40000);
+  ASSERT_TRUE(started[0].credential);
+  EXPECT_EQ(started[0].credential->id, ike::policy::Identity::Fqdn("app.example"));
+  EXPECT_TRUE(started[0].credential->credential.private_key.has_value());
+  // An SA of the host's own identity covering the flow is not the socket's.
+  bridge.OnAction(PeerUp(3, "bob.example"));
+  ike::sa::InstallChildSa other = OutboundInstall(30);
+  other.reqid = 4;
+  bridge.OnAction(other);
+  bridge.OnAction(ChildUp(3, 30, "10.0.0.1", "10.0.0.2"));
+  EXPECT_EQ(bridge.waiting_socket_count(), 1u);
+  // The dedicated one is.
+  ike::sa::IkeSaUp mine = PeerUp(9, "bob.example");
+  mine.request_tag = reqid;
+  mine.local_overridden = true;
+  mine.local_id = "fqdn:app.example";
+  bridge.OnAction(mine);
+  ike::sa::InstallChildSa install = OutboundInstall(90);
+  install.reqid = 7;
+  bridge.OnAction(install);
+  bridge.OnAction(ChildUp(9, 90, "10.0.0.1", "10.0.0.2"));
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  const KernelTags tags = ToKernelTags(Policy()->daemon.ownership);
+  auto bound = kernel.SocketPolicies(duplicate);
+  ASSERT_EQ(bound.size(), 4u);
+  EXPECT_EQ(bound[2].templates.at(0).reqid, KernelReqid(7, tags));
+  EXPECT_FALSE(bridge.SocketFailure(fd).has_value());
+  auto sas = bridge.FindSas(Tcp("10.0.0.1", 40000, "10.0.0.2", 7777));
+  ASSERT_EQ(sas.size(), 2u);
+  EXPECT_EQ(sas.back().local.id, "fqdn:app.example");
+}
+
+TEST_F(CredentialFileTest, ThePeersRefusalIsTheApplicationsReason) {
+  UseFile(std::string(kKeyDir) + "p256.pem");
+  request.local_identity = "fqdn:app.example";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  bridge.OnKernelAcquire(Acquire(reqid));
+  ASSERT_EQ(started.size(), 1u);
+  ike::sa::IkeSaDown down;
+  down.ike_sa = 9;
+  down.reason = ike::sa::FailureReason::kAuthenticationFailed;
+  down.notify = ike::wire::NotifyType::kAuthenticationFailed;
+  down.request_tag = reqid;
+  bridge.OnAction(down);
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  auto policies = kernel.SocketPolicies(duplicate);
+  ASSERT_EQ(policies.size(), 4u);
+  EXPECT_EQ(policies[2].action, kernel_glue::PolicyAction::kDiscard);
+  std::optional<btns_api::Status> failure = bridge.SocketFailure(fd);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->why, btns_api::Why::kAuthenticationFailed);
+  EXPECT_EQ(failure->error, ECONNREFUSED);
+  EXPECT_NE(failure->message.find("authentication-failed"), std::string::npos);
+}
+
+TEST_F(CredentialFileTest, BadContentAndMisuseGetClearErrors) {
+  UseFile(std::string(kKeyDir) + "ca.crt");  // a certificate, no key
+  request.local_identity = "app.example";
+  btns_api::Status status = bridge.RequestProtection(request);
+  EXPECT_EQ(status.why, btns_api::Why::kCredentialFile);
+  EXPECT_EQ(status.error, EINVAL);
+  EXPECT_NE(status.message.find("private key"), std::string::npos) << status.message;
+  close(key_fd);
+  UseFile(std::string(kKeyDir) + "p256.pem");
+  request.local_identity.reset();  // bare key and no identity to present
+  EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kBadArgument);
+  request.local_identity = "app.example";
+  request.listener = true;
+  EXPECT_EQ(bridge.RequestProtection(request).why, btns_api::Why::kNotSupported);
+  request.listener = false;
+  request.conversation = Tcp("10.0.0.1", 40000, "10.0.0.2", 7777);
+  EXPECT_EQ(bridge.RequestProtection(request).error, EISCONN);
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_TRUE(started.empty());
 }
 
 TEST(ApiBridgeTest, PinSocketBindsALatchedSocketToTheSaReqid) {

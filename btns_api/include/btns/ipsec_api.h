@@ -68,7 +68,15 @@ typedef struct ipsec_pToken *ipsec_pToken_t;
 /* Local credential of an iToken (UC3/UC4). */
 #define IPSEC_BTNS_CREDENTIAL 64        /* struct ipsec_pkcs11_credential */
 #define IPSEC_BTNS_CREDENTIAL_FILE 65   /* a key file path, opened by the
-                                           library with the caller's rights */
+                                           library with the caller's rights:
+                                           PEM, one unencrypted private key
+                                           (PKCS#8) then optionally its
+                                           CERTIFICATE chain, <= 64 KiB. Set
+                                           before connect(): the connection
+                                           gets its own IKE SA presenting
+                                           the iToken's identity with that
+                                           key; a refusal is read as
+                                           IPSEC_API_WHY_AUTHENTICATION_FAILED */
 
 /* IPSEC_BTNS_CREDENTIAL's value: a signing key inside a PKCS#11 token,
  * reached through a session the application opened, and logged in to, with
