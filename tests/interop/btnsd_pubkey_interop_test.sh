@@ -10,12 +10,16 @@
 #                   "pubkeys" in the local and remote sections)
 #   cert-ecdsa      ECDSA P-256 certificates from a test CA (btnsd: a CA PAD
 #                   entry and a key + certificate identity; strongSwan: x509
-#                   with certs, cacerts and a private key)
+#                   with certs, cacerts and a private key, and its default
+#                   send_cert = ifasked: it sends its certificate only
+#                   because btnsd's CERTREQ asks for it, RFC 7296 3.7)
 #   cert-ed25519    the same with Ed25519 certificates and an Ed25519 CA
 #   cert-rsa        the same with RSA-2048 certificates and an RSA CA
 #
 # A case passes when both kernels hold the CHILD_SA pair, a ping goes
-# through ESP and the left host's ESP counters show it. Every case prints
+# through ESP and the left host's ESP counters show it. A certificate case
+# also needs the CERTREQ both ways in the logs: strongSwan received btnsd's
+# and sent its end-entity certificate, btnsd received strongSwan's. Every case prints
 # "RESULT <name> PASS|FAIL esp_packets=N"; a failing case also prints the
 # daemons' decisive log lines.
 set -euo pipefail
@@ -75,7 +79,7 @@ start_charon() {
   local kind=$1 dir=$2
   local sw=$dir/swanctl
   mkdir -p "$sw/pkcs8" "$sw/x509" "$sw/x509ca" "$sw/pubkey"
-  local local_auth remote_auth
+  local local_auth remote_auth send_cert
   case $kind in
     rawkey-ed25519)
       cp "$configs/keys/right-ed25519.key" "$sw/pkcs8/right.key"
@@ -83,6 +87,8 @@ start_charon() {
       cp "$configs/keys/left-ed25519.pub" "$sw/pubkey/left.pub"
       local_auth="pubkeys = right.pub"
       remote_auth="pubkeys = left.pub"
+      # A raw key is a CERT payload strongSwan sends only when told to.
+      send_cert="send_cert = always"
       ;;
     cert-ecdsa | cert-ed25519 | cert-rsa)
       local alg=${kind#cert-} suffix
@@ -92,6 +98,8 @@ start_charon() {
       cp "$configs/keys/ca-$alg.crt" "$sw/x509ca/ca.crt"
       local_auth="certs = right.crt"
       remote_auth="cacerts = ca.crt"
+      # The default (ifasked): btnsd's CERTREQ must ask for the certificate.
+      send_cert="# send_cert: default"
       ;;
   esac
   uml_strongswan_conf "$dir"
@@ -102,9 +110,7 @@ connections {
     local_addrs = $UML_RIGHT_V4
     remote_addrs = $UML_LEFT_V4
     proposals = aes256gcm16-prfsha256-x25519
-    # btnsd sends no CERTREQ, and strongSwan only sends its certificate
-    # when asked unless told otherwise.
-    send_cert = always
+    $send_cert
     local {
       auth = pubkey
       id = right.example.net
@@ -184,6 +190,17 @@ run_case() {
     # strongSwan must have verified btnsd's signature (ECDSA, Ed25519, RSA).
     if ((ok)) && ! grep -qE "authentication of 'left.example.net' with (ECDSA|ED25519|RSA)[A-Z0-9_]* successful" "$dir/charon.log"; then
       ok=0; why="$why strongSwan logged no public-key authentication of left.example.net"
+    fi
+    if ((ok)) && [[ $kind == cert-* ]]; then
+      # RFC 7296 3.7 both ways: btnsd's CERTREQ reached strongSwan, which
+      # then sent its certificate (send_cert = ifasked), and strongSwan's
+      # CERTREQ reached btnsd.
+      grep -q 'received cert request for' "$dir/charon.log" ||
+        { ok=0; why="$why strongSwan logged no CERTREQ from btnsd"; }
+      grep -q 'sending end entity cert' "$dir/charon.log" ||
+        { ok=0; why="$why strongSwan did not send its certificate"; }
+      grep -q 'peer sent CERTREQ' "$work/btnsd.log" ||
+        { ok=0; why="$why btnsd logged no CERTREQ from strongSwan"; }
     fi
     stop_btnsd || { ok=0; why="$why btnsd exit status not 0"; }
   fi
