@@ -12,7 +12,11 @@
 //   * Actions are returned in the order they must be executed. In
 //     particular an InstallChildSa for the inbound direction precedes the
 //     SendDatagram that lets the peer start using it, and the outbound
-//     direction is installed before the SaUp/ChildSaUp notification.
+//     direction is installed before the SaUp/ChildSaUp notification, with
+//     one exception: as responder of a CHILD_SA rekey the new outbound SA
+//     is installed only when the peer deletes the CHILD_SA it replaces
+//     (RFC 7296 2.8), after ChildSaUp and before the old SA's
+//     DeleteChildSa.
 //   * Timers are one-shot. ArmTimer with an id that is already armed
 //     re-arms it (the old deadline is forgotten). A TimerFired for an id the
 //     engine has cancelled or never armed is ignored, so races between a

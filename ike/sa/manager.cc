@@ -78,6 +78,13 @@ struct ChildSa {
   ChildState state = ChildState::kActive;
   bool owns_policies = false;
   uint8_t armed_timers = 0;  // bit per ChildTimer
+  // Responder of a CHILD_SA rekey (RFC 7296 2.8): the new outbound SA,
+  // held back until the initiator deletes the CHILD_SA it replaces
+  // (`waits_for`), so nothing is sent on it before the initiator, which
+  // deletes the old one only after it installed the new pair, can receive.
+  std::unique_ptr<InstallChildSa> deferred_out;
+  ChildSaHandle waits_for = 0;
+  bool outbound_installed = true;
 };
 
 enum class ReqKind : uint8_t {
@@ -695,8 +702,10 @@ class SaManagerImpl {
     Disarm(c, ChildTimer::kHard);
     Emit(DeleteChildSa{sa.handle, c.handle, SaDirection::kInbound,
                        sa.local.address, c.spi_in});
-    Emit(DeleteChildSa{sa.handle, c.handle, SaDirection::kOutbound,
-                       sa.remote.address, c.spi_out});
+    if (c.outbound_installed)
+      Emit(DeleteChildSa{sa.handle, c.handle, SaDirection::kOutbound,
+                         sa.remote.address, c.spi_out});
+    c.deferred_out.reset();
     if (c.owns_policies) {
       // A replacement with the same reqid (rekey) keeps the policies.
       ChildSa* heir = nullptr;
@@ -1162,6 +1171,10 @@ class SaManagerImpl {
       Emit(UpdateChildSaEncapsulation{
           sa.handle, c.handle, SaDirection::kInbound, sa.local.address,
           c.spi_in, UdpEncapsulation{seen.port, sa.local.port}});
+      if (c.deferred_out)
+        c.deferred_out->encapsulation =
+            UdpEncapsulation{sa.local.port, seen.port};
+      if (!c.outbound_installed) continue;
       Emit(UpdateChildSaEncapsulation{
           sa.handle, c.handle, SaDirection::kOutbound, seen.address,
           c.spi_out, UdpEncapsulation{sa.local.port, seen.port}});
@@ -2501,7 +2514,8 @@ class SaManagerImpl {
     child.lifetime = entry->protect.child_lifetime;
     const crypto::Bytes& ni_child = ike_auth ? sa.ni : last_peer_nonce_;
     const crypto::Bytes& nr_child = ike_auth ? sa.nr : nonce_r;
-    if (!InstallChild(sa, child, ni_child, nr_child, shared, rekeyed)) {
+    if (!InstallChild(sa, child, ni_child, nr_child, shared, rekeyed,
+                      /*inherit_reqid=*/0, /*defer_outbound=*/rekeyed)) {
       spis_.Release(sa.local.address, spi_in);
       out.push_back(Notify(NotifyType::kNoProposalChosen));
       return;
@@ -2523,7 +2537,8 @@ class SaManagerImpl {
   // `rekeyed`: the CHILD_SA it replaces (policies move to the new one).
   bool InstallChild(IkeSa& sa, ChildSa& child, const crypto::Bytes& ni,
                     const crypto::Bytes& nr, ByteView shared,
-                    ChildSa* rekeyed, uint32_t inherit_reqid = 0) {
+                    ChildSa* rekeyed, uint32_t inherit_reqid = 0,
+                    bool defer_outbound = false) {
     auto algs = crypto::EspAlgorithmsFor(child.set);
     if (!algs.ok()) {
       LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
@@ -2588,7 +2603,13 @@ class SaManagerImpl {
     out.destination_ts = child.remote_ts;
     out.encapsulation = encap;
     Emit(std::move(in));
-    Emit(std::move(out));
+    if (defer_outbound) {
+      child.deferred_out = std::make_unique<InstallChildSa>(std::move(out));
+      child.waits_for = rekeyed->handle;
+      child.outbound_installed = false;
+    } else {
+      Emit(std::move(out));
+    }
     // One CHILD_SA per reqid owns the policies; a rekey takes them over.
     ChildSa* owner = nullptr;
     for (auto& other : sa.children)
@@ -2613,6 +2634,23 @@ class SaManagerImpl {
           std::chrono::seconds(child.lifetime.hard_seconds));
     sa.children.push_back(std::move(child));
     return true;
+  }
+
+  // The CHILD_SA `gone` is being deleted: a successor whose outbound SA
+  // waited for that (RFC 7296 2.8) installs it now, before the old
+  // outbound SA goes, so traffic always has an SA.
+  void InstallDeferredOutbound(IkeSa& sa, ChildSaHandle gone) {
+    for (auto& c : sa.children) {
+      if (!c.deferred_out || c.waits_for != gone) continue;
+      LogLine(LogLevel::kDebug, sa.handle, FailureReason::kNone,
+              "rekeyed CHILD_SA: outbound SPI " +
+                  ToHex(SpiBytes32(c.spi_out)) +
+                  " in use now that the peer deleted the old one");
+      Emit(std::move(*c.deferred_out));
+      c.deferred_out.reset();
+      c.waits_for = 0;
+      c.outbound_installed = true;
+    }
   }
 
   void EmitPolicies(IkeSa& sa, const ChildSa& c, bool install) {
@@ -2657,6 +2695,7 @@ class SaManagerImpl {
                                     ? FailureReason::kRekeyed
                                     : FailureReason::kDeletedByPeer;
               // Our own delete of it crossing this one: answer, forget it.
+              InstallDeferredOutbound(sa, it->handle);
               RemoveChild(sa, *it, r);
               sa.children.erase(it);
               break;
@@ -3204,6 +3243,7 @@ class SaManagerImpl {
         break;
       case ReqKind::kDeleteChild:
         if (ChildSa* c = sa.FindChild(p.target)) {
+          InstallDeferredOutbound(sa, c->handle);
           RemoveChild(sa, *c, p.delete_reason);
           std::erase_if(sa.children,
                         [&](const ChildSa& x) { return x.handle == p.target; });
@@ -3401,10 +3441,26 @@ class SaManagerImpl {
         peers->owns_policies = true;
       }
       if (mine) {
+        // Stop sending on it now: the peer may remove its inbound SA as
+        // soon as our Delete arrives. The old SA carries the traffic until
+        // the peer deletes it and its new one takes over.
+        if (mine->outbound_installed) {
+          Emit(DeleteChildSa{sa.handle, mine->handle, SaDirection::kOutbound,
+                             sa.remote.address, mine->spi_out});
+          mine->outbound_installed = false;
+        }
         mine->state = ChildState::kActive;
         QueueDeleteChild(sa, *mine, FailureReason::kRekeyed);
       }
     } else if (old) {
+      // 2.8.1: the peer deletes the CHILD_SA it created; its outbound SA
+      // (held back as for any rekey we answered) is never needed.
+      if (ChildSa* peers = child.collided ? sa.FindChild(child.peer_created)
+                                          : nullptr)
+        if (peers->deferred_out) {
+          peers->deferred_out.reset();
+          peers->waits_for = 0;
+        }
       old->state = ChildState::kRekeyed;
       Disarm(*old, ChildTimer::kSoft);
       old->state = ChildState::kActive;  // QueueDeleteChild wants to mark it

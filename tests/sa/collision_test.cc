@@ -89,6 +89,59 @@ bool IsRequest(const Datagram& d, wire::ExchangeType exchange) {
   return h.ok() && !h->IsResponse() && h->exchange == exchange;
 }
 
+// RFC 7296 2.8: the responder of a CHILD_SA rekey keeps sending on the old
+// SA until the initiator, which has installed the new pair by then, deletes
+// the old one; only then is the new outbound SA installed, and before the
+// old one goes. Either side rekeys; the delete is lost a few times.
+TEST(RekeyResponderTest, NewOutboundSaOnlyAfterTheOldOneIsDeleted) {
+  for (bool a_rekeys : {true, false}) {
+    SCOPED_TRACE(a_rekeys);
+    Established e(170 + a_rekeys);
+    Node& initiator = a_rekeys ? *e.a : *e.b;
+    Node& responder = a_rekeys ? *e.b : *e.a;
+    uint32_t old_out = responder.child_up[0].outbound_spi;
+    // Lose the first two INFORMATIONAL requests (the Delete) on the way.
+    int lost = 0;
+    e.sim.drop_if = [&](const Datagram& d) {
+      auto h = wire::DecodeHeader(d.event.bytes);
+      if (!h.ok() || d.from != initiator.name || h->IsResponse() ||
+          h->exchange != wire::ExchangeType::kInformational || lost >= 2)
+        return false;
+      ++lost;
+      return true;
+    };
+    size_t trace_from = responder.sad_trace.size();
+    e.sim.Feed(initiator, RekeyRequest{0, e.ChildOf(initiator)});
+    // After the CREATE_CHILD_SA answer, while the Delete is being lost:
+    // the responder has the new inbound SA, and still only the old
+    // outbound one.
+    e.sim.RunFor(Duration(500));
+    ASSERT_EQ(responder.child_up.size(), 2u);
+    uint32_t new_out = responder.child_up[1].outbound_spi;
+    EXPECT_EQ(responder.InboundCount(), 2u);
+    EXPECT_EQ(responder.OutboundCount(), 1u);
+    EXPECT_TRUE(responder.sad.count({initiator.address.value, old_out}));
+    e.sim.RunFor(Duration(2000));  // the second Delete is lost too
+    EXPECT_EQ(responder.OutboundCount(), 1u);
+    e.sim.RunFor(Duration(5000));
+    e.Settle();
+    EXPECT_EQ(lost, 2);
+    ExpectOneOfEach(e);
+    EXPECT_EQ(responder.child_up[1].outbound_spi, new_out);
+    // The new outbound SA was installed before the old one was removed.
+    std::vector<std::string> trace(responder.sad_trace.begin() + trace_from,
+                                   responder.sad_trace.end());
+    auto at = [&](const std::string& step) {
+      return std::find(trace.begin(), trace.end(), step) - trace.begin();
+    };
+    ASSERT_LT(size_t(at("+out " + std::to_string(new_out) + " reqid 1")),
+              trace.size());
+    EXPECT_LT(at("+out " + std::to_string(new_out) + " reqid 1"),
+              at("-out " + std::to_string(old_out)));
+  }
+}
+
+
 // ------------------------------------------------------------ CHILD_SA
 
 TEST(CollisionTest, SimultaneousChildRekey) {

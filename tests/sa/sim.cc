@@ -53,6 +53,9 @@ void Simulation::CheckContinuity() {
       auto& slot = newest[sa.reqid];
       if (!slot.second || order > slot.first) slot = {order, &sa};
     }
+    std::map<uint32_t, size_t> outbound_count;
+    for (const auto& [k, sa] : n->sad)
+      if (sa.direction == SaDirection::kOutbound) ++outbound_count[sa.reqid];
     for (const auto& [reqid, slot] : newest) {
       for (auto& [peer_name, peer] : nodes_) {
         if (peer->address != slot.second->destination) continue;
@@ -61,6 +64,16 @@ void Simulation::CheckContinuity() {
               "event " + std::to_string(events_) + ": " + name +
               " sends on outbound spi " + std::to_string(slot.second->spi) +
               " which " + peer_name + " removed as rekeyed");
+        // A rekey: an older outbound SA exists, yet the kernel picks the
+        // new one before the peer can receive on it (RFC 7296 2.8).
+        if (outbound_count[reqid] >= 2 &&
+            !peer->sad.count({slot.second->destination.value,
+                              slot.second->spi}))
+          n->continuity_gaps.push_back(
+              "event " + std::to_string(events_) + ": " + name +
+              " sends on new outbound spi " +
+              std::to_string(slot.second->spi) + " which " + peer_name +
+              " has not installed yet");
       }
     }
   }

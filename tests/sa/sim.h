@@ -134,8 +134,10 @@ class Simulation {
   size_t delivered = 0, dropped = 0;
 
   // After every event: each reqid with policies has an inbound and an
-  // outbound SA on its node, and no node still sends on an SA that its peer
-  // removed as replaced by a rekey. Violations go to Node::continuity_gaps.
+  // outbound SA on its node, no node still sends on an SA that its peer
+  // removed as replaced by a rekey, and no node sends on a rekey's new SA
+  // (its newest outbound one while an older one exists) that its peer has
+  // not installed yet. Violations go to Node::continuity_gaps.
   void CheckContinuity();
 
  private:
