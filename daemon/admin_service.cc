@@ -359,7 +359,8 @@ Status AdminService::ListSas(pb::SaList* out) {
   for (const ike::sa::IkeSaView& view : views) {
     pb::IkeSaStatus* ike = out->add_ike_sas();
     ike->set_id(view.handle);
-    ike->set_state(view.state == ike::sa::IkeSaState::kEstablished ? "established"
+    ike->set_state(view.rekeyed                                     ? "rekeyed"
+                   : view.state == ike::sa::IkeSaState::kEstablished ? "established"
                    : view.state == ike::sa::IkeSaState::kDeleting  ? "deleting"
                                                                    : "connecting");
     ike->set_initiator(view.initiator);
@@ -401,6 +402,9 @@ Status AdminService::ListSas(pb::SaList* out) {
       child->set_spd_entry(c.spd_entry);
       child->set_inbound_spi(c.inbound_spi);
       child->set_outbound_spi(c.outbound_spi);
+      child->set_state(c.state == ike::sa::ChildSaState::kRekeyed    ? "rekeyed"
+                       : c.state == ike::sa::ChildSaState::kDeleting ? "deleting"
+                                                                     : "active");
       for (const auto& ts : c.local_ts) child->add_local_ts(TsText(ts));
       for (const auto& ts : c.remote_ts) child->add_remote_ts(TsText(ts));
       auto cr = child_records.find(c.handle);

@@ -502,8 +502,14 @@ struct EngineSettings {
 };
 
 // A read-only view of one IKE SA, for btnsctl and the BTNS API.
+enum class ChildSaState : uint8_t {
+  kActive,
+  kRekeyed,   // replaced by a rekey; kept until its Delete exchange completes
+  kDeleting,  // a Delete of it is queued or under way
+};
 struct ChildSaView {
   ChildSaHandle handle = 0;
+  ChildSaState state = ChildSaState::kActive;
   std::string spd_entry;
   uint32_t inbound_spi = 0;
   uint32_t outbound_spi = 0;
@@ -524,6 +530,11 @@ struct IkeSaView {
   Endpoint local;
   Endpoint remote;
   std::optional<PeerIdentity> peer;
+  // The old SPIs of an IKE SA that a rekey replaced: the SA itself (its
+  // handle, CHILD_SAs and peer) lives on under the new SPIs; this entry,
+  // with a handle of its own, only waits for or runs the Delete exchange
+  // of the old SPIs (state kDeleting, no children).
+  bool rekeyed = false;
   // The negotiated IKE SA transforms (meaningful once established).
   crypto::TransformSet transforms;
   std::vector<ChildSaView> children;

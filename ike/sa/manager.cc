@@ -393,9 +393,23 @@ class SaManagerImpl {
     v.remote = sa.remote;
     v.peer = sa.peer;
     v.transforms = sa.set;
-    for (const auto& c : sa.children)
-      v.children.push_back({c.handle, c.spd_entry, c.spi_in, c.spi_out,
-                            c.local_ts, c.remote_ts});
+    v.rekeyed = sa.retired;
+    for (const auto& c : sa.children) {
+      // The rekey initiator deletes the old CHILD_SA: it is "rekeyed" when
+      // a live successor has its reqid.
+      bool replaced = c.state == ChildState::kRekeyed;
+      for (const auto& other : sa.children)
+        replaced = replaced || (c.state == ChildState::kDeleting &&
+                                other.handle != c.handle &&
+                                other.reqid == c.reqid &&
+                                other.state == ChildState::kActive);
+      v.children.push_back(
+          {c.handle,
+           replaced                           ? ChildSaState::kRekeyed
+           : c.state == ChildState::kDeleting ? ChildSaState::kDeleting
+                                              : ChildSaState::kActive,
+           c.spd_entry, c.spi_in, c.spi_out, c.local_ts, c.remote_ts});
+    }
     return v;
   }
   std::vector<IkeSaView> List() const {

@@ -50,6 +50,22 @@ class FakeAdmin : public AdminBackend {
         c->add_remote_ts("192.0.2.2/32");
         c->set_bytes_in(840);
         c->set_packets_in(10);
+        c->set_state("active");
+        // The CHILD SA #9 replaced, waiting for its Delete.
+        pb::ChildSaStatus* old = ike->add_children();
+        old->set_id(8);
+        old->set_spd_entry("hosts");
+        old->set_inbound_spi(0xc0ffee03);
+        old->set_outbound_spi(0xc0ffee04);
+        old->set_state("rekeyed");
+        // The old SPIs of a rekeyed IKE SA.
+        pb::IkeSaStatus* retired = reply->mutable_sa_list()->add_ike_sas();
+        retired->set_id(12);
+        retired->set_state("rekeyed");
+        retired->set_local("192.0.2.1:500");
+        retired->set_remote("192.0.2.2:500");
+        retired->set_initiator_spi(0xaabbccdd00112233ULL);
+        retired->set_responder_spi(0x4455667788990011ULL);
         return Status::Ok();
       }
       case pb::Request::kAdminListPolicy: {
@@ -172,6 +188,16 @@ TEST_F(AdminCliTest, ListSasPrintsATableAndJson) {
             std::string::npos) << text;
   EXPECT_NE(text.find("spi:     in c0ffee01  out c0ffee02"), std::string::npos) << text;
   EXPECT_NE(text.find("traffic: in 840 bytes / 10 packets"), std::string::npos) << text;
+  // Replaced SAs are marked, not shown as live ones.
+  EXPECT_NE(text.find("CHILD SA #8  spd hosts  -  -  [replaced, kept until its Delete completes]"),
+            std::string::npos) << text;
+  EXPECT_EQ(text.find("CHILD SA #9  spd hosts  transport  rfc4106(gcm(aes))-256  ["),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("IKE SA #12  rekeyed  192.0.2.1:500 <-> 192.0.2.2:500  old spi "
+                      "aabbccdd00112233_i 4455667788990011_r, replaced; kept until its "
+                      "Delete exchange completes\n"),
+            std::string::npos) << text;
+  EXPECT_EQ(text.find("IKE SA #12  rekeyed  responder"), std::string::npos) << text;
 
   ASSERT_EQ(Ctl({"list-sas", "--json"}), 0);
   const std::string json = out_.str();

@@ -89,6 +89,49 @@ bool IsRequest(const Datagram& d, wire::ExchangeType exchange) {
   return h.ok() && !h->IsResponse() && h->exchange == exchange;
 }
 
+// While the Delete of an IKE SA's old SPIs is being lost, each side lists
+// the SA once as live (its handle, its CHILD_SA) and the old SPIs as a
+// separate entry marked rekeyed, with no children.
+TEST(RekeyListingTest, OldIkeSpisAreMarkedRekeyed) {
+  Established e(175);
+  int lost = 0;
+  e.sim.drop_if = [&](const Datagram& d) {
+    auto h = wire::DecodeHeader(d.event.bytes);
+    if (!h.ok() || d.from != "a" || h->IsResponse() ||
+        h->exchange != wire::ExchangeType::kInformational || lost >= 2)
+      return false;
+    ++lost;
+    return true;
+  };
+  e.sim.Feed(*e.a, RekeyRequest{e.ike_a, 0});
+  e.sim.RunFor(Duration(500));
+  for (Node* n : {e.a, e.b}) {
+    SCOPED_TRACE(n->name);
+    auto views = n->manager->List();
+    ASSERT_EQ(views.size(), 2u);
+    size_t live = 0, rekeyed = 0;
+    for (const auto& v : views) {
+      if (v.rekeyed) {
+        ++rekeyed;
+        EXPECT_TRUE(v.children.empty());
+        EXPECT_EQ(v.state, IkeSaState::kDeleting);
+      } else {
+        ++live;
+        EXPECT_EQ(v.handle, n == e.a ? e.ike_a : e.ike_b);
+        ASSERT_EQ(v.children.size(), 1u);
+        EXPECT_EQ(v.children[0].state, ChildSaState::kActive);
+      }
+    }
+    EXPECT_EQ(live, 1u);
+    EXPECT_EQ(rekeyed, 1u);
+  }
+  e.sim.RunFor(Duration(5000));
+  e.Settle();
+  EXPECT_EQ(lost, 2);
+  ExpectOneOfEach(e);
+  for (Node* n : {e.a, e.b}) EXPECT_FALSE(n->manager->List()[0].rekeyed);
+}
+
 // RFC 7296 2.8: the responder of a CHILD_SA rekey keeps sending on the old
 // SA until the initiator, which has installed the new pair by then, deletes
 // the old one; only then is the new outbound SA installed, and before the
@@ -121,6 +164,13 @@ TEST(RekeyResponderTest, NewOutboundSaOnlyAfterTheOldOneIsDeleted) {
     EXPECT_EQ(responder.InboundCount(), 2u);
     EXPECT_EQ(responder.OutboundCount(), 1u);
     EXPECT_TRUE(responder.sad.count({initiator.address.value, old_out}));
+    // Both list the old CHILD_SA as replaced, not as a second live one.
+    for (Node* n : {&initiator, &responder}) {
+      auto v = Established::Live(*n);
+      ASSERT_EQ(v.children.size(), 2u) << n->name;
+      EXPECT_EQ(v.children[0].state, ChildSaState::kRekeyed) << n->name;
+      EXPECT_EQ(v.children[1].state, ChildSaState::kActive) << n->name;
+    }
     e.sim.RunFor(Duration(2000));  // the second Delete is lost too
     EXPECT_EQ(responder.OutboundCount(), 1u);
     e.sim.RunFor(Duration(5000));

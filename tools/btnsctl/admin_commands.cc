@@ -92,6 +92,16 @@ std::string FormatSas(const pb::SaList& list) {
   if (list.ike_sas().empty()) return "no IKE SAs\n";
   std::string out;
   for (const auto& ike : list.ike_sas()) {
+    if (ike.state() == "rekeyed") {
+      // Old SPIs whose SA lives on under a new number: one line, so they
+      // are not read as a second live SA with the peer.
+      out += "IKE SA #" + std::to_string(ike.id()) + "  rekeyed  " +
+             ike.local() + " <-> " + ike.remote() + "  old spi " +
+             Hex(ike.initiator_spi(), 16) + "_i " +
+             Hex(ike.responder_spi(), 16) +
+             "_r, replaced; kept until its Delete exchange completes\n";
+      continue;
+    }
     out += "IKE SA #" + std::to_string(ike.id()) + "  " + ike.state() + "  " +
            (ike.initiator() ? "initiator" : "responder") + "  " + ike.local() +
            " <-> " + ike.remote() + "\n";
@@ -109,7 +119,11 @@ std::string FormatSas(const pb::SaList& list) {
              "  " + (c.mode().empty() ? "-" : c.mode()) + "  " +
              (c.algorithms().empty() ? "-" : c.algorithms()) +
              (c.replaces() ? "  (rekeyed #" + std::to_string(c.replaces()) + ")"
-                           : std::string()) + "\n";
+                           : std::string()) +
+             (c.state() == "rekeyed"    ? "  [replaced, kept until its Delete completes]"
+              : c.state() == "deleting" ? "  [deleting]"
+                                        : "") +
+             "\n";
       out += "    spi:     in " + Hex(c.inbound_spi(), 8) + "  out " +
              Hex(c.outbound_spi(), 8) + "\n";
       out += "    ts:      " + Join(c.local_ts()) + " === " + Join(c.remote_ts()) + "\n";
