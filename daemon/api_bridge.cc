@@ -18,6 +18,8 @@
 #include "daemon/credential_files.h"
 #include "daemon/kernel_translate.h"
 #include "daemon/log.h"
+#include "ike/crypto/auth.h"
+#include "ike/crypto/credentials.h"
 
 #ifndef SO_COOKIE
 #define SO_COOKIE 57
@@ -212,6 +214,7 @@ void ApiBridge::OnIkeSaUp(const ike::sa::IkeSaUp& up) {
     record.local = local;
   }
   if (up.request_tag != 0) dedicated_ike_sas_[up.ike_sa] = uint32_t(up.request_tag);
+  signer_refusals_.erase(up.ike_sa);  // IKE_AUTH is done
   auto [it, inserted] = ike_sas_.try_emplace(up.ike_sa, record);
   if (!inserted) {
     // A rekeyed IKE SA announces itself again; only a different peer is news.
@@ -310,9 +313,13 @@ void ApiBridge::OnIkeSaDown(const ike::sa::IkeSaDown& down) {
   ike_sas_.erase(down.ike_sa);
   waiting_.erase(down.ike_sa);
   dedicated_ike_sas_.erase(down.ike_sa);
+  std::optional<Status> signer_failure = SignerFailure(down);
   if (down.request_tag != 0) {
     auto socket = waiting_sockets_.find(uint32_t(down.request_tag));
-    if (socket != waiting_sockets_.end() && socket->second.dedicated) {
+    if (socket != waiting_sockets_.end() && socket->second.dedicated && signer_failure) {
+      Refuse(socket->second, *signer_failure);
+      waiting_sockets_.erase(socket);
+    } else if (socket != waiting_sockets_.end() && socket->second.dedicated) {
       const std::string reason(ike::sa::FailureReasonName(down.reason));
       const bool refused = down.reason == ike::sa::FailureReason::kAuthenticationFailed ||
                            down.notify == ike::wire::NotifyType::kAuthenticationFailed;
@@ -346,6 +353,8 @@ void ApiBridge::OnAction(const ike::sa::Action& action) {
     OnChildSaDown(*child_down);
   } else if (auto* ike_down = std::get_if<ike::sa::IkeSaDown>(&action)) {
     OnIkeSaDown(*ike_down);
+  } else if (auto* sign = std::get_if<ike::sa::SignRequest>(&action)) {
+    OnSignRequest(*sign);
   }
 }
 
@@ -390,12 +399,19 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
   if (!snapshot)
     return Status::Fail(EAGAIN, Why::kDaemonUnavailable,
                         "btnsd has no policy loaded yet");
-  if (!request.credential_uri.empty() || request.signer_id != 0)
+  if (!request.credential_uri.empty() && request.signer_id == 0)
     return Status::Fail(ENOTSUP, Why::kNotSupported,
-                        "btnsd does not take PKCS#11 credentials per socket yet; "
-                        "use IPSEC_BTNS_CREDENTIAL_FILE or the daemon's policy file");
+                        "btnsd opens no PKCS#11 token itself; give the library "
+                        "the token's session (IPSEC_BTNS_CREDENTIAL)");
   std::shared_ptr<ike::sa::LocalCredentialOverride> credential;
-  if (request.credential_fd >= 0) {
+  if (request.signer_id != 0) {
+    if (request.credential_fd >= 0)
+      return Status::Fail(EINVAL, Why::kBadArgument,
+                          "a local iToken takes one credential: a PKCS#11 key "
+                          "or a credential file, not both");
+    Status signer = SignerCredential(request, &credential);
+    if (!signer.ok()) return signer;
+  } else if (request.credential_fd >= 0) {
     // The application proves the identity with its own key; the peer's PAD
     // decides whether it accepts it, and the SA serves only this socket.
     if (request.listener)
@@ -538,6 +554,171 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
             {"conversation", tuple.ToString()},
             {"uid", static_cast<uint64_t>(request.caller.uid)});
   return Status::Ok();
+}
+
+namespace {
+
+constexpr char kSignerHolderPrefix[] = "api-signer:";
+
+std::optional<uint64_t> SignerOfHolder(const std::string& holder) {
+  const std::string prefix(kSignerHolderPrefix);
+  if (holder.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  uint64_t id = 0;
+  for (size_t i = prefix.size(); i < holder.size(); ++i) {
+    if (holder[i] < '0' || holder[i] > '9' || id > (UINT64_MAX - 9) / 10) return std::nullopt;
+    id = id * 10 + uint64_t(holder[i] - '0');
+  }
+  if (id == 0) return std::nullopt;
+  return id;
+}
+
+}  // namespace
+
+Status ApiBridge::SignerCredential(
+    const btns_api::ProtectionRequest& request,
+    std::shared_ptr<ike::sa::LocalCredentialOverride>* credential) const {
+  // Same rules as a credential file (item 18): the initiator's own key, for
+  // one connection, on an SA nobody else uses.
+  if (request.listener)
+    return Status::Fail(ENOTSUP, Why::kNotSupported,
+                        "a PKCS#11 key is used by the initiator (set it before "
+                        "connect()); an acceptor's identity is the PAD's");
+  if (request.conversation)
+    return Status::Fail(EISCONN, Why::kNotSupported,
+                        "set a pToken with a PKCS#11 key before connect()");
+  auto key = ike::crypto::PublicKey::FromSpki(
+      ike::crypto::ByteView(request.signer_spki.data(), request.signer_spki.size()),
+      "the registered PKCS#11 key");
+  if (!key.ok())
+    return Status::Fail(EINVAL, Why::kBadArgument,
+                        "signer " + std::to_string(request.signer_id) +
+                            ": the public key is not usable: " + key.error().message);
+  if (!request.local_identity)
+    return Status::Fail(EINVAL, Why::kBadArgument,
+                        "a PKCS#11 key needs the local iToken's identity (the ID "
+                        "to present)");
+  const std::string& text = *request.local_identity;
+  std::string why;
+  auto id = text.find(':') == std::string::npos
+                ? std::optional(ike::policy::Identity::Fqdn(text))
+                : ike::policy::ParseSimpleIdentity(text, &why);
+  if (!id || id->type == ike::wire::IdType::kNull)
+    return Status::Fail(EINVAL, Why::kBadArgument,
+                        "identity '" + text + "' for the PKCS#11 key: " +
+                            (why.empty() ? "NULL cannot sign" : why));
+  auto out = std::make_shared<ike::sa::LocalCredentialOverride>();
+  out->id = *id;
+  ike::sa::ExternalSigner signer;
+  signer.holder = kSignerHolderPrefix + std::to_string(request.signer_id);
+  signer.public_key = std::move(key.value());
+  signer.timeout = ike::sa::Duration(signer_timeout_.count());
+  out->credential.external_signer = std::move(signer);
+  out->label = "PKCS#11 key of uid " + std::to_string(request.caller.uid) + " (signer " +
+               std::to_string(request.signer_id) + ")";
+  *credential = std::move(out);
+  return Status::Ok();
+}
+
+std::optional<Status> ApiBridge::SignerFailure(const ike::sa::IkeSaDown& down) {
+  auto refusal = signer_refusals_.find(down.ike_sa);
+  std::string holder_said;
+  if (refusal != signer_refusals_.end()) {
+    holder_said = refusal->second;
+    signer_refusals_.erase(refusal);
+  }
+  if (down.reason == ike::sa::FailureReason::kSignerTimeout)
+    return Status::Fail(ETIMEDOUT, Why::kSaSetupFailed,
+                        "the application's PKCS#11 key did not sign in " +
+                            WaitText(signer_timeout_) + " (signer-timeout); nothing was sent");
+  if (down.reason == ike::sa::FailureReason::kSignerRefused)
+    return Status::Fail(EACCES, Why::kSaSetupFailed,
+                        "the application's PKCS#11 key did not sign (signer-refused" +
+                            (holder_said.empty() ? std::string() : ": " + holder_said) +
+                            "); nothing was sent");
+  return std::nullopt;
+}
+
+void ApiBridge::OnSignRequest(const ike::sa::SignRequest& request) {
+  std::unique_lock lock(mu_);
+  const std::optional<uint64_t> signer = SignerOfHolder(request.holder);
+  std::string refusal;
+  if (!signer) {
+    refusal = "'" + request.holder + "' is not a key registered through the BTNS API";
+  } else if (!signature_requester_) {
+    refusal = "the BTNS API is not running, so the application's key cannot be asked";
+  } else if (!signature_deliverer_) {
+    refusal = "btnsd cannot hand a signature back to the engine here";
+  }
+  if (refusal.empty()) {
+    signer_refusals_.try_emplace(request.ike_sa);
+    BTNSD_LOG(Level::kInfo, "api-sign-request", {"signer", *signer},
+              {"scheme", ike::crypto::RawSignatureSchemeName(request.scheme)});
+    // Posting under the lock, like Deliver: once the API service withdrew
+    // the requester, nothing more reaches its runner.
+    signature_requester_(
+        *signer, ike::crypto::RawSignatureSchemeName(request.scheme),
+        std::string(request.octets.begin(), request.octets.end()),
+        [this, request](std::optional<std::string> signature, std::string why) {
+          SignatureAnswered(request, std::move(signature), std::move(why));
+        });
+    return;
+  }
+  SignatureDeliverer deliverer = signature_deliverer_;
+  lock.unlock();
+  BTNSD_LOG(Level::kWarning, "api-sign-refused", {"holder", request.holder},
+            {"reason", refusal});
+  if (deliverer) {
+    ike::sa::SignatureDelivered answer;
+    answer.ike_sa = request.ike_sa;
+    answer.request = request.request;
+    answer.refusal = refusal;
+    deliverer(std::move(answer));
+  }
+  // Without a deliverer the engine's signer timeout ends the negotiation.
+}
+
+void ApiBridge::SignatureAnswered(const ike::sa::SignRequest& request,
+                                  std::optional<std::string> signature,
+                                  std::string refusal) {
+  ike::sa::SignatureDelivered answer;
+  answer.ike_sa = request.ike_sa;
+  answer.request = request.request;
+  if (signature && !signature->empty()) {
+    answer.signature.assign(signature->begin(), signature->end());
+  } else {
+    answer.refusal = refusal.empty() ? "refused" : refusal;
+  }
+  SignatureDeliverer deliverer;
+  {
+    std::lock_guard lock(mu_);
+    deliverer = signature_deliverer_;
+    // Kept only while the IKE SA negotiates (OnIkeSaUp/Down drop it).
+    auto pending = signer_refusals_.find(request.ike_sa);
+    if (pending != signer_refusals_.end() && answer.signature.empty())
+      pending->second = answer.refusal;
+  }
+  if (!answer.signature.empty()) {
+    BTNSD_LOG(Level::kInfo, "api-signed", {"octets", uint64_t(answer.signature.size())});
+  } else {
+    BTNSD_LOG(Level::kWarning, "api-sign-refused", {"holder", request.holder},
+              {"reason", answer.refusal});
+  }
+  if (deliverer) deliverer(std::move(answer));
+}
+
+void ApiBridge::SetSignatureRequester(SignatureRequester requester) {
+  std::lock_guard lock(mu_);
+  signature_requester_ = std::move(requester);
+}
+
+void ApiBridge::SetSignatureDeliverer(SignatureDeliverer deliverer) {
+  std::lock_guard lock(mu_);
+  signature_deliverer_ = std::move(deliverer);
+}
+
+void ApiBridge::SetSignerTimeout(std::chrono::milliseconds timeout) {
+  std::lock_guard lock(mu_);
+  signer_timeout_ = timeout;
 }
 
 uint32_t ApiBridge::NextWaitingReqid() {
@@ -821,6 +1002,14 @@ bool ApiService::Start(const std::string& path, const std::string& group,
   bridge_.SetPoster([runner](std::function<void()> task) {
     runner->Post(std::move(task));
   });
+  btns_api::Server* server = server_.get();
+  bridge_.SetSignatureRequester([server, runner](uint64_t signer_id, const std::string& scheme,
+                                                 const std::string& octets,
+                                                 ApiBridge::SignatureDone done) {
+    runner->Post([server, signer_id, scheme, octets, done = std::move(done)]() mutable {
+      server->RequestSignature(signer_id, scheme, octets, std::move(done));
+    });
+  });
   thread_ = std::thread([runner] { runner->Run(); });
   return true;
 }
@@ -832,6 +1021,9 @@ void ApiService::Stop(const std::string& message) {
   // No more SA events for a server that is going away.
   bridge_.Subscribe(nullptr);
   bridge_.SetPoster(nullptr);
+  // Signatures still asked for get no answer: the engines' signer timeout
+  // ends those negotiations.
+  bridge_.SetSignatureRequester(nullptr);
   // Two more loop turns after CLOSED is queued, so the runner can write it.
   runner->Post([server, runner, message] {
     server->CloseAllLatches(message);

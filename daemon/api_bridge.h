@@ -53,6 +53,17 @@ class ApiBridge : public btns_api::SaDirectory {
       uint64_t tag)>;
   // Runs a task on the thread that owns the subscribed sink.
   using Poster = std::function<void(std::function<void()>)>;
+  // An application's PKCS#11 key signs through its library: the API thread
+  // asks it (btns_api::Server::RequestSignature) and `done` runs once, with
+  // the raw signature or with nothing and the refusal.
+  using SignatureDone =
+      std::function<void(std::optional<std::string> signature, std::string refusal)>;
+  using SignatureRequester =
+      std::function<void(uint64_t signer_id, const std::string& scheme,
+                         const std::string& octets, SignatureDone done)>;
+  // Hands the answer to the engine of the shard that owns the IKE SA; must
+  // not run the engine inline (the SignRequest's shard is mid-Execute).
+  using SignatureDeliverer = std::function<void(ike::sa::SignatureDelivered)>;
 
   explicit ApiBridge(ike::policy::PolicySnapshotPtr snapshot);
   ~ApiBridge() override;
@@ -61,6 +72,13 @@ class ApiBridge : public btns_api::SaDirectory {
   void SetPoster(Poster poster);
   void SetInitiator(Initiator initiator);
   void SetCredentialInitiator(CredentialInitiator initiator);
+  // Set by the API service while its thread runs (posts to it); without one
+  // every signature is refused at once, so IKE_AUTH fails instead of waiting.
+  void SetSignatureRequester(SignatureRequester requester);
+  void SetSignatureDeliverer(SignatureDeliverer deliverer);
+  // How long the engine waits for one signature of an application's key
+  // (10 s unless set; tests shorten it).
+  void SetSignerTimeout(std::chrono::milliseconds timeout);
   // Where per-socket policies are set (only setsockopt on descriptors the
   // API passed; no netlink traffic, so no kernel lock). Without it the API
   // cannot bind sockets to SAs and refuses requests that need it.
@@ -77,6 +95,9 @@ class ApiBridge : public btns_api::SaDirectory {
   void OnInstallChildSa(const ike::sa::InstallChildSa& install);
   void OnChildSaUp(const ike::sa::ChildSaUp& up);
   void OnChildSaDown(const ike::sa::ChildSaDown& down);
+  // The engine needs a signature of an application's key (protocol thread):
+  // asked on the API thread, answered to the owning shard.
+  void OnSignRequest(const ike::sa::SignRequest& request);
   // Feeds one action, ignoring the kinds the table does not need.
   void OnAction(const ike::sa::Action& action);
 
@@ -127,6 +148,17 @@ class ApiBridge : public btns_api::SaDirectory {
     std::optional<btns_api::PeerIdentity> local;  // presented on request
   };
 
+  // The credential of a socket whose key stays in the application's PKCS#11
+  // token (ProtectionRequest::signer_id): signed through SignRequest.
+  btns_api::Status SignerCredential(
+      const btns_api::ProtectionRequest& request,
+      std::shared_ptr<ike::sa::LocalCredentialOverride>* credential) const;
+  // Must hold mu_. The application's reason when its key ended the IKE SA
+  // (signer-timeout, signer-refused); nullopt for every other end.
+  std::optional<btns_api::Status> SignerFailure(const ike::sa::IkeSaDown& down);
+  // Completes a signature asked by OnSignRequest (any thread).
+  void SignatureAnswered(const ike::sa::SignRequest& request,
+                         std::optional<std::string> signature, std::string refusal);
   btns_api::SaInfo BuildInfo(const ike::sa::ChildSaUp& up,
                              const IkeSaRecord* ike) const;
   btns_api::PeerIdentity LocalIdentityFor(const std::string& pad_entry) const;
@@ -158,6 +190,9 @@ class ApiBridge : public btns_api::SaDirectory {
   std::map<uint32_t, WaitingSocket> waiting_sockets_;  // by reqid
   // Dedicated IKE SAs -> the reqid of the waiting socket that asked.
   std::map<ike::sa::IkeSaHandle, uint32_t> dedicated_ike_sas_;
+  // Why an application's key did not sign for a dedicated IKE SA, until the
+  // SA's end reports it to the socket.
+  std::map<ike::sa::IkeSaHandle, std::string> signer_refusals_;
   // Refusals by SO_COOKIE, oldest first out beyond kMaxFailures.
   std::map<uint64_t, btns_api::Status> socket_failures_;
   std::vector<uint64_t> failure_order_;
@@ -170,6 +205,9 @@ class ApiBridge : public btns_api::SaDirectory {
   Poster poster_;
   Initiator initiator_;
   CredentialInitiator credential_initiator_;
+  SignatureRequester signature_requester_;
+  SignatureDeliverer signature_deliverer_;
+  std::chrono::milliseconds signer_timeout_{std::chrono::seconds(10)};
 };
 
 // Text form of an ESP transform for IPSEC_API_ATTR_algorithms,

@@ -161,6 +161,11 @@ int main(int argc, char** argv) {
           daemon.Dispatch(request);
         });
       });
+  // An application's PKCS#11 signature goes back to the shard that owns the
+  // IKE SA, never inline on the API thread.
+  api_bridge.SetSignatureDeliverer([&daemon](ike::sa::SignatureDelivered answer) {
+    daemon.Post([&daemon, answer = std::move(answer)] { daemon.Dispatch(answer); });
+  });
   if (!daemon.Start()) {
     BTNSD_LOG(Level::kError, "start-failed", {"config", config_path});
     return 1;
