@@ -489,6 +489,8 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
     waiting.caller = request.caller;
     waiting.remote_identity = request.remote_identity;
     if (credential) {
+      Status bound = BindEphemeralPort(request.socket_fd);
+      if (!bound.ok()) return bound;
       waiting.credential = credential;
       waiting.dedicated = true;
     } else if (request.local_identity) {
@@ -573,6 +575,37 @@ std::optional<uint64_t> SignerOfHolder(const std::string& holder) {
 }
 
 }  // namespace
+
+Status ApiBridge::BindEphemeralPort(int socket_fd) {
+  // The kernel raises the ACQUIRE of connect() before it picks the source
+  // port, and a dedicated SA names one flow: so the port is picked now, as
+  // an explicit bind() would (the address stays the wildcard, connect()
+  // still chooses it by route).
+  sockaddr_storage local{};
+  socklen_t length = sizeof local;
+  if (getsockname(socket_fd, reinterpret_cast<sockaddr*>(&local), &length) != 0)
+    return Status::Fail(errno, Why::kNotASocket,
+                        std::string("cannot read the socket's address: ") + std::strerror(errno));
+  uint16_t port = 0;
+  if (local.ss_family == AF_INET) {
+    port = reinterpret_cast<sockaddr_in*>(&local)->sin_port;
+  } else if (local.ss_family == AF_INET6) {
+    port = reinterpret_cast<sockaddr_in6*>(&local)->sin6_port;
+  } else {
+    return Status::Fail(EAFNOSUPPORT, Why::kNotSupported,
+                        "a dedicated SA needs an IPv4 or IPv6 socket");
+  }
+  if (port != 0) return Status::Ok();  // bound by the application
+  sockaddr_storage any{};
+  any.ss_family = local.ss_family;
+  const socklen_t any_length = local.ss_family == AF_INET ? sizeof(sockaddr_in)
+                                                          : sizeof(sockaddr_in6);
+  if (bind(socket_fd, reinterpret_cast<sockaddr*>(&any), any_length) != 0)
+    return Status::Fail(errno, Why::kInternal,
+                        std::string("cannot give the socket a local port for its own SA: ") +
+                            std::strerror(errno));
+  return Status::Ok();
+}
 
 Status ApiBridge::SignerCredential(
     const btns_api::ProtectionRequest& request,

@@ -156,6 +156,9 @@ class ApiBridge : public btns_api::SaDirectory {
   // Must hold mu_. The application's reason when its key ended the IKE SA
   // (signer-timeout, signer-refused); nullopt for every other end.
   std::optional<btns_api::Status> SignerFailure(const ike::sa::IkeSaDown& down);
+  // Gives an unbound socket its local port now, so that the ACQUIRE of its
+  // connect() names the whole flow its dedicated SA will carry.
+  static btns_api::Status BindEphemeralPort(int socket_fd);
   // Completes a signature asked by OnSignRequest (any thread).
   void SignatureAnswered(const ike::sa::SignRequest& request,
                          std::optional<std::string> signature, std::string refusal);

@@ -27,12 +27,15 @@ static int check_peer(int fd, const char *expected) {
   uint32_t latch = 0, len = sizeof latch;
   ipsec_get_token_attr(ptoken, IPSEC_API_ATTR_latchState, &len, &latch);
   const int have = uc_peer_of(ptoken, peer, sizeof peer, &method);
+  char key[80];
+  const int has_key = uc_peer_key_of(ptoken, key, sizeof key) == 0;
   ipsec_free_pToken(ptoken);
   if (have != 0) {
     printf("UC1 FAIL the pToken names no peer\n");
     return UC_FAIL;
   }
   printf("peer: %s method: %u latch: %u\n", peer, method, latch);
+  if (has_key) printf("peer key: %s\n", key);
   if (strcmp(peer, expected) != 0 || latch != IPSEC_LATCH_ESTABLISHED) {
     printf("UC1 FAIL expected an ESTABLISHED latch with %s\n", expected);
     return UC_FAIL;

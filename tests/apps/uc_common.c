@@ -45,6 +45,19 @@ int uc_peer_of(const ipsec_pToken_t ptoken, char *identity, size_t size,
   return status;
 }
 
+int uc_peer_key_of(const ipsec_pToken_t ptoken, char *text, size_t size) {
+  ipsec_iToken_t peer = ipsec_get_pToken_iToken(ptoken);
+  if (!peer) return -1;
+  uint8_t key_id[32];
+  uint32_t len = sizeof key_id;
+  const int status = ipsec_get_token_attr(peer, IPSEC_API_ATTR_pubKeyID, &len, key_id);
+  ipsec_free_iToken(peer);
+  if (status != 0 || len != sizeof key_id || size < 7 + 2 * sizeof key_id + 1) return -1;
+  strcpy(text, "sha256:");
+  for (size_t i = 0; i < sizeof key_id; ++i) sprintf(text + 7 + 2 * i, "%02x", key_id[i]);
+  return 0;
+}
+
 void uc_print_why(const char *call) {
   printf("%s failed: errno=%d why=%d %s\n", call, errno, ipsec_api_why_code(),
          ipsec_api_why());

@@ -24,6 +24,9 @@ int uc_identity(const ipsec_iToken_t itoken, char *identity, size_t size,
 /* The peer identity and method of a pToken (get iToken from pToken). */
 int uc_peer_of(const ipsec_pToken_t ptoken, char *identity, size_t size,
                uint16_t *method);
+/* "sha256:HEX" of the public key of a pToken's peer (its pubKeyID), the
+ * form the daemon's PAD records for a key; -1 when the peer has no key. */
+int uc_peer_key_of(const ipsec_pToken_t ptoken, char *text, size_t size);
 /* connect(2) on a socket that carries a pToken: while the daemon brings
  * up (or checks) the SA the pToken asks for, the kernel answers EAGAIN
  * (its behaviour for per-socket IPsec policies without an SA); call it

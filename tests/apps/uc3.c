@@ -1,0 +1,178 @@
+/* Use case 3 (initiator only): the application brings its own identity and
+ * credential, a signing key in a PKCS#11 token that never leaves it.
+ *
+ *   desired_acceptor_iToken = get_new_iToken("bob");
+ *   i_iToken = get_new_iToken("alice");
+ *   ipsec_set_iToken_attr(i_iToken, IPSEC_BTNS_CREDENTIAL,
+ *                         pkcs11_session, sizeof(pkcs11_session));
+ *   pToken = get_new_pToken(i_iToken, desired_acceptor_iToken);
+ *   set pToken on fd; connect(2)  (EAGAIN while IKE runs: call it again)
+ *
+ * (The slides name the first argument desired_initiator_cToken and the
+ * second i_iToken; by their own comments, "who am I" and "who I want to
+ * talk to", the first is the application's iToken and the second the
+ * acceptor's.) The token is opened the way an application would: the
+ * module with dlopen() and C_GetFunctionList(), the token by its label,
+ * a user login with the PIN, the private key by its CKA_LABEL.
+ *
+ *   uc3 HOST PORT WANTED_PEER MY_NAME MODULE TOKEN_LABEL PIN KEY_LABEL
+ *
+ * WANTED_PEER "-" asks for no particular acceptor (get_new_pToken(i_iToken)).
+ * Exit 0 (PASS) when the connection reached the peer, presenting MY_NAME,
+ * and a line made the round trip; exit 3 (REFUSED) when connect() failed
+ * and the daemon says why (the line then prints the reason). */
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "tests/apps/uc_common.h"
+
+/* The token's session and key, as the application opens them. */
+static int open_key(const char *module_path, const char *token_label, const char *pin,
+                    const char *key_label, struct ipsec_pkcs11_credential *out) {
+  void *module = dlopen(module_path, RTLD_NOW | RTLD_LOCAL);
+  if (!module) {
+    printf("UC3 FAIL dlopen %s: %s\n", module_path, dlerror());
+    return -1;
+  }
+  CK_C_GetFunctionList get_list = (CK_C_GetFunctionList)dlsym(module, "C_GetFunctionList");
+  CK_FUNCTION_LIST_PTR p11 = NULL;
+  if (!get_list || get_list(&p11) != CKR_OK || p11->C_Initialize(NULL) != CKR_OK) {
+    printf("UC3 FAIL %s is not a usable PKCS#11 module\n", module_path);
+    return -1;
+  }
+  CK_SLOT_ID slots[16];
+  CK_ULONG count = 16;
+  if (p11->C_GetSlotList(CK_TRUE, slots, &count) != CKR_OK) count = 0;
+  CK_SLOT_ID slot = 0;
+  int found = 0;
+  for (CK_ULONG i = 0; i < count && !found; ++i) {
+    CK_TOKEN_INFO info;
+    if (p11->C_GetTokenInfo(slots[i], &info) != CKR_OK) continue;
+    size_t n = strlen(token_label);
+    found = n <= sizeof info.label && memcmp(info.label, token_label, n) == 0 &&
+            (n == sizeof info.label || info.label[n] == ' ');
+    if (found) slot = slots[i];
+  }
+  if (!found) {
+    printf("UC3 FAIL no token labelled '%s'\n", token_label);
+    return -1;
+  }
+  CK_SESSION_HANDLE session;
+  if (p11->C_OpenSession(slot, CKF_SERIAL_SESSION, NULL, NULL, &session) != CKR_OK ||
+      p11->C_Login(session, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin)) != CKR_OK) {
+    printf("UC3 FAIL cannot log in to token '%s'\n", token_label);
+    return -1;
+  }
+  CK_OBJECT_CLASS private_class = CKO_PRIVATE_KEY;
+  CK_ATTRIBUTE query[] = {
+      {CKA_CLASS, &private_class, sizeof private_class},
+      {CKA_LABEL, (void *)key_label, strlen(key_label)},
+  };
+  CK_OBJECT_HANDLE key = 0;
+  CK_ULONG keys = 0;
+  if (p11->C_FindObjectsInit(session, query, 2) != CKR_OK ||
+      p11->C_FindObjects(session, &key, 1, &keys) != CKR_OK ||
+      p11->C_FindObjectsFinal(session) != CKR_OK || keys != 1) {
+    printf("UC3 FAIL no private key labelled '%s'\n", key_label);
+    return -1;
+  }
+  out->functions = p11;
+  out->session = session;
+  out->private_key = key;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  struct sockaddr_in address;
+  if (argc != 9 || uc_address(argv[1], argv[2], &address) != 0) {
+    fprintf(stderr,
+            "usage: uc3 HOST PORT WANTED_PEER MY_NAME MODULE TOKEN_LABEL PIN KEY_LABEL\n");
+    return UC_USAGE;
+  }
+  struct ipsec_pkcs11_credential pkcs11_session;
+  if (open_key(argv[5], argv[6], argv[7], argv[8], &pkcs11_session) != 0) return UC_FAIL;
+
+  const int any_acceptor = strcmp(argv[3], "-") == 0;
+  ipsec_iToken_t desired_acceptor_iToken = any_acceptor ? NULL : get_new_iToken(argv[3]);
+  ipsec_iToken_t i_iToken = get_new_iToken(argv[4]);
+  if (!i_iToken || (!any_acceptor && !desired_acceptor_iToken)) {
+    uc_print_why("get_new_iToken");
+    return UC_FAIL;
+  }
+  if (ipsec_set_iToken_attr(i_iToken, IPSEC_BTNS_CREDENTIAL, &pkcs11_session,
+                            sizeof(pkcs11_session)) != 0) {
+    uc_print_why("ipsec_set_iToken_attr");
+    printf("UC3 FAIL the library did not take the token's key\n");
+    return UC_FAIL;
+  }
+  ipsec_pToken_t pToken = any_acceptor
+                              ? get_new_pToken(i_iToken)
+                              : get_new_pToken(i_iToken, desired_acceptor_iToken);
+  if (!pToken) {
+    uc_print_why("get_new_pToken");
+    return UC_FAIL;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (ipsec_set_socket_pToken(fd, pToken) != 0) {
+    uc_print_why("ipsec_set_socket_pToken");
+    printf("UC3 FAIL the daemon did not take the pToken\n");
+    return UC_FAIL;
+  }
+  if (uc_connect(fd, &address, 20) != 0) {
+    const int connect_errno = errno;
+    ipsec_pToken_t seen = ipsec_create_pToken();
+    if (ipsec_get_socket_pToken(fd, seen) == 0) {
+      printf("UC3 FAIL connect: %s, and the daemon names no reason\n",
+             strerror(connect_errno));
+      return UC_FAIL;
+    }
+    printf("UC3 REFUSED connect: %s; why=%d %s\n", strerror(connect_errno),
+           ipsec_api_why_code(), ipsec_api_why());
+    return UC_REFUSED;
+  }
+  const char hello[] = "uc3 hello\n";
+  char line[64];
+  if (write(fd, hello, sizeof hello - 1) != (ssize_t)(sizeof hello - 1)) return UC_FAIL;
+  ssize_t n = read(fd, line, sizeof line);
+  if (n != (ssize_t)(sizeof hello - 1)) {
+    printf("UC3 FAIL no echo\n");
+    return UC_FAIL;
+  }
+  /* The connection's view: who answered, and who we were to it. */
+  ipsec_pToken_t seen = ipsec_create_pToken();
+  char peer[256], me[256], wanted_me[256];
+  uint16_t method = 0, my_method = 0;
+  ipsec_iToken_t local = NULL;
+  uint32_t len = sizeof local;
+  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
+      uc_peer_of(seen, peer, sizeof peer, &method) != 0 ||
+      ipsec_get_token_attr(seen, IPSEC_API_ATTR_remote_iToken, &len, &local) != 0 ||
+      uc_identity(local, me, sizeof me, &my_method) != 0) {
+    uc_print_why("ipsec_get_socket_pToken");
+    return UC_FAIL;
+  }
+  uc_identity(i_iToken, wanted_me, sizeof wanted_me, NULL);
+  if (strcmp(me, wanted_me) != 0) {
+    printf("UC3 FAIL presented %s, not %s\n", me, wanted_me);
+    return UC_FAIL;
+  }
+  if (!any_acceptor) {
+    char wanted[256];
+    uc_identity(desired_acceptor_iToken, wanted, sizeof wanted, NULL);
+    if (strcmp(peer, wanted) != 0) {
+      printf("UC3 FAIL reached %s, wanted %s\n", peer, wanted);
+      return UC_FAIL;
+    }
+  }
+  printf("UC3 PASS reached %s (method %u) as %s (method %u)\n", peer, method, me,
+         my_method);
+  ipsec_free_iToken(local);
+  close(fd);
+  return UC_PASS;
+}
