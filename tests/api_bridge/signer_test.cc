@@ -195,6 +195,13 @@ TEST_F(SignerTest, TheDedicatedSaIsSignedByTheRegisteredKeyThroughTheApi) {
   uint32_t reqid = 0;
   auto credential = Start(&reqid);
   ASSERT_TRUE(credential);
+  // The socket got its local port when btnsd took the pToken, so the
+  // ACQUIRE of connect() names the whole flow.
+  sockaddr_in local{};
+  socklen_t length = sizeof local;
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length), 0);
+  EXPECT_NE(local.sin_port, 0);
+  EXPECT_EQ(local.sin_addr.s_addr, htonl(INADDR_ANY));
   EXPECT_EQ(engine.started[0].entry, "btns-hosts");
   EXPECT_EQ(engine.started[0].tag, reqid);
   EXPECT_EQ(credential->id, ike::policy::Identity::Fqdn("app.example"));

@@ -63,6 +63,7 @@ if [[ ${1:-} != --inside ]]; then
       --label app3 -o app3.spki.der > /dev/null
     openssl pkey -pubin -inform DER -in app3.spki.der -noout
     sha256sum app3.spki.der | cut -d' ' -f1 > app3.fingerprint
+    openssl pkey -pubin -in app4.pub -outform DER | sha256sum | cut -d' ' -f1 > app4.fingerprint
     chmod -R a+rX .
   )
   rw=()
@@ -85,7 +86,8 @@ printf 'directories.tokendir = %s/tokens\nobjectstore.backend = file\nlog.level 
   "$work" > "$work/softhsm2.conf"
 export SOFTHSM2_CONF=$work/softhsm2.conf
 token_key=sha256:$(cat "$5/app3.fingerprint")
-echo "the token's key app3: $token_key"
+file_key=sha256:$(cat "$5/app4.fingerprint")
+echo "the token's key app3: $token_key; the file's key app4: $file_key"
 
 proposals='proposals:
   gcm-x25519:
@@ -101,6 +103,9 @@ proposals='proposals:
 cat > alice.yaml <<EOF
 daemon:
   listen: [192.0.2.1]
+  # Several protocol shards: the token's signature must find the shard
+  # that owns the IKE SA.
+  threads: 3
   log_level: info
   api_socket: $work/alice-api.sock
 identities:
@@ -266,6 +271,7 @@ show "bob uc1 accept" uc4-accept.out
 ((status == 0)) && grep -q '^UC4 PASS reached fqdn:bob.example.org (method [0-9]*) as fqdn:app4.example.org' uc4.out ||
   note "UC4 (exit $status)"
 grep -q '^UC1 PASS acceptor sees fqdn:app4.example.org' uc4-accept.out || note "bob's acceptor did not see app4"
+grep -q "^peer key: $file_key" uc4-accept.out || note "bob's acceptor did not see the file's key"
 esp_uc4=$(inbound_esp right 192.0.2.2)
 echo "ESP packets bob received: $esp_before before UC4, $esp_uc4 after"
 ((esp_uc4 > esp_before)) || note "no ESP packet reached bob in UC4"
@@ -278,6 +284,11 @@ app left alice uc4 192.0.2.2 7401 app4.example.org "$work/mallory4.key" bob.exam
   > uc4-bad.out 2>&1 || status=$?
 show "alice uc4 (mallory4)" uc4-bad.out
 refused_case "UC4 with another key" uc4-bad.out $status uc4-bad-accept.out "$esp_uc4"
+
+# Both refusals were bob's PAD's decision about the key, not a lost packet.
+log=$(cat bob-btnsd.log)
+mismatches=$(grep -c 'reason=pad-auth-mismatch msg="PAD rejects fqdn:app[34].example.org: public key differs' <<< "$log" || true)
+((mismatches == 2)) || note "bob's log shows $mismatches refusals of a wrong key, not 2"
 
 for name in alice bob; do
   pid=$(cat $name.pid)
