@@ -178,6 +178,12 @@ TEST(ShardRouterTest, LocalNegotiationsGoToTheShardOfTheirPeer) {
             3u);
   EXPECT_EQ(router.OfEvent(ike::sa::RekeyRequest{0, (uint64_t{2} << 48) | 4}, *policy),
             2u);
+  // An application's signature comes back from the API thread to the shard
+  // whose IKE SA asked for it.
+  ike::sa::SignatureDelivered signature;
+  signature.ike_sa = (uint64_t{1} << 48) | 5;
+  signature.request = 1;
+  EXPECT_EQ(router.OfEvent(signature, *policy), 1u);
   EXPECT_EQ(router.OfEvent(ike::sa::InitiateRequest{"nope", std::nullopt,
                                                     std::nullopt, std::nullopt},
                            *policy),
