@@ -15,9 +15,11 @@
  * module with dlopen() and C_GetFunctionList(), the token by its label,
  * a user login with the PIN, the private key by its CKA_LABEL.
  *
- *   uc3 HOST PORT WANTED_PEER MY_NAME MODULE TOKEN_LABEL PIN KEY_LABEL
+ *   uc3 HOST PORT WANTED_PEER MY_NAME MODULE TOKEN_LABEL PIN KEY_LABEL [logout]
  *
  * WANTED_PEER "-" asks for no particular acceptor (get_new_pToken(i_iToken)).
+ * "logout" logs out of the token after setting the credential and before
+ * connect(2), so the token refuses to sign: the daemon's reason is read.
  * Exit 0 (PASS) when the connection reached the peer, presenting MY_NAME,
  * and a line made the round trip; exit 3 (REFUSED) when connect() failed
  * and the daemon says why (the line then prints the reason). */
@@ -90,9 +92,11 @@ static int open_key(const char *module_path, const char *token_label, const char
 
 int main(int argc, char **argv) {
   struct sockaddr_in address;
-  if (argc != 9 || uc_address(argv[1], argv[2], &address) != 0) {
+  const int logout = argc == 10 && strcmp(argv[9], "logout") == 0;
+  if ((argc != 9 && !logout) || uc_address(argv[1], argv[2], &address) != 0) {
     fprintf(stderr,
-            "usage: uc3 HOST PORT WANTED_PEER MY_NAME MODULE TOKEN_LABEL PIN KEY_LABEL\n");
+            "usage: uc3 HOST PORT WANTED_PEER MY_NAME MODULE TOKEN_LABEL PIN KEY_LABEL "
+            "[logout]\n");
     return UC_USAGE;
   }
   struct ipsec_pkcs11_credential pkcs11_session;
@@ -123,6 +127,13 @@ int main(int argc, char **argv) {
     uc_print_why("ipsec_set_socket_pToken");
     printf("UC3 FAIL the daemon did not take the pToken\n");
     return UC_FAIL;
+  }
+  if (logout) {
+    CK_FUNCTION_LIST_PTR p11 = (CK_FUNCTION_LIST_PTR)pkcs11_session.functions;
+    if (p11->C_Logout(pkcs11_session.session) != CKR_OK) {
+      printf("UC3 FAIL C_Logout\n");
+      return UC_FAIL;
+    }
   }
   if (uc_connect(fd, &address, 20) != 0) {
     const int connect_errno = errno;

@@ -8,9 +8,9 @@
 #
 # Bob's PAD knows no host key of alice; it accepts only
 #   * fqdn:app3.example.org with the key of a SoftHSM2 token made here
-#     (pinned by its fingerprint), for TCP port 7301;
+#     (pinned by its fingerprint), for TCP ports 7301-7309;
 #   * fqdn:app4.example.org with the key of a credential file (pinned), for
-#     TCP port 7401.
+#     TCP ports 7401-7409.
 # Cases:
 #   UC3      uc3 opens the token (dlopen, login, key by label) and sets it
 #            as IPSEC_BTNS_CREDENTIAL; btnsd's IKE_AUTH is signed in the
@@ -21,6 +21,9 @@
 #   UC3 bad  another key of the same token: bob's PAD refuses it, uc3 reads
 #            AUTHENTICATION_FAILED (why=18), bob's acceptor never accepts,
 #            no ESP packet reaches bob.
+#   UC3 no   the application logs out of the token before connect(): the
+#            token refuses to sign, uc3 reads SA_SETUP_FAILED (why=10) with
+#            the token's reason; nothing reaches bob.
 #   UC4      uc4 with IPSEC_BTNS_CREDENTIAL_FILE: bob's acceptor sees
 #            fqdn:app4.example.org; ESP counted.
 #   UC4 bad  a credential file with another key claiming app4: refused with
@@ -68,7 +71,7 @@ if [[ ${1:-} != --inside ]]; then
   )
   rw=()
   [[ -n ${UC_WORK:-} ]] && { mkdir -p "$UC_WORK"; rw=(--rw "$UC_WORK"); }
-  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-200}" "${rw[@]}" "$(realpath "$0")" --inside \
+  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-300}" "${rw[@]}" "$(realpath "$0")" --inside \
     "$(realpath "$btnsd")" "$(realpath "$bin/tests/apps")" "$(realpath "$root/tools/uml/lib.sh")" "$keys"
 fi
 btnsd=$2 apps=$3
@@ -159,7 +162,7 @@ spd:
     local: 192.0.2.2
     remote: 192.0.2.1
     protocol: tcp
-    local_ports: 7301
+    local_ports: 7301-7309
     action: protect
     peer: app3
     mode: transport
@@ -170,7 +173,7 @@ spd:
     local: 192.0.2.2
     remote: 192.0.2.1
     protocol: tcp
-    local_ports: 7401
+    local_ports: 7401-7409
     action: protect
     peer: app4
     mode: transport
@@ -207,9 +210,11 @@ why=""
 cases=0
 note() { why="$why $*;"; echo "CHECK FAILED: $*"; }
 show() { sed "s/^/[$1] /" "$2"; }
-# acceptor PORT EXPECTED_PEER OUT: a uc1 acceptor on bob, in the background.
+# acceptor PORT EXPECTED_PEER OUT: a uc1 acceptor on bob, in the background
+# (a simple command, so $! is timeout(1), which passes a kill on to uc1).
 acceptor() {
-  app right bob uc1 accept "$1" "$2" > "$3" 2>&1 &
+  BTNS_API_SOCKET=$work/bob-api.sock ip netns exec right timeout 30 "$apps/uc1" accept "$1" "$2" \
+    > "$3" 2>&1 &
   acceptor_pid=$!
   uml_wait_for grep -q '^listening' "$3" || note "the acceptor on port $1 did not listen"
 }
@@ -251,12 +256,27 @@ echo "ESP packets bob received after UC3: $esp_uc3"
 
 echo "== UC3 refused: another key of the token"
 cases=$((cases + 1))
-acceptor 7301 fqdn:app3.example.org uc3-bad-accept.out
+acceptor 7302 fqdn:app3.example.org uc3-bad-accept.out
 status=0
-app left alice uc3 192.0.2.2 7301 bob.example.org app3.example.org "$module" uc3-token 1234 mallory3 \
+app left alice uc3 192.0.2.2 7302 bob.example.org app3.example.org "$module" uc3-token 1234 mallory3 \
   > uc3-bad.out 2>&1 || status=$?
 show "alice uc3 (mallory3)" uc3-bad.out
 refused_case "UC3 with another key" uc3-bad.out $status uc3-bad-accept.out "$esp_uc3"
+
+echo "== UC3, the token refuses to sign: the application logged out first"
+cases=$((cases + 1))
+acceptor 7303 fqdn:app3.example.org uc3-logout-accept.out
+status=0
+app left alice uc3 192.0.2.2 7303 bob.example.org app3.example.org "$module" uc3-token 1234 app3 logout \
+  > uc3-logout.out 2>&1 || status=$?
+show "alice uc3 (logged out)" uc3-logout.out
+((status == 3)) && grep -q 'why=10 .*did not sign (signer-refused: .*C_Sign' uc3-logout.out ||
+  note "UC3 with a logged-out token did not read the token's refusal (exit $status)"
+grep -q '^accepted' uc3-logout-accept.out && note "bob accepted a connection the token never signed for"
+kill "$acceptor_pid" 2> /dev/null || true
+wait "$acceptor_pid" 2> /dev/null || true
+esp_now=$(inbound_esp right 192.0.2.2)
+((esp_now == esp_uc3)) || note "bob received $((esp_now - esp_uc3)) ESP packets without a signature"
 
 echo "== UC4: the application's credential file"
 cases=$((cases + 1))
@@ -278,9 +298,9 @@ echo "ESP packets bob received: $esp_before before UC4, $esp_uc4 after"
 
 echo "== UC4 refused: a file with another key claiming app4"
 cases=$((cases + 1))
-acceptor 7401 fqdn:app4.example.org uc4-bad-accept.out
+acceptor 7402 fqdn:app4.example.org uc4-bad-accept.out
 status=0
-app left alice uc4 192.0.2.2 7401 app4.example.org "$work/mallory4.key" bob.example.org \
+app left alice uc4 192.0.2.2 7402 app4.example.org "$work/mallory4.key" bob.example.org \
   > uc4-bad.out 2>&1 || status=$?
 show "alice uc4 (mallory4)" uc4-bad.out
 refused_case "UC4 with another key" uc4-bad.out $status uc4-bad-accept.out "$esp_uc4"
