@@ -96,7 +96,14 @@ typedef struct ipsec_pToken *ipsec_pToken_t;
  * key lives; the thread ends when the last of them is freed. PKCS#11
  * sessions are not shared across threads by the library: it serialises its
  * own calls, and the application must not use the session meanwhile from
- * another thread. Not inherited across fork(). */
+ * another thread. Not inherited across fork().
+ *
+ * Used like IPSEC_BTNS_CREDENTIAL_FILE: set the pToken on the socket before
+ * connect() (the iToken's identity is required); the connection gets its
+ * own IKE SA, signed in the token. A peer refusing the key reads as
+ * IPSEC_API_WHY_AUTHENTICATION_FAILED; a token that does not sign (refused,
+ * key freed, process gone) as IPSEC_API_WHY_SA_SETUP_FAILED (EACCES, or
+ * ETIMEDOUT after 10 s without an answer). */
 struct ipsec_pkcs11_credential {
   const void* functions;     /* CK_FUNCTION_LIST_PTR of the module */
   unsigned long session;     /* CK_SESSION_HANDLE */
