@@ -266,9 +266,10 @@ Daemon::Daemon(std::string config_path, ike::policy::PolicySnapshotPtr snapshot,
                       ? deps_.random_factory()
                       : std::make_unique<ike::crypto::DrbgRandomSource>();
     auto shard = std::make_unique<Shard>(i, std::move(random));
+    ike::sa::EngineSettings shard_settings = router_->SettingsFor(i, settings);
+    shard_settings.reqids = ShardReqids(tags_, i, shard_count);
     shard->manager = std::make_unique<ike::sa::SaManager>(
-        router_->SettingsFor(i, settings), snapshot_, credentials, *shard->random,
-        *spi_allocator_);
+        shard_settings, snapshot_, credentials, *shard->random, *spi_allocator_);
     shards_.push_back(std::move(shard));
   }
   kernel_state_ = std::make_unique<KernelState>(*deps_.kernel.xfrm,
@@ -640,18 +641,9 @@ void Daemon::DispatchOn(Shard& shard, const ike::sa::Event& event) {
 }
 
 void Daemon::Execute(Shard& shard, ike::sa::Actions& actions) {
-  const uint32_t shards = static_cast<uint32_t>(shards_.size());
-  // Each engine numbers its reqids from 1: interleave them so that shards
-  // never share one (policies and SAs are matched by reqid in the kernel).
-  auto global_reqid = [&](uint32_t reqid) {
-    return reqid == 0 || shards == 1 ? reqid
-                                     : (reqid - 1) * shards + uint32_t(shard.index) + 1;
-  };
+  // Reqids need no translation between shards: each engine numbers its
+  // CHILD_SAs in its own slice of the owned band (ShardReqids).
   for (auto& action : actions) {
-    if (auto* install = std::get_if<ike::sa::InstallChildSa>(&action))
-      install->reqid = global_reqid(install->reqid);
-    else if (auto* policy = std::get_if<ike::sa::InstallPolicy>(&action))
-      policy->reqid = global_reqid(policy->reqid);
     if (deps_.action_observer) deps_.action_observer(action);
     if (auto* send = std::get_if<ike::sa::SendDatagram>(&action)) {
       if (shard.in_flight == 0 || !kernel_thread_running_) {

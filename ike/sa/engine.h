@@ -499,6 +499,17 @@ struct EngineSettings {
   // handle, without asking any manager. 0 bits: a lone manager.
   uint8_t shard_bits = 0;
   uint8_t shard_index = 0;
+  // The reqids this manager gives new CHILD_SAs (a rekey keeps the old
+  // one): `first` to `last`, starting at `start` and wrapping to `first`.
+  // Once wrapped, a reqid a live CHILD_SA still holds is skipped; with
+  // every one held, the CHILD_SA is refused. Several managers in one process
+  // get disjoint ranges, so no two CHILD_SAs share a kernel reqid.
+  struct ReqidRange {
+    uint32_t first = 1;
+    uint32_t last = UINT32_MAX;
+    uint32_t start = 1;  // clamped into [first, last]
+  };
+  ReqidRange reqids;
 };
 
 // A read-only view of one IKE SA, for btnsctl and the BTNS API.

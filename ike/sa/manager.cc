@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <botan/certstor.h>
 #include <botan/hash.h>
@@ -334,6 +335,11 @@ class SaManagerImpl {
     SetPolicy(std::move(policy));
     next_handle_ = next_child_handle_ =
         (uint64_t(settings_.shard_index) << 48) | 1;
+    // 0 is no reqid (the kernel's "any").
+    EngineSettings::ReqidRange& reqids = settings_.reqids;
+    reqids.first = std::max<uint32_t>(reqids.first, 1);
+    reqids.last = std::max(reqids.last, reqids.first);
+    next_reqid_ = std::clamp(reqids.start, reqids.first, reqids.last);
   }
 
   void Handle(const Event& event, Instant now, Actions& out) {
@@ -2547,6 +2553,29 @@ class SaManagerImpl {
     AppendSelectors(out, remote_ts, local_ts);
   }
 
+  // The next reqid of settings_.reqids for a new CHILD_SA; 0 when live
+  // CHILD_SAs hold all of them. Until the range first wraps every reqid
+  // handed out is fresh; after that live ones are skipped.
+  uint32_t AllocateReqid() {
+    const EngineSettings::ReqidRange& range = settings_.reqids;
+    std::unordered_set<uint32_t> live;
+    if (reqids_wrapped_)
+      for (const auto& [handle, sa] : sas_)
+        for (const auto& c : sa->children) live.insert(c.reqid);
+    const uint64_t size = uint64_t{range.last} - range.first + 1;
+    for (uint64_t tried = 0; tried < size; ++tried) {
+      const uint32_t candidate = next_reqid_;
+      if (next_reqid_ == range.last) {
+        next_reqid_ = range.first;
+        reqids_wrapped_ = true;
+      } else {
+        ++next_reqid_;
+      }
+      if (live.count(candidate) == 0) return candidate;
+    }
+    return 0;
+  }
+
   // Derives KEYMAT, emits the installs and takes the CHILD_SA into the SA.
   // `rekeyed`: the CHILD_SA it replaces (policies move to the new one).
   bool InstallChild(IkeSa& sa, ChildSa& child, const crypto::Bytes& ni,
@@ -2565,10 +2594,15 @@ class SaManagerImpl {
     if (!keymat.ok()) return false;
     auto keys = crypto::SplitEspKeymat(child.set, View(*keymat));
     if (!keys.ok()) return false;
-    child.handle = next_child_handle_++;
     child.reqid = rekeyed         ? rekeyed->reqid
                   : inherit_reqid ? inherit_reqid
-                                  : next_reqid_++;
+                                  : AllocateReqid();
+    if (child.reqid == 0) {
+      LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
+              "every reqid of the configured range is in use");
+      return false;
+    }
+    child.handle = next_child_handle_++;
     child.lifetime = Jittered(child.lifetime, random_);
     EspTransform t;
     t.encryption = child.set.encr;
@@ -3559,7 +3593,8 @@ class SaManagerImpl {
   uint64_t cookies_demanded_ = 0;
   IkeSaHandle next_handle_ = 1;
   ChildSaHandle next_child_handle_ = 1;
-  uint32_t next_reqid_ = 1;
+  uint32_t next_reqid_ = 1;  // set from settings_.reqids
+  bool reqids_wrapped_ = false;
   std::vector<crypto::TransformSet> responder_ike_sets_;
   crypto::Bytes responder_certreq_;  // CA hashes for IKE_SA_INIT responses
 
