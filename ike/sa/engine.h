@@ -118,7 +118,7 @@ struct InitiateRequest {
   // accepts it). Such a request always starts an IKE SA of its own, which
   // no other request reuses, and its CHILD_SA proposes only `trigger`'s
   // flow (one connection), or the entry's selectors without a trigger.
-  std::shared_ptr<const LocalCredentialOverride> local_credential;
+  std::shared_ptr<const LocalCredentialOverride> local_credential{};
   // Echoed in IkeSaUp and IkeSaDown of the IKE SA this request starts, so
   // the requester learns its outcome; 0 for none.
   uint64_t request_tag = 0;

@@ -154,8 +154,8 @@ struct Pending {
 struct Task {
   ReqKind kind = ReqKind::kCreateChild;
   ChildSaHandle child = 0;
-  std::string spd_entry;
-  std::optional<policy::PacketFiveTuple> trigger;
+  std::string spd_entry{};
+  std::optional<policy::PacketFiveTuple> trigger{};
   FailureReason reason = FailureReason::kDeletedLocally;
   // After INVALID_KE_PAYLOAD: the group the peer asked for.
   wire::KeGroup group = wire::KeGroup::kNone;
@@ -1397,8 +1397,9 @@ class SaManagerImpl {
     sha->update(spi.data(), spi.size());
     sha->update(secret.data(), secret.size());
     auto digest = sha->final();
-    crypto::Bytes out{version};
-    out.insert(out.end(), digest.begin(), digest.end());
+    crypto::Bytes out(1 + digest.size());
+    out[0] = version;
+    std::copy(digest.begin(), digest.end(), out.begin() + 1);
     return out;
   }
 
