@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "tests/sa/established.h"
 #include "tests/sa/expect.h"
 #include "tests/sa/fixtures.h"
 #include "tests/sa/sim.h"
@@ -49,6 +50,8 @@ struct TwoHosts {
     a = pa.Build();
     b = pb.Build();
   }
+  // The two hosts as simulated nodes "a" and "b", before any exchange.
+  TwoPeers Simulate(uint64_t seed) const { return TwoPeers(seed, {a}, {b}); }
 };
 
 policy::PacketFiveTuple Flow() {
@@ -87,9 +90,8 @@ const ChildSaUp* ChildOf(const Node& n, IkeSaHandle ike) {
 
 TEST(LocalCredentialTest, PeerSeesTheRequestedIdentityOnAnSaOfItsOwn) {
   TwoHosts s;
-  Simulation sim(41);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(41);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(1000));
   ASSERT_EQ(a.ike_up.size(), 1u);
@@ -140,9 +142,8 @@ TEST(LocalCredentialTest, PeerSeesTheRequestedIdentityOnAnSaOfItsOwn) {
 
 TEST(LocalCredentialTest, OtherRequestsNeverShareItsIkeSa) {
   TwoHosts s;
-  Simulation sim(42);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(42);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 5));
   sim.RunFor(Duration(1000));
   ASSERT_EQ(a.ike_up.size(), 1u);
@@ -165,9 +166,8 @@ TEST(LocalCredentialTest, OtherRequestsNeverShareItsIkeSa) {
 
 TEST(LocalCredentialTest, UntrustedKeyFailsWithTheRequestTagAndTheReason) {
   TwoHosts s;
-  Simulation sim(43);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(43);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(1000));
   ASSERT_EQ(a.ike_up.size(), 1u);
@@ -188,9 +188,8 @@ TEST(LocalCredentialTest, UntrustedKeyFailsWithTheRequestTagAndTheReason) {
 
 TEST(LocalCredentialTest, IdentityNoPadEntryKnowsIsRefused) {
   TwoHosts s;
-  Simulation sim(44);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(44);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(s.app_key, "stranger.example"), 3));
   sim.RunFor(Duration(60000));
   ASSERT_EQ(a.ike_down.size(), 1u);
@@ -206,9 +205,8 @@ TEST(LocalCredentialTest, IdentityNoPadEntryKnowsIsRefused) {
 // request's IKE SA is deleted and its end names the refusal.
 TEST(LocalCredentialTest, RefusedChildSaEndsTheRequestsIkeSa) {
   TwoHosts s(/*b_protects_app=*/false);
-  Simulation sim(46);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(46);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 8));
   sim.RunFor(Duration(10000));
   ASSERT_EQ(a.ike_down.size(), 1u);
@@ -221,9 +219,8 @@ TEST(LocalCredentialTest, RefusedChildSaEndsTheRequestsIkeSa) {
 
 TEST(LocalCredentialTest, MissingKeyIsAPolicyErrorNotACrash) {
   TwoHosts s;
-  Simulation sim(45);
-  Node& a = sim.AddNode("a", kA, s.a);
-  sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(45);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(std::nullopt, "app.example"), 4));
   sim.RunFor(Duration(60000));
   ASSERT_EQ(a.ike_down.size(), 1u);
