@@ -909,10 +909,12 @@ class SaManagerImpl {
       for (auto& t : sa->tasks)
         if (t.kind == ReqKind::kCreateChild && t.spd_entry == entry_name)
           return;
+      if (NoFreeReqid(entry_name)) return;
       sa->tasks.push_back(Task{ReqKind::kCreateChild, 0, entry_name, trigger});
       RunTasks(*sa);
       return;
     }
+    if (NoFreeReqid(entry_name)) return;
     IkeSa& sa = NewSa(true);
     sa.spd_entry = entry_name;
     sa.trigger = trigger;
@@ -2575,6 +2577,23 @@ class SaManagerImpl {
       if (live.count(candidate) == 0) return candidate;
     }
     return 0;
+  }
+
+  // Before asking the peer for a new CHILD_SA: refused (and logged) when
+  // live CHILD_SAs hold every reqid of the range, rather than leaving the
+  // peer with a CHILD_SA we could not install.
+  bool NoFreeReqid(const std::string& entry_name) {
+    if (!reqids_wrapped_) return false;  // next_reqid_ onwards are unused
+    std::unordered_set<uint32_t> live;
+    for (const auto& [handle, sa] : sas_)
+      for (const auto& c : sa->children) live.insert(c.reqid);
+    const uint64_t size =
+        uint64_t{settings_.reqids.last} - settings_.reqids.first + 1;
+    if (live.size() < size) return false;
+    LogLine(LogLevel::kError, 0, FailureReason::kInternalError,
+            "initiate: SPD entry '" + entry_name +
+                "': every reqid of the configured range is in use");
+    return true;
   }
 
   // Derives KEYMAT, emits the installs and takes the CHILD_SA into the SA.

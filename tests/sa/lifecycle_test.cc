@@ -197,16 +197,17 @@ TEST(ReqidTest, NewChildSasTakeFreeReqidsOfTheConfiguredRange) {
   EXPECT_EQ(newest_reqid(*e.a), 100u);  // wrapped to `first`
   EXPECT_EQ(newest_reqid(*e.b), 100u);
 
-  // Both reqids are held: the responder refuses a third CHILD_SA rather
+  // Both reqids are held: the initiator asks for no third CHILD_SA rather
   // than give it a live reqid.
+  const size_t sent = e.a->sent.size();
   e.sim.Feed(*e.a, Initiate("a-b-ssh"));
   e.sim.RunFor(Duration(1000));
+  EXPECT_EQ(e.a->sent.size(), sent);
+  EXPECT_TRUE(e.a->Logged(FailureReason::kInternalError));
   EXPECT_EQ(e.a->child_up.size(), 2u);
   EXPECT_EQ(e.b->child_up.size(), 2u);
   EXPECT_EQ(e.a->manager->child_sa_count(), 2u);
   EXPECT_EQ(e.b->manager->child_sa_count(), 2u);
-  EXPECT_TRUE(e.b->Logged(FailureReason::kInternalError));
-  EXPECT_EQ(e.b->spis->outstanding(), 0u);
 
   // With the web CHILD_SA gone its reqid is free; "a-b"'s (the next in
   // turn) is still held and skipped.
@@ -222,6 +223,48 @@ TEST(ReqidTest, NewChildSasTakeFreeReqidsOfTheConfiguredRange) {
   EXPECT_EQ(e.a->manager->child_sa_count(), 2u);
   EXPECT_EQ(CheckPairConsistent(*e.a, *e.b), "");
   EXPECT_EQ(e.a->errors + e.b->errors, 0u);
+}
+
+// A responder whose reqids are all held refuses the CHILD_SA (nothing is
+// installed on either side) and serves again once one is free.
+TEST(ReqidTest, ResponderWithoutAFreeReqidRefusesTheChildSa) {
+  auto p = MakePskPair();
+  auto a_snap = std::make_shared<policy::PolicySnapshot>(*p.a);
+  auto b_snap = std::make_shared<policy::PolicySnapshot>(*p.b);
+  auto web_a = ProtectEntry("a-b-web", kA, kB, "b");
+  web_a.selector.protocol = 6;
+  web_a.selector.remote_ports = {443, 443};
+  a_snap->spd = policy::Spd({web_a, ProtectEntry("a-b", kA, kB, "b")});
+  EngineSettings one_reqid;
+  one_reqid.reqids = {/*first=*/7, /*last=*/7, /*start=*/7};
+  TwoPeers peers(42, {a_snap}, {b_snap, {}, one_reqid});
+  auto& [sim, a, b] = peers;
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(b.child_up.size(), 1u);
+  ASSERT_EQ(b.spd.size(), 2u);
+  EXPECT_EQ(b.spd[0].reqid, 7u);
+  sim.Feed(a, Initiate("a-b-web"));
+  sim.RunFor(Duration(1000));
+  EXPECT_EQ(a.child_up.size(), 1u);
+  EXPECT_EQ(b.child_up.size(), 1u);
+  EXPECT_EQ(a.manager->child_sa_count(), 1u);
+  EXPECT_EQ(b.manager->child_sa_count(), 1u);
+  EXPECT_EQ(a.sad.size(), 2u);
+  EXPECT_EQ(b.sad.size(), 2u);
+  EXPECT_TRUE(b.Logged(FailureReason::kInternalError));
+  EXPECT_EQ(a.spis->outstanding() + b.spis->outstanding(), 0u);
+  // With the first CHILD_SA gone, its reqid serves the next one.
+  sim.Feed(a, DeleteRequest{0, a.child_up[0].child_sa});
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(b.manager->child_sa_count(), 0u);
+  sim.Feed(a, Initiate("a-b-web"));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(b.child_up.size(), 2u);
+  ASSERT_EQ(b.spd.size(), 2u);
+  EXPECT_EQ(b.spd[0].reqid, 7u);
+  EXPECT_EQ(CheckPairConsistent(a, b), "");
+  EXPECT_EQ(a.errors + b.errors, 0u);
 }
 
 TEST(RekeyTest, ChildSaRekeyedByEitherSide) {
