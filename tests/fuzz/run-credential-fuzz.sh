@@ -10,6 +10,7 @@
 # (Debian 12).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/tests/fuzz/fuzz_lib.sh"
 runs=${RUNS:-20000}
 max_time=${MAX_TIME:-25}
 work=${FUZZ_WORK_DIR:-}
@@ -29,24 +30,7 @@ clang++-14 -std=c++20 -O1 -g -fno-omit-frame-pointer \
   -lbotan-2 -lpthread \
   -o "$work/credential_fuzz"
 
-# The fuzzer writes new inputs into the first directory only, so the seeds
-# in the source tree stay untouched.
 echo "running: -runs=$runs -max_total_time=$max_time over $(ls "$seeds" | wc -l) seeds"
-set +e
-"$work/credential_fuzz" -runs="$runs" -max_total_time="$max_time" -max_len=8192 \
-  -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
-  "$work/corpus" "$seeds" >"$work/fuzz.log" 2>&1
-status=$?
-set -e
-tail -n 25 "$work/fuzz.log"
-executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log")
-echo "executions: ${executions:-unknown}, exit status $status"
-if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
-  echo "FUZZING FOUND A PROBLEM: log $work/fuzz.log, reproducer(s) in $work/artifacts" >&2
-  exit 1
-fi
-if [ -z "$executions" ] || [ "$executions" -eq 0 ]; then
-  echo "fuzzer did not run" >&2
-  exit 1
-fi
+run_fuzzer "$work/fuzz.log" 8192 "$runs" "$max_time" "$work/credential_fuzz" \
+  "$work/corpus" "$seeds"
 if [ -n "${remove_work_on_success:-}" ]; then rm -rf "$work"; fi
