@@ -149,6 +149,14 @@ TEST(CreateChildTest, SecondSpdEntryUsesTheExistingIkeSa) {
   EXPECT_EQ(e.a->child_up.size(), 2u);
 }
 
+// `entry` narrowed to TCP to or from one port (of the remote side or ours).
+policy::SpdEntry TcpPort(policy::SpdEntry entry, uint16_t port, bool remote) {
+  entry.selector.protocol = 6;
+  (remote ? entry.selector.remote_ports : entry.selector.local_ports) =
+      policy::PortRange{port, port};
+  return entry;
+}
+
 // New CHILD_SAs take their reqids from EngineSettings::reqids: from `start`,
 // wrapping to `first`, skipping reqids live CHILD_SAs hold, and refusing a
 // CHILD_SA when all are held (one manager's range must never hand out a
@@ -157,17 +165,11 @@ TEST(ReqidTest, NewChildSasTakeFreeReqidsOfTheConfiguredRange) {
   auto p = MakePskPair();
   auto a_snap = std::make_shared<policy::PolicySnapshot>(*p.a);
   auto b_snap = std::make_shared<policy::PolicySnapshot>(*p.b);
-  auto with_port = [](policy::SpdEntry entry, uint16_t port, bool remote) {
-    entry.selector.protocol = 6;
-    (remote ? entry.selector.remote_ports : entry.selector.local_ports) =
-        policy::PortRange{port, port};
-    return entry;
-  };
-  a_snap->spd = policy::Spd({with_port(ProtectEntry("a-b-web", kA, kB, "b"), 443, true),
-                             with_port(ProtectEntry("a-b-ssh", kA, kB, "b"), 22, true),
+  a_snap->spd = policy::Spd({TcpPort(ProtectEntry("a-b-web", kA, kB, "b"), 443, true),
+                             TcpPort(ProtectEntry("a-b-ssh", kA, kB, "b"), 22, true),
                              ProtectEntry("a-b", kA, kB, "b")});
-  b_snap->spd = policy::Spd({with_port(ProtectEntry("b-a-web", kB, kA, "a"), 443, false),
-                             with_port(ProtectEntry("b-a-ssh", kB, kA, "a"), 22, false),
+  b_snap->spd = policy::Spd({TcpPort(ProtectEntry("b-a-web", kB, kA, "a"), 443, false),
+                             TcpPort(ProtectEntry("b-a-ssh", kB, kA, "a"), 22, false),
                              ProtectEntry("b-a", kB, kA, "a")});
   EngineSettings settings;
   settings.reqids = {/*first=*/100, /*last=*/101, /*start=*/101};
@@ -230,14 +232,11 @@ TEST(ReqidTest, NewChildSasTakeFreeReqidsOfTheConfiguredRange) {
 TEST(ReqidTest, ResponderWithoutAFreeReqidRefusesTheChildSa) {
   auto p = MakePskPair();
   auto a_snap = std::make_shared<policy::PolicySnapshot>(*p.a);
-  auto b_snap = std::make_shared<policy::PolicySnapshot>(*p.b);
-  auto web_a = ProtectEntry("a-b-web", kA, kB, "b");
-  web_a.selector.protocol = 6;
-  web_a.selector.remote_ports = {443, 443};
-  a_snap->spd = policy::Spd({web_a, ProtectEntry("a-b", kA, kB, "b")});
+  a_snap->spd = policy::Spd({TcpPort(ProtectEntry("a-b-web", kA, kB, "b"), 443, true),
+                             ProtectEntry("a-b", kA, kB, "b")});
   EngineSettings one_reqid;
   one_reqid.reqids = {/*first=*/7, /*last=*/7, /*start=*/7};
-  TwoPeers peers(42, {a_snap}, {b_snap, {}, one_reqid});
+  TwoPeers peers(42, {a_snap}, {p.b, {}, one_reqid});
   auto& [sim, a, b] = peers;
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(1000));
