@@ -75,6 +75,10 @@ struct ChildSa {
   uint32_t spi_out = 0;
   crypto::TransformSet set;
   std::vector<policy::TrafficSelector> local_ts, remote_ts;
+  // Transport mode across a NAT (RFC 7296 section 2.23.1): the selectors as
+  // negotiated with the peer, which name its own address where local_ts and
+  // remote_ts (the kernel's) name the NAT's. Empty when they do not differ.
+  std::vector<policy::TrafficSelector> wire_local_ts, wire_remote_ts;
   policy::Lifetime lifetime;
   ChildState state = ChildState::kActive;
   bool owns_policies = false;
@@ -2436,6 +2440,18 @@ class SaManagerImpl {
     };
     auto proposed_i = FromWire(tsi->selectors);
     auto proposed_r = FromWire(tsr->selectors);
+    bool wants_transport = FindNotify(ps, NotifyType::kUseTransportMode);
+    // RFC 7296 section 2.23.1: in transport mode across a NAT a host names
+    // its own address in its selectors, but the packets arrive here from
+    // the NAT's. Look up and install with the IKE SA's addresses; answer
+    // with the selectors as the peer knows them.
+    std::optional<policy::IpAddress> peer_own, local_own;
+    if (!rekeyed && wants_transport) {
+      if (sa.nat_remote)
+        peer_own = SubstituteHost(proposed_i, sa.remote.address);
+      if (sa.nat_local)
+        local_own = SubstituteHost(proposed_r, sa.local.address);
+    }
     // Find the SPD entry: the first pair of proposed selectors that fits an
     // entry bound to the peer's PAD entry, narrowed by the PAD's child SA
     // authorization data (the peer's side).
@@ -2491,7 +2507,6 @@ class SaManagerImpl {
                "' covers the proposed traffic selectors");
       return;
     }
-    bool wants_transport = FindNotify(ps, NotifyType::kUseTransportMode);
     policy::IpsecMode mode = entry->protect.mode;
     if (mode == policy::IpsecMode::kTransport && !wants_transport) {
       fail(NotifyType::kNoProposalChosen, FailureReason::kNoProposalChosen,
@@ -2534,6 +2549,18 @@ class SaManagerImpl {
     child.set = selected->transforms;
     child.local_ts = local_ts;
     child.remote_ts = remote_ts;
+    if (rekeyed) {
+      child.wire_local_ts = rekeyed->wire_local_ts;
+      child.wire_remote_ts = rekeyed->wire_remote_ts;
+    } else if (peer_own || local_own) {
+      child.wire_local_ts = WithHost(local_ts, sa.local.address, local_own);
+      child.wire_remote_ts = WithHost(remote_ts, sa.remote.address, peer_own);
+    }
+    // Responder's TSi is the peer's side, TSr ours.
+    auto answer_i = child.wire_remote_ts.empty() ? remote_ts
+                                                 : child.wire_remote_ts;
+    auto answer_r = child.wire_local_ts.empty() ? local_ts
+                                                : child.wire_local_ts;
     child.lifetime = entry->protect.child_lifetime;
     const crypto::Bytes& ni_child = ike_auth ? sa.ni : last_peer_nonce_;
     const crypto::Bytes& nr_child = ike_auth ? sa.nr : nonce_r;
@@ -2552,8 +2579,37 @@ class SaManagerImpl {
       out.push_back(wire::MakePayload(
           wire::KePayload{ke_group, *pending_ke_public_}));
     if (!ike_auth) out.push_back(wire::MakePayload(wire::NoncePayload{nonce_r}));
-    // Responder's TSi is the peer's side, TSr ours.
-    AppendSelectors(out, remote_ts, local_ts);
+    AppendSelectors(out, answer_i, answer_r);
+  }
+
+  // Replaces the address of every single-host selector of `seen`'s family
+  // by `seen` (RFC 7296 section 2.23.1); returns the first address replaced
+  // that differed, nullopt if none did.
+  static std::optional<policy::IpAddress> SubstituteHost(
+      std::vector<policy::TrafficSelector>& selectors,
+      const policy::IpAddress& seen) {
+    std::optional<policy::IpAddress> own;
+    for (auto& ts : selectors) {
+      if (ts.addresses.family() != seen.family ||
+          ts.addresses.start != ts.addresses.end || ts.addresses.start == seen)
+        continue;
+      if (!own) own = ts.addresses.start;
+      ts.addresses = policy::IpRange::Host(seen);
+    }
+    return own;
+  }
+
+  // `selectors` with the host `seen` named `own` instead, as the peer knows
+  // it; unchanged without `own`.
+  static std::vector<policy::TrafficSelector> WithHost(
+      std::vector<policy::TrafficSelector> selectors,
+      const policy::IpAddress& seen,
+      const std::optional<policy::IpAddress>& own) {
+    if (own)
+      for (auto& ts : selectors)
+        if (ts.addresses == policy::IpRange::Host(seen))
+          ts.addresses = policy::IpRange::Host(*own);
+    return selectors;
   }
 
   // The next reqid of settings_.reqids for a new CHILD_SA; 0 when live
@@ -2916,8 +2972,10 @@ class SaManagerImpl {
     auto child = PrepareChild(sa, entry_name, trigger, with_ke);
     if (!child) return;
     if (rekeyed) {
-      child->ts_i = rekeyed->local_ts;
-      child->ts_r = rekeyed->remote_ts;
+      // The peer's view of the selectors (2.23.1), the kernel's otherwise.
+      bool nat_view = !rekeyed->wire_local_ts.empty();
+      child->ts_i = nat_view ? rekeyed->wire_local_ts : rekeyed->local_ts;
+      child->ts_r = nat_view ? rekeyed->wire_remote_ts : rekeyed->remote_ts;
       child->rekeys = rekeyed->handle;
       child->reqid = rekeyed->reqid;
       child->mode = rekeyed->mode;
@@ -3474,6 +3532,13 @@ class SaManagerImpl {
     c.remote_ts = got_r;
     c.lifetime = child.lifetime;
     ChildSa* old = child.rekeys ? sa.FindChild(child.rekeys) : nullptr;
+    if (old && !old->wire_local_ts.empty()) {
+      // A rekey across a NAT in transport mode keeps the kernel's selectors.
+      c.wire_local_ts = got_i;
+      c.wire_remote_ts = got_r;
+      c.local_ts = old->local_ts;
+      c.remote_ts = old->remote_ts;
+    }
     if (!InstallChild(sa, c, ike_auth ? sa.ni : child.nonce,
                       ike_auth ? sa.nr : nr,
                       shared ? View(*shared) : ByteView{}, old,
