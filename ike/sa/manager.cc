@@ -3487,6 +3487,15 @@ class SaManagerImpl {
       }
       return true;
     };
+    // RFC 7296 section 2.23.1: across a NAT in transport mode the responder
+    // may answer with the addresses it sees, the NAT's for ours; the kernel
+    // here needs the addresses of this IKE SA.
+    if ((!within(got_i, child.ts_i) || !within(got_r, child.ts_r)) &&
+        child.mode == policy::IpsecMode::kTransport &&
+        FindNotify(ps, NotifyType::kUseTransportMode)) {
+      if (sa.nat_local) SubstituteHost(got_i, sa.local.address);
+      if (sa.nat_remote) SubstituteHost(got_r, sa.remote.address);
+    }
     if (!within(got_i, child.ts_i) || !within(got_r, child.ts_r)) {
       give_up(FailureReason::kTsUnacceptable,
               "responder's selectors are not within what we proposed");
