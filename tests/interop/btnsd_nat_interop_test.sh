@@ -204,4 +204,4 @@ else
 fi
 stop_btnsd left || true
 stop_btnsd right || true
-print_matrix "NAT traversal: btnsd <-> strongSwan behind a NAT"
+print_matrix "NAT traversal: strongSwan behind a NAT; btnsd behind it in transport mode"
