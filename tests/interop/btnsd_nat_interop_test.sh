@@ -26,7 +26,9 @@
 #   nat-transport-btnsd-behind-nat-btnsd       btnsd answers on left: it
 #                                substitutes the NAT's address for the
 #                                peer's in its policies and answers with
-#                                the selectors as proposed
+#                                the selectors as proposed; then each btnsd
+#                                rekeys the CHILD_SA (btnsctl): the new SAs
+#                                keep both views and carry pings
 # each with ping and a 200 kB TCP transfer through ESP-in-UDP transport
 # SAs (the kernel accepts the TCP checksums computed over the peer's
 # original address, RFC 3948 section 3.1.2) and the ESP counters of both
@@ -39,13 +41,17 @@ if [[ ${1:-} != --inside ]]; then
   btnsd=${BTNSD:-$root/daemon/btnsd}
   [[ -x $btnsd ]] || btnsd=$root/bazel-bin/daemon/btnsd
   [[ -x $btnsd ]] || { echo "btnsd not found (bazel build //daemon:btnsd)" >&2; exit 2; }
+  btnsctl=${BTNSCTL:-$root/tools/btnsctl/btnsctl}
+  [[ -x $btnsctl ]] || btnsctl=$root/bazel-bin/tools/btnsctl/btnsctl
+  [[ -x $btnsctl ]] || { echo "btnsctl not found (bazel build //tools/btnsctl)" >&2; exit 2; }
   exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-840}" "$(realpath "$0")" --inside \
     "$(realpath "$btnsd")" "$(realpath "$root/tools/uml/lib.sh")" \
-    "$(realpath "$root/tests/interop")"
+    "$(realpath "$root/tests/interop")" "$(realpath "$btnsctl")"
 fi
 btnsd=$2
 . "$3"
 interop=$4
+btnsctl=$5
 configs=$interop/configs
 work=$TMPDIR/nat
 mkdir -p "$work"
@@ -195,8 +201,31 @@ grep -q "src $UML_LEFT_V4/32 dst $UML_NAT_OUTSIDE_V4/32" <<<"$left_policies" ||
 right_policies=$(ip -n right xfrm policy)
 grep -q "src $UML_INSIDE_V4/32 dst $UML_LEFT_V4/32" <<<"$right_policies" ||
   { ok=0; why="$why right's outbound policy does not name its own address"; }
+# child_rekey_by HOST: HOST's btnsd rekeys the CHILD_SA; both kernels end
+# with one new SA pair and the policies of before, and pings go through.
+child_rekey_by() {
+  local host=$1 socket=/run/btnsd-$1/api.sock id before
+  before="$(spis left)"
+  id=$(ip netns exec "$host" "$btnsctl" --socket "$socket" list-sas | awk '/CHILD SA #/ {sub("#", "", $3); print $3; exit}')
+  ip netns exec "$host" "$btnsctl" --socket "$socket" rekey "child:$id" >> "$work/btnsctl.out" 2>&1 ||
+    { ok=0; why="$why btnsctl rekey child:$id in $host failed"; return; }
+  UML_WAIT_SECONDS=15 uml_wait_for sh -c "[ \"\$(ip -n left xfrm state | awk '/proto esp spi/ {print \$4}' | sort | tr '\n' ' ')\" != '$before' ] &&
+    [ \$(ip -n left xfrm state | grep -c '^src') -eq 2 ] && [ \$(ip -n right xfrm state | grep -c '^src') -eq 2 ]" ||
+    { ok=0; why="$why rekey by $host: SAs now left [$(spis left)] (before [$before]), right $(sa_count right)"; return; }
+  [[ $(ip -n left xfrm policy) == "$left_policies" ]] || { ok=0; why="$why rekey by $host changed left's policies"; }
+  [[ $(ip -n right xfrm policy) == "$right_policies" ]] || { ok=0; why="$why rekey by $host changed right's policies"; }
+  local packets=$(esp_packets left)
+  [[ $(ping_replies right "$UML_LEFT_V4" 3) == 3 ]] || { ok=0; why="$why ping after the rekey by $host failed"; }
+  (( $(esp_packets left) - packets >= 6 )) || { ok=0; why="$why no ESP on the SAs of the rekey by $host"; }
+  rekeys+=" $host:[$before]->[$(spis left)]"
+}
+rekeys=""
 if ((ok)); then
-  result nat-transport-btnsd-behind-nat-btnsd PASS "$details left_policy=$UML_LEFT_V4->$UML_NAT_OUTSIDE_V4 right_policy=$UML_INSIDE_V4->$UML_LEFT_V4"
+  child_rekey_by left
+  ((ok)) && child_rekey_by right
+fi
+if ((ok)); then
+  result nat-transport-btnsd-behind-nat-btnsd PASS "$details left_policy=$UML_LEFT_V4->$UML_NAT_OUTSIDE_V4 right_policy=$UML_INSIDE_V4->$UML_LEFT_V4 child_rekeys=$rekeys"
 else
   result nat-transport-btnsd-behind-nat-btnsd FAIL "$why"
   for f in "$work/btnsd-left-transport.log" "$work/btnsd-right2.log"; do echo "   == $f"; tail -n 40 "$f" | sed 's/^/     /'; done
