@@ -884,7 +884,12 @@ void Daemon::KernelEventsReady() {
   const uint16_t ike_port = snapshot->daemon.ike_port;
   for (const auto& event : events.value()) {
     if (auto* acquire = std::get_if<kernel_glue::AcquireEvent>(&event)) {
-      if (deps_.acquire_observer) deps_.acquire_observer(*acquire);
+      if (deps_.acquire_observer && deps_.acquire_observer(*acquire)) {
+        BTNSD_LOG(Level::kInfo, "kernel-acquire-api",
+                  {"selector", acquire->selector.ToString()},
+                  {"reqid", static_cast<uint64_t>(acquire->templ.reqid)});
+        continue;
+      }
       auto converted = FromKernelAcquire(*acquire, ike_port);
       if (!converted) continue;
       BTNSD_LOG(Level::kInfo, "kernel-acquire", {"selector", acquire->selector.ToString()});
@@ -1005,6 +1010,7 @@ bool Daemon::Reload() {
     }
   }
   ++counters_->reloads;
+  if (deps_.credentials_observer) deps_.credentials_observer(shared_credentials);
   if (deps_.reload_observer) deps_.reload_observer(next);
   BTNSD_LOG(Level::kInfo, "reloaded", {"config", config_path_},
             {"spd_added", diff.spd.added.size()},

@@ -449,6 +449,9 @@ struct LocalCredential {
 struct LocalCredentialOverride {
   policy::Identity id;  // sent in IDi; never NULL (a key is required)
   LocalCredential credential;
+  // Used only when `credential` has no key: AUTH method 2 with this secret
+  // (a configured identity whose proof is a shared key).
+  std::vector<uint8_t> shared_key;
   // For logs: where the credential came from ("identity 'alice'",
   // "credential file of uid 1000").
   std::string label;

@@ -1745,8 +1745,13 @@ class SaManagerImpl {
       return Failure{FailureReason::kPolicyMissing, std::nullopt,
                      "PAD entry '" + pad.name + "' names local identity '" +
                          pad.local_identity + "', which is not configured"};
+    // A configured identity the application picked may prove itself with
+    // its shared key instead of a private key.
+    const bool override_psk = override && !override->credential.private_key &&
+                              !override->credential.external_signer &&
+                              !override->shared_key.empty();
     if (override && ((!override->credential.private_key &&
-                      !override->credential.external_signer) ||
+                      !override->credential.external_signer && !override_psk) ||
                      override->id.type == wire::IdType::kNull))
       return Failure{FailureReason::kPolicyMissing, std::nullopt,
                      "the credential asked for (" + override->label +
@@ -1780,7 +1785,14 @@ class SaManagerImpl {
                (it->second.private_key || it->second.external_signer)) {
       cred = &it->second;
     }
-    // An overriding credential always signs, whatever the entry's method.
+    if (override_psk) {
+      auto a = crypto::ComputeSharedKeyAuth(sa.set.prf, View(override->shared_key),
+                                            View(octets));
+      if (!a.ok()) return fail(a.error().message);
+      out.auth = {wire::AuthMethod::kSharedKeyMic, std::move(*a)};
+      return out;
+    }
+    // An overriding key always signs, whatever the entry's method.
     bool use_psk = !override &&
                    (pad.auth == policy::PeerAuthMethod::kPsk || !cred);
     if (use_psk) {

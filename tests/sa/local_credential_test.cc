@@ -231,3 +231,78 @@ TEST(LocalCredentialTest, MissingKeyIsAPolicyErrorNotACrash) {
 
 }  // namespace
 }  // namespace ike::sa::testing
+
+namespace ike::sa::testing {
+namespace {
+
+// A configured identity whose proof is a shared key (no private key): the
+// override carries the secret, and the peer's PAD entry for that identity
+// checks it; a wrong secret is the peer's AUTHENTICATION_FAILED.
+policy::PolicySnapshotPtr TeamResponder() {
+  PolicyBuilder pb;
+  pb.Identity("me", policy::Identity::Fqdn("b.example"),
+              policy::CredentialKind::kNone, "k")
+      .Secret("k", "correct horse")
+      .Secret("team", "team secret")
+      .Pad(PskEntry("a", "a.example", "k", kA, "me"))
+      .Pad(PskEntry("team", "team.example", "team", kA, "me"))
+      .Spd(ProtectEntry("b-a", kB, kA, "a"))
+      .Spd(ProtectEntry("b-team", kB, kA, "team"));
+  return pb.Build();
+}
+
+// PSK proves both sides with one secret: B answers team.example with it,
+// so A's PAD entry for B must name the same secret.
+policy::PolicySnapshotPtr TeamInitiator() {
+  PolicyBuilder pa;
+  pa.Identity("me", policy::Identity::Fqdn("a.example"))
+      .Secret("k", "team secret")
+      .Pad(PskEntry("b", "b.example", "k", kB, "me"))
+      .Spd(ProtectEntry("a-b", kA, kB, "b"));
+  return pa.Build();
+}
+
+std::shared_ptr<LocalCredentialOverride> SharedKeyCredential(const std::string& secret) {
+  auto credential = std::make_shared<LocalCredentialOverride>();
+  credential->id = policy::Identity::Fqdn("team.example");
+  credential->shared_key.assign(secret.begin(), secret.end());
+  credential->label = "identity 'team'";
+  return credential;
+}
+
+TEST(LocalCredentialTest, AConfiguredIdentityMayProveItselfWithItsSharedKey) {
+  Simulation sim(47);
+  Node& a = sim.AddNode("a", kA, TeamInitiator());
+  Node& b = sim.AddNode("b", kB, TeamResponder());
+  sim.Feed(a, WithCredential(SharedKeyCredential("team secret"), 12));
+  sim.RunFor(Duration(2000));
+  ASSERT_EQ(a.ike_up.size(), 1u);
+  EXPECT_EQ(a.ike_up[0].request_tag, 12u);
+  EXPECT_TRUE(a.ike_up[0].local_overridden);
+  EXPECT_EQ(a.ike_up[0].local_id, "fqdn:team.example");
+  ASSERT_EQ(b.ike_up.size(), 1u);
+  EXPECT_EQ(b.ike_up[0].peer.pad_entry, "team");
+  EXPECT_EQ(b.ike_up[0].peer.auth, PeerAuthKind::kSharedKey);
+  EXPECT_EQ(b.ike_up[0].peer.asserted_id, policy::Identity::Fqdn("team.example"));
+  EXPECT_NE(ChildOf(a, a.ike_up[0].ike_sa), nullptr);
+  ExpectContinuous(a);
+  ExpectContinuous(b);
+}
+
+TEST(LocalCredentialTest, AWrongSharedKeyIsThePeersRefusal) {
+  Simulation sim(48);
+  Node& a = sim.AddNode("a", kA, TeamInitiator());
+  Node& b = sim.AddNode("b", kB, TeamResponder());
+  sim.Feed(a, WithCredential(SharedKeyCredential("not the secret"), 13));
+  sim.RunFor(Duration(60000));
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  EXPECT_EQ(a.ike_down[0].request_tag, 13u);
+  EXPECT_EQ(a.ike_down[0].notify, wire::NotifyType::kAuthenticationFailed);
+  EXPECT_TRUE(a.ike_up.empty());
+  EXPECT_TRUE(b.ike_up.empty());
+  ExpectClean(a);
+  ExpectClean(b);
+}
+
+}  // namespace
+}  // namespace ike::sa::testing
