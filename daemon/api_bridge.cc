@@ -65,13 +65,16 @@ btns_api::PeerIdentity ToApiPeer(const ike::sa::PeerIdentity& peer) {
   return out;
 }
 
-// By name, or by the ID text ("fqdn:alice.example") it presents.
+// By name, by the ID text ("fqdn:alice.example") it presents, or by name
+// as get_new_iToken("alice") writes it ("fqdn:alice": a bare name is an FQDN).
 const ike::policy::LocalIdentity* FindConfiguredIdentity(
     const ike::policy::PolicySnapshot& snapshot, const std::string& wanted) {
   const ike::policy::LocalIdentity* identity = snapshot.FindIdentity(wanted);
   if (identity != nullptr) return identity;
   for (const auto& candidate : snapshot.identities)
     if (candidate.id.ToString() == wanted) return &candidate;
+  constexpr std::string_view kFqdn = "fqdn:";
+  if (wanted.rfind(kFqdn, 0) == 0) return snapshot.FindIdentity(wanted.substr(kFqdn.size()));
   return nullptr;
 }
 

@@ -723,7 +723,7 @@ class ConfiguredIdentityTest : public ::testing::Test {
 };
 
 TEST_F(ConfiguredIdentityTest, AnIdentityThePadWouldNotPresentGetsAnIkeSaOfItsOwn) {
-  request.local_identity = "alice";
+  request.local_identity = "fqdn:alice";  // get_new_iToken("alice")
   ASSERT_TRUE(bridge.RequestProtection(request).ok());
   const uint32_t reqid = WaitingReqid();
   ASSERT_NE(reqid, 0u);
