@@ -224,7 +224,9 @@ void ApiBridge::OnIkeSaUp(const ike::sa::IkeSaUp& up) {
     local.auth = AuthKind::kRawKey;
     record.local = local;
   }
-  if (up.request_tag != 0) NoteDedicatedUp(up, record);
+  // A rekeyed IKE SA may not repeat the tag: its record says it is one.
+  if (up.request_tag != 0 || dedicated_ike_sas_.count(up.ike_sa))
+    NoteDedicatedUp(up, record);
   auto [it, inserted] = ike_sas_.try_emplace(up.ike_sa, record);
   if (!inserted) {
     // A rekeyed IKE SA announces itself again; only a different peer is news.
@@ -926,7 +928,14 @@ void ApiBridge::NoteDedicatedUp(const ike::sa::IkeSaUp& up, IkeSaRecord& record)
   if (fresh) {
     it->second.reqid = uint32_t(up.request_tag);
     auto socket = waiting_sockets_.find(it->second.reqid);
-    if (socket != waiting_sockets_.end()) it->second.local = socket->second.presented;
+    if (socket != waiting_sockets_.end()) {
+      it->second.local = socket->second.presented;
+    } else {
+      // Its socket gave up waiting (refused at the deadline) while IKE ran:
+      // nobody will use it.
+      it->second.orphaned = true;
+      if (poster_) poster_([] {});
+    }
   }
   if (it->second.local) record.local = it->second.local;
 }
@@ -944,7 +953,8 @@ void ApiBridge::WatchDedicated(const WaitingSocket& socket, const SaInfo& sa) {
 
 std::optional<std::chrono::steady_clock::time_point> ApiBridge::NextWatch() const {
   for (const auto& [handle, dedicated] : dedicated_ike_sas_)
-    if (!dedicated.sockets.empty() && !dedicated.deleting) return next_watch_;
+    if ((!dedicated.sockets.empty() || dedicated.orphaned) && !dedicated.deleting)
+      return next_watch_;
   return std::nullopt;
 }
 
@@ -954,7 +964,7 @@ std::vector<ike::sa::IkeSaHandle> ApiBridge::DueDedicatedDeletes() {
   if (now < next_watch_ || !NextWatch()) return due;
   next_watch_ = now + watch_interval_;
   for (auto& [handle, dedicated] : dedicated_ike_sas_) {
-    if (dedicated.sockets.empty() || dedicated.deleting) continue;
+    if ((dedicated.sockets.empty() && !dedicated.orphaned) || dedicated.deleting) continue;
     const bool released = std::all_of(
         dedicated.sockets.begin(), dedicated.sockets.end(),
         [this](const WatchedSocket& s) { return socket_probe_(s) == SocketHold::kReleased; });
@@ -967,8 +977,11 @@ std::vector<ike::sa::IkeSaHandle> ApiBridge::DueDedicatedDeletes() {
     dedicated.deleting = true;
     due.push_back(handle);
     BTNSD_LOG(Level::kInfo, "api-dedicated-sa-closed", {"ike_sa", handle},
-              {"conversation", dedicated.sockets.front().conversation.ToString()},
-              {"why", "the socket it served is closed"});
+              {"conversation", dedicated.sockets.empty()
+                                    ? std::string("-")
+                                    : dedicated.sockets.front().conversation.ToString()},
+              {"why", dedicated.orphaned ? "its socket stopped waiting before it was up"
+                                         : "the socket it served is closed"});
   }
   return due;
 }

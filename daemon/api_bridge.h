@@ -157,6 +157,7 @@ class ApiBridge : public btns_api::SaDirectory {
     std::optional<btns_api::PeerIdentity> local;  // what it presents
     std::vector<WatchedSocket> sockets;  // served, once bound
     std::optional<std::chrono::steady_clock::time_point> released_since;
+    bool orphaned = false;  // up after its socket stopped waiting
     bool deleting = false;
   };
   struct IkeSaRecord {

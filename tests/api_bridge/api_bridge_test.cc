@@ -904,6 +904,23 @@ TEST_F(ConfiguredIdentityTest, ASocketThatComesBackInTheGraceKeepsItsSa) {
   EXPECT_TRUE(terminated.empty());
 }
 
+TEST_F(ConfiguredIdentityTest, AnSaUpAfterItsSocketGaveUpIsDeleted) {
+  bridge.SetWaitForSa(std::chrono::milliseconds(20));
+  request.local_identity = "alice";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(reqid)));
+  ASSERT_EQ(started.size(), 1u);
+  RunDeadlines([&] { return bridge.waiting_socket_count() == 0; });
+  ASSERT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_EQ(bridge.SocketFailure(fd)->error, ETIMEDOUT);
+  DedicatedUp(9, reqid, "fqdn:alice.example");  // too late: nobody waits
+  RunDeadlines([&] { return !terminated.empty(); });
+  ASSERT_EQ(terminated.size(), 1u);
+  EXPECT_EQ(terminated[0], 9u);
+  EXPECT_TRUE(probed.empty());  // there was no socket to ask about
+}
+
 // The real probe against this kernel's sock_diag: a TCP connection on
 // loopback is held while a descriptor is open and released after close().
 TEST(SocketWatchTest, SockDiagSeesAConnectionClosed) {
