@@ -78,6 +78,60 @@ const ike::policy::LocalIdentity* FindConfiguredIdentity(
   return nullptr;
 }
 
+// How much of `endpoint` the narrowest selector of `selectors` that
+// contains it pins down (address bits, protocol, port), as the kernel's
+// policy priorities count it (PolicyPriority).
+int SelectorSpecificity(const std::vector<ike::policy::TrafficSelector>& selectors,
+                        const btns_api::Endpoint& endpoint, uint8_t protocol) {
+  int best = 0;
+  for (const auto& ts : selectors) {
+    if (ts.addresses.start.family != endpoint.address.family ||
+        endpoint.address.value < ts.addresses.start.value ||
+        endpoint.address.value > ts.addresses.end.value)
+      continue;
+    if (ts.protocol != ike::policy::kAnyProtocol && ts.protocol != protocol) continue;
+    if (!ts.ports.Contains(endpoint.port)) continue;
+    ike::policy::Uint128 span = ts.addresses.end.value - ts.addresses.start.value;
+    int free_bits = 0;
+    while (span != 0) {
+      ++free_bits;
+      span >>= 1;
+    }
+    int pinned = (ike::policy::FamilyBits(endpoint.address.family) - free_bits) * 4;
+    if (ts.protocol != ike::policy::kAnyProtocol) pinned += 1;
+    if (ts.ports.low == ts.ports.high) pinned += 1;
+    best = std::max(best, pinned);
+  }
+  return best;
+}
+
+int Specificity(const SaInfo& sa, const btns_api::FiveTuple& conversation) {
+  return SelectorSpecificity(sa.local_ts, conversation.local, conversation.protocol) +
+         SelectorSpecificity(sa.remote_ts, conversation.remote, conversation.protocol);
+}
+
+// A socket about to present its own identity is bound to an ephemeral port
+// first (if it is not bound yet), so the ACQUIRE of its first packet, and
+// the CHILD_SA negotiated from it, name its local port: the SA then carries
+// that one connection, never another socket's traffic to the same service.
+void PinLocalPort(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof(address);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return;
+  if (address.ss_family == AF_INET) {
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&address);
+    if (v4->sin_port != 0) return;
+  } else if (address.ss_family == AF_INET6) {
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&address);
+    if (v6->sin6_port != 0) return;
+  } else {
+    return;
+  }
+  // The wildcard address and port 0 that getsockname reported: the kernel
+  // picks a port from the ephemeral range, as connect() would have.
+  (void)bind(fd, reinterpret_cast<sockaddr*>(&address), length);
+}
+
 constexpr size_t kMaxFailures = 1024;
 constexpr size_t kMaxWaitingSockets = 1024;
 
@@ -392,10 +446,19 @@ void ApiBridge::Deliver(const SaEvent& event) {
 
 std::vector<SaInfo> ApiBridge::FindSas(const btns_api::FiveTuple& conversation) {
   std::lock_guard lock(mu_);
-  // Child SA handles grow with time, so map order is "newest last".
+  // Child SA handles grow with time, so map order is "newest last". Of
+  // several, the kernel uses those with the narrowest selectors (their
+  // policies are preferred): an SA of one socket's own next to the host's.
   std::vector<SaInfo> out;
-  for (const auto& [handle, info] : children_)
-    if (info.Covers(conversation)) out.push_back(info);
+  int best = -1;
+  for (const auto& [handle, info] : children_) {
+    if (!info.Covers(conversation)) continue;
+    const int specificity = Specificity(info, conversation);
+    if (specificity < best) continue;
+    if (specificity > best) out.clear();
+    best = specificity;
+    out.push_back(info);
+  }
   return out;
 }
 
@@ -501,6 +564,7 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
                           "no free reqid for a waiting socket; retry");
     // Our own reference, so the socket can be bound or blocked once the
     // peer is known; closed as soon as that is decided.
+    if (credential || !waiting.configured_identity.empty()) PinLocalPort(request.socket_fd);
     waiting.fd = fcntl(request.socket_fd, F_DUPFD_CLOEXEC, 0);
     if (waiting.fd < 0)
       return Status::Fail(errno, Why::kInternal,

@@ -727,6 +727,11 @@ TEST_F(ConfiguredIdentityTest, AnIdentityThePadWouldNotPresentGetsAnIkeSaOfItsOw
   ASSERT_TRUE(bridge.RequestProtection(request).ok());
   const uint32_t reqid = WaitingReqid();
   ASSERT_NE(reqid, 0u);
+  // Bound to an ephemeral port, so its ACQUIRE (and its SA) name that port.
+  sockaddr_in bound_to{};
+  socklen_t length = sizeof(bound_to);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&bound_to), &length), 0);
+  EXPECT_NE(bound_to.sin_port, 0);
   // The socket's ACQUIRE is the dedicated request's alone, however often
   // the kernel repeats it while IKE runs.
   EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(reqid)));
@@ -919,6 +924,32 @@ TEST_F(ConfiguredIdentityTest, AnSaUpAfterItsSocketGaveUpIsDeleted) {
   ASSERT_EQ(terminated.size(), 1u);
   EXPECT_EQ(terminated[0], 9u);
   EXPECT_TRUE(probed.empty());  // there was no socket to ask about
+}
+
+// The kernel prefers the narrowest policy: of a host's SA and an SA of one
+// connection's own, FindSas reports the one that carries the conversation.
+TEST(ApiBridgeTest, TheNarrowestCoveringSaIsTheConversations) {
+  ApiBridge bridge(Policy());
+  bridge.OnAction(PeerUp(3, "bob.example"));
+  bridge.OnAction(ChildUp(3, 30, "10.0.0.1", "10.0.0.2"));
+  ike::sa::ChildSaUp narrow = ChildUp(9, 90, "10.0.0.1", "10.0.0.2");
+  narrow.local_ts[0].protocol = IPPROTO_TCP;
+  narrow.local_ts[0].ports = {40000, 40000};
+  narrow.remote_ts[0].protocol = IPPROTO_TCP;
+  narrow.remote_ts[0].ports = {7777, 7777};
+  bridge.OnAction(PeerUp(9, "alice.example"));
+  bridge.OnAction(narrow);
+  auto mine = bridge.FindSas(Tcp("10.0.0.1", 40000, "10.0.0.2", 7777));
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0].child_sa_id, 90u);
+  auto other = bridge.FindSas(Tcp("10.0.0.1", 40001, "10.0.0.2", 7777));
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_EQ(other[0].child_sa_id, 30u);
+  // Two SAs alike (a rekey, or two peers) are both reported, newest last.
+  bridge.OnAction(ChildUp(3, 31, "10.0.0.1", "10.0.0.2"));
+  auto both = bridge.FindSas(Tcp("10.0.0.1", 40001, "10.0.0.2", 7777));
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[1].child_sa_id, 31u);
 }
 
 // The real probe against this kernel's sock_diag: a TCP connection on

@@ -61,6 +61,8 @@ work=${SEC_WORK:-$TMPDIR/sec}
 mkdir -p "$work"
 chmod 755 "$work"
 cd "$work"
+# A copy of everything printed, for SEC_WORK readers when UML times out.
+exec > >(tee "$work/script.out") 2>&1
 # Copies every user can run (the build tree is under root's home).
 mkdir -p "$work/bin"
 cp "$2" "$3/uc1" "$3/uc_identity" "$3/security_probe" "$4" "$work/bin/"
@@ -140,7 +142,7 @@ as() {
     1000) who=(setpriv --reuid 1000 --regid 1000 --groups 65534 --) ;;
     65534) who=(setpriv --reuid 65534 --regid 65534 --clear-groups --) ;;
   esac
-  BTNS_API_SOCKET=$work/${API:-a}-api.sock ip netns exec "$ns" timeout 40 "${who[@]}" "$work/bin/$program" "$@"
+  BTNS_API_SOCKET=$work/a-api.sock ip netns exec "$ns" timeout "${LIMIT:-40}" "${who[@]}" "$work/bin/$program" "$@"
 }
 ctl() { local user=$1 host=$2; shift 2; as "$user" left btnsctl --socket "$work/$host-api.sock" "$@"; }
 # ike_sas HOST: "id peer initiator_spi responder_spi" per established IKE SA.
@@ -173,10 +175,10 @@ start_btnsd left a
 start_btnsd right b
 
 echo "== root's connection: latched, echoing once a second"
-as root right uc1 accept 7100 fqdn:hosta.example.org > hold-accept.out 2>&1 &
+LIMIT=200 as root right uc1 accept 7100 fqdn:hosta.example.org > hold-accept.out 2>&1 &
 hold_acceptor=$!
 uml_wait_for grep -q '^listening' hold-accept.out || echo "the hold acceptor did not listen"
-as root left security_probe hold 192.0.2.2 7100 bob.example.org 150 "$work/hold.state" > hold.out 2>&1 &
+LIMIT=200 as root left security_probe hold 192.0.2.2 7100 bob.example.org 150 "$work/hold.state" > hold.out 2>&1 &
 holder=$!
 UML_WAIT_SECONDS=20 uml_wait_for grep -q '^holding' hold.out || { show hold hold.out; echo "root's connection did not come up"; }
 read -r hold_pid hold_fd hold_latch < "$work/hold.state" || true
