@@ -67,6 +67,51 @@ btns_api::PeerIdentity ToApiPeer(const ike::sa::PeerIdentity& peer) {
   return out;
 }
 
+// By name, by the ID text ("fqdn:alice.example") it presents, or by name
+// as get_new_iToken("alice") writes it ("fqdn:alice": a bare name is an FQDN).
+const ike::policy::LocalIdentity* FindConfiguredIdentity(
+    const ike::policy::PolicySnapshot& snapshot, const std::string& wanted) {
+  const ike::policy::LocalIdentity* identity = snapshot.FindIdentity(wanted);
+  if (identity != nullptr) return identity;
+  for (const auto& candidate : snapshot.identities)
+    if (candidate.id.ToString() == wanted) return &candidate;
+  constexpr std::string_view kFqdn = "fqdn:";
+  if (wanted.rfind(kFqdn, 0) == 0) return snapshot.FindIdentity(wanted.substr(kFqdn.size()));
+  return nullptr;
+}
+
+// How much of `endpoint` the narrowest selector of `selectors` that
+// contains it pins down (address bits, protocol, port), as the kernel's
+// policy priorities count it (PolicyPriority).
+int SelectorSpecificity(const std::vector<ike::policy::TrafficSelector>& selectors,
+                        const btns_api::Endpoint& endpoint, uint8_t protocol) {
+  int best = 0;
+  for (const auto& ts : selectors) {
+    if (ts.addresses.start.family != endpoint.address.family ||
+        endpoint.address.value < ts.addresses.start.value ||
+        endpoint.address.value > ts.addresses.end.value)
+      continue;
+    if (ts.protocol != ike::policy::kAnyProtocol && ts.protocol != protocol) continue;
+    if (!ts.ports.Contains(endpoint.port)) continue;
+    ike::policy::Uint128 span = ts.addresses.end.value - ts.addresses.start.value;
+    int free_bits = 0;
+    while (span != 0) {
+      ++free_bits;
+      span >>= 1;
+    }
+    int pinned = (ike::policy::FamilyBits(endpoint.address.family) - free_bits) * 4;
+    if (ts.protocol != ike::policy::kAnyProtocol) pinned += 1;
+    if (ts.ports.low == ts.ports.high) pinned += 1;
+    best = std::max(best, pinned);
+  }
+  return best;
+}
+
+int Specificity(const SaInfo& sa, const btns_api::FiveTuple& conversation) {
+  return SelectorSpecificity(sa.local_ts, conversation.local, conversation.protocol) +
+         SelectorSpecificity(sa.remote_ts, conversation.remote, conversation.protocol);
+}
+
 constexpr size_t kMaxFailures = 1024;
 constexpr size_t kMaxWaitingSockets = 1024;
 
@@ -213,7 +258,9 @@ void ApiBridge::OnIkeSaUp(const ike::sa::IkeSaUp& up) {
     local.auth = AuthKind::kRawKey;
     record.local = local;
   }
-  if (up.request_tag != 0) dedicated_ike_sas_[up.ike_sa] = uint32_t(up.request_tag);
+  // A rekeyed IKE SA may not repeat the tag: its record says it is one.
+  if (up.request_tag != 0 || dedicated_ike_sas_.count(up.ike_sa))
+    NoteDedicatedUp(up, record);
   signer_refusals_.erase(up.ike_sa);  // IKE_AUTH is done
   auto [it, inserted] = ike_sas_.try_emplace(up.ike_sa, record);
   if (!inserted) {
@@ -329,7 +376,7 @@ void ApiBridge::OnIkeSaDown(const ike::sa::IkeSaDown& down) {
                           refused     ? Why::kAuthenticationFailed
                           : no_policy ? Why::kPeerSpdBlock
                                       : Why::kSaSetupFailed,
-                          "IKE with the application's credential failed (" + reason +
+                          "IKE presenting " + socket->second.presenting + " failed (" + reason +
                               (refused ? "): the peer does not accept that identity or key"
                                        : ")") +
                               "; nothing was sent"));
@@ -386,10 +433,19 @@ void ApiBridge::Deliver(const SaEvent& event) {
 
 std::vector<SaInfo> ApiBridge::FindSas(const btns_api::FiveTuple& conversation) {
   std::lock_guard lock(mu_);
-  // Child SA handles grow with time, so map order is "newest last".
+  // Child SA handles grow with time, so map order is "newest last". Of
+  // several, the kernel uses those with the narrowest selectors (their
+  // policies are preferred): an SA of one socket's own next to the host's.
   std::vector<SaInfo> out;
-  for (const auto& [handle, info] : children_)
-    if (info.Covers(conversation)) out.push_back(info);
+  int best = -1;
+  for (const auto& [handle, info] : children_) {
+    if (!info.Covers(conversation)) continue;
+    const int specificity = Specificity(info, conversation);
+    if (specificity < best) continue;
+    if (specificity > best) out.clear();
+    best = specificity;
+    out.push_back(info);
+  }
   return out;
 }
 
@@ -450,11 +506,7 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
   }
   if (request.local_identity && !credential) {
     const std::string& wanted = *request.local_identity;
-    const ike::policy::LocalIdentity* identity = snapshot->FindIdentity(wanted);
-    if (identity == nullptr) {
-      for (const auto& candidate : snapshot->identities)
-        if (candidate.id.ToString() == wanted) identity = &candidate;
-    }
+    const ike::policy::LocalIdentity* identity = FindConfiguredIdentity(*snapshot, wanted);
     if (identity == nullptr)
       return Status::Fail(ENOENT, Why::kPolicyForbids,
                           "no local identity '" + wanted + "' in " +
@@ -494,10 +546,15 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
       waiting.credential = credential;
       waiting.dedicated = true;
     } else if (request.local_identity) {
-      const ike::policy::LocalIdentity* identity =
-          snapshot->FindIdentity(*request.local_identity);
+      const ike::policy::LocalIdentity* identity = FindConfiguredIdentity(
+          *snapshot, *request.local_identity);
       waiting.local_identity =
           identity ? identity->id.ToString() : *request.local_identity;
+      if (identity) {
+        waiting.configured_identity = identity->name;
+        Status bound = BindEphemeralPort(request.socket_fd);
+        if (!bound.ok()) return bound;
+      }
     }
     waiting.require_privacy = request.require_privacy;
     waiting.deadline = std::chrono::steady_clock::now() + wait_for_sa_;
@@ -578,7 +635,8 @@ std::optional<uint64_t> SignerOfHolder(const std::string& holder) {
 
 Status ApiBridge::BindEphemeralPort(int socket_fd) {
   // The kernel raises the ACQUIRE of connect() before it picks the source
-  // port, and a dedicated SA names one flow: so the port is picked now, as
+  // port, and a dedicated SA names one flow (never another socket's traffic
+  // to the same service): so the port is picked now, as
   // an explicit bind() would (the address stays the wildcard, connect()
   // still chooses it by route).
   sockaddr_storage local{};
@@ -787,13 +845,13 @@ btns_api::Status ApiBridge::SetSocketReqid(int fd, uint32_t reqid) {
   return Status::Ok();
 }
 
-void ApiBridge::OnKernelAcquire(const kernel_glue::AcquireEvent& acquire) {
+bool ApiBridge::OnKernelAcquire(const kernel_glue::AcquireEvent& acquire) {
   std::unique_lock lock(mu_);
   auto it = waiting_sockets_.find(acquire.templ.reqid);
-  if (it == waiting_sockets_.end()) return;
+  if (it == waiting_sockets_.end()) return false;
   auto local = FromKernel(acquire.selector.src);
   auto remote = FromKernel(acquire.selector.dst);
-  if (!local || !remote) return;
+  if (!local || !remote) return false;
   btns_api::FiveTuple conversation;
   conversation.local = {*local, acquire.selector.src_port};
   conversation.remote = {*remote, acquire.selector.dst_port};
@@ -803,7 +861,15 @@ void ApiBridge::OnKernelAcquire(const kernel_glue::AcquireEvent& acquire) {
             {"reqid", static_cast<uint64_t>(acquire.templ.reqid)},
             {"conversation", conversation.ToString()});
   std::function<void()> initiate;
-  if (it->second.credential) {
+  // The kernel repeats the ACQUIRE while the socket retries; a socket with
+  // an IKE SA of its own is answered by that request alone.
+  bool consumed = it->second.dedicated;
+  if (!it->second.dedicated && !it->second.configured_identity.empty() &&
+      !ChooseConfiguredIdentity(it->second)) {
+    waiting_sockets_.erase(it);
+    consumed = true;
+  } else if (it->second.credential) {
+    consumed = true;
     const ike::policy::PacketFiveTuple packet = ToPacket(conversation);
     const ike::policy::SpdEntry* entry = snapshot_ ? snapshot_->spd.Lookup(packet) : nullptr;
     if (entry == nullptr || entry->action != ike::policy::SpdAction::kProtect ||
@@ -832,6 +898,7 @@ void ApiBridge::OnKernelAcquire(const kernel_glue::AcquireEvent& acquire) {
   lock.unlock();
   if (initiate) initiate();
   for (const auto& event : events) Deliver(event);
+  return consumed;
 }
 
 bool ApiBridge::Decide(WaitingSocket& socket) {
@@ -843,7 +910,7 @@ bool ApiBridge::Decide(WaitingSocket& socket) {
     // A socket with its own credential takes only its dedicated SA.
     auto dedicated = dedicated_ike_sas_.find(info.ike_sa_id);
     const bool mine = dedicated != dedicated_ike_sas_.end() &&
-                      dedicated->second == socket.reqid;
+                      dedicated->second.reqid == socket.reqid;
     if (socket.dedicated != mine) continue;
     chosen = &info;  // newest last
   }
@@ -896,6 +963,7 @@ bool ApiBridge::Decide(WaitingSocket& socket) {
     Refuse(socket, bound);
     return true;
   }
+  if (socket.dedicated) WatchDedicated(socket, sa);
   BTNSD_LOG(Level::kInfo, "api-socket-bound", {"conversation", conversation.ToString()},
             {"peer", sa.peer.id}, {"reqid", static_cast<uint64_t>(sa.kernel_reqid)});
   close(socket.fd);
@@ -972,15 +1040,20 @@ void ApiBridge::SetWaitForSa(std::chrono::milliseconds wait) {
 
 std::optional<std::chrono::steady_clock::time_point> ApiBridge::NextDeadline() {
   std::lock_guard lock(mu_);
-  std::optional<std::chrono::steady_clock::time_point> next;
+  std::optional<std::chrono::steady_clock::time_point> next = NextWatch();
   for (const auto& [reqid, socket] : waiting_sockets_)
     if (!next || socket.deadline < *next) next = socket.deadline;
   return next;
 }
 
 void ApiBridge::ExpireDue() {
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   ExpireWaiting();
+  const std::vector<ike::sa::IkeSaHandle> due = DueDedicatedDeletes();
+  Terminator terminator = terminator_;
+  lock.unlock();
+  if (terminator)
+    for (ike::sa::IkeSaHandle handle : due) terminator(handle);
 }
 
 std::optional<Status> ApiBridge::SocketFailure(int socket_fd) {
@@ -992,6 +1065,185 @@ std::optional<Status> ApiBridge::SocketFailure(int socket_fd) {
   auto it = socket_failures_.find(*cookie);
   if (it == socket_failures_.end()) return std::nullopt;
   return it->second;
+}
+
+// ------------------------------ configured identities, dedicated IKE SAs
+
+void ApiBridge::UpdateCredentials(
+    std::shared_ptr<const ike::sa::CredentialStore> credentials) {
+  std::lock_guard lock(mu_);
+  credentials_ = std::move(credentials);
+}
+
+void ApiBridge::SetTerminator(Terminator terminator) {
+  std::lock_guard lock(mu_);
+  terminator_ = std::move(terminator);
+}
+
+void ApiBridge::SetSocketProbe(SocketProbe probe) {
+  std::lock_guard lock(mu_);
+  socket_probe_ = std::move(probe);
+}
+
+void ApiBridge::SetDedicatedGrace(std::chrono::milliseconds grace,
+                                  std::chrono::milliseconds interval) {
+  std::lock_guard lock(mu_);
+  dedicated_grace_ = grace;
+  watch_interval_ = interval;
+}
+
+size_t ApiBridge::dedicated_ike_sa_count() const {
+  std::lock_guard lock(mu_);
+  return dedicated_ike_sas_.size();
+}
+
+const ike::sa::LocalCredential* ApiBridge::LoadedKey(const std::string& identity) const {
+  if (!credentials_) return nullptr;
+  auto loaded = credentials_->local.find(identity);
+  if (loaded == credentials_->local.end()) return nullptr;
+  if (!loaded->second.private_key && !loaded->second.external_signer) return nullptr;
+  return &loaded->second;
+}
+
+btns_api::PeerIdentity ApiBridge::PresentedIdentity(
+    const ike::policy::LocalIdentity& identity) const {
+  btns_api::PeerIdentity local;
+  local.id = identity.id.ToString();
+  const ike::sa::LocalCredential* key = LoadedKey(identity.name);
+  if (key == nullptr) {
+    local.auth = AuthKind::kPsk;
+  } else if (!key->certificate_chain.empty()) {
+    local.auth = AuthKind::kCertificate;
+  } else {
+    local.auth = AuthKind::kRawKey;
+  }
+  return local;
+}
+
+std::shared_ptr<ike::sa::LocalCredentialOverride> ApiBridge::ConfiguredCredential(
+    const ike::policy::LocalIdentity& identity, Status* why) const {
+  const std::string source = snapshot_ ? snapshot_->source_file : std::string("the policy");
+  if (identity.id.type == ike::wire::IdType::kNull) {
+    *why = Status::Fail(EACCES, Why::kPolicyForbids,
+                        "identity '" + identity.name + "' is NULL: it proves nothing, so "
+                        "no IKE SA of its own can present it");
+    return nullptr;
+  }
+  auto credential = std::make_shared<ike::sa::LocalCredentialOverride>();
+  credential->id = identity.id;
+  credential->label = "identity '" + identity.name + "'";
+  if (const ike::sa::LocalCredential* key = LoadedKey(identity.name)) {
+    credential->credential = *key;
+    return credential;
+  }
+  const ike::policy::Secret* secret =
+      identity.psk_name.empty() || !snapshot_ ? nullptr
+                                              : snapshot_->FindSecret(identity.psk_name);
+  if (secret != nullptr) {
+    credential->shared_key = secret->value;
+    return credential;
+  }
+  *why = Status::Fail(EACCES, Why::kPolicyForbids,
+                      "identity '" + identity.name + "' has no key, certificate or "
+                      "shared key loaded by btnsd (identities in " + source + ")");
+  return nullptr;
+}
+
+bool ApiBridge::ChooseConfiguredIdentity(WaitingSocket& socket) {
+  const btns_api::FiveTuple& conversation = *socket.conversation;
+  const ike::policy::LocalIdentity* identity =
+      snapshot_ ? snapshot_->FindIdentity(socket.configured_identity) : nullptr;
+  if (identity == nullptr) {
+    // A reload removed it while the socket waited.
+    Refuse(socket, Status::Fail(ENOENT, Why::kPolicyForbids,
+                                "identity '" + socket.configured_identity +
+                                    "' is no longer configured"));
+    return false;
+  }
+  const ike::policy::SpdEntry* entry = snapshot_->spd.Lookup(ToPacket(conversation));
+  if (entry == nullptr || entry->action != ike::policy::SpdAction::kProtect)
+    return true;  // Decide refuses it with the SPD's reason
+  const ike::policy::PadEntry* pad = snapshot_->pad.Find(entry->protect.peer);
+  // The PAD entry presents it anyway: the host's shared SA serves.
+  if (pad != nullptr && pad->local_identity == identity->name) return true;
+  Status why;
+  auto credential = ConfiguredCredential(*identity, &why);
+  if (!credential) {
+    Refuse(socket, why);
+    return false;
+  }
+  socket.credential = std::move(credential);
+  socket.dedicated = true;
+  socket.presented = PresentedIdentity(*identity);
+  socket.presenting = "identity '" + identity->name + "'";
+  BTNSD_LOG(Level::kInfo, "api-configured-identity", {"identity", identity->name},
+            {"pad", pad ? pad->name : std::string("-")},
+            {"conversation", conversation.ToString()},
+            {"uid", static_cast<uint64_t>(socket.caller.uid)});
+  return true;
+}
+
+void ApiBridge::NoteDedicatedUp(const ike::sa::IkeSaUp& up, IkeSaRecord& record) {
+  auto [it, fresh] = dedicated_ike_sas_.try_emplace(up.ike_sa);
+  if (fresh) {
+    it->second.reqid = uint32_t(up.request_tag);
+    auto socket = waiting_sockets_.find(it->second.reqid);
+    if (socket != waiting_sockets_.end()) {
+      it->second.local = socket->second.presented;
+    } else {
+      // Its socket gave up waiting (refused at the deadline) while IKE ran:
+      // nobody will use it.
+      it->second.orphaned = true;
+      if (poster_) poster_([] {});
+    }
+  }
+  if (it->second.local) record.local = it->second.local;
+}
+
+void ApiBridge::WatchDedicated(const WaitingSocket& socket, const SaInfo& sa) {
+  auto dedicated = dedicated_ike_sas_.find(sa.ike_sa_id);
+  if (dedicated == dedicated_ike_sas_.end() || !socket.conversation) return;
+  auto cookie = SocketCookie(socket.fd);
+  if (!cookie) return;  // cannot be told apart from a later socket: kept
+  dedicated->second.sockets.push_back(WatchedSocket{*socket.conversation, *cookie});
+  dedicated->second.released_since.reset();
+  // The API thread may be asleep without a deadline: make it look again.
+  if (poster_) poster_([] {});
+}
+
+std::optional<std::chrono::steady_clock::time_point> ApiBridge::NextWatch() const {
+  for (const auto& [handle, dedicated] : dedicated_ike_sas_)
+    if ((!dedicated.sockets.empty() || dedicated.orphaned) && !dedicated.deleting)
+      return next_watch_;
+  return std::nullopt;
+}
+
+std::vector<ike::sa::IkeSaHandle> ApiBridge::DueDedicatedDeletes() {
+  std::vector<ike::sa::IkeSaHandle> due;
+  const auto now = std::chrono::steady_clock::now();
+  if (now < next_watch_ || !NextWatch()) return due;
+  next_watch_ = now + watch_interval_;
+  for (auto& [handle, dedicated] : dedicated_ike_sas_) {
+    if ((dedicated.sockets.empty() && !dedicated.orphaned) || dedicated.deleting) continue;
+    const bool released = std::all_of(
+        dedicated.sockets.begin(), dedicated.sockets.end(),
+        [this](const WatchedSocket& s) { return socket_probe_(s) == SocketHold::kReleased; });
+    if (!released) {
+      dedicated.released_since.reset();
+      continue;
+    }
+    if (!dedicated.released_since) dedicated.released_since = now;
+    if (now - *dedicated.released_since < dedicated_grace_) continue;
+    dedicated.deleting = true;
+    due.push_back(handle);
+    BTNSD_LOG(Level::kInfo, "api-dedicated-sa-closed", {"ike_sa", handle},
+              {"conversation", dedicated.sockets.empty()
+                                    ? std::string("-")
+                                    : dedicated.sockets.front().conversation.ToString()},
+              {"why", dedicated.orphaned ? "its socket stopped waiting before it was up"
+                                         : "the socket it served is closed"});
+  }
+  return due;
 }
 
 // ------------------------------------------------------------ ApiService

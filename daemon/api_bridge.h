@@ -24,6 +24,7 @@
 
 #include "btns_api/sa_directory.h"
 #include "daemon/kernel_translate.h"
+#include "daemon/socket_watch.h"
 #include "ike/policy/snapshot.h"
 #include "ike/sa/engine.h"
 #include "kernel_glue/xfrm_interface.h"
@@ -51,6 +52,9 @@ class ApiBridge : public btns_api::SaDirectory {
       const std::string& spd_entry, const ike::policy::PacketFiveTuple&,
       std::shared_ptr<const ike::sa::LocalCredentialOverride> credential,
       uint64_t tag)>;
+  // Deletes one IKE SA with its CHILD_SAs, telling the peer (the protocol
+  // thread does it; the call only hands it over).
+  using Terminator = std::function<void(ike::sa::IkeSaHandle)>;
   // Runs a task on the thread that owns the subscribed sink.
   using Poster = std::function<void(std::function<void()>)>;
   // An application's PKCS#11 key signs through its library: the API thread
@@ -84,9 +88,25 @@ class ApiBridge : public btns_api::SaDirectory {
   // cannot bind sockets to SAs and refuses requests that need it.
   void SetSocketPolicies(kernel_glue::XfrmInterface* xfrm);
   // Every ACQUIRE the kernel raised (kernel thread): those of a socket
-  // waiting for its SA tell which conversation it is.
-  void OnKernelAcquire(const kernel_glue::AcquireEvent& acquire);
+  // waiting for its SA tell which conversation it is. True when the
+  // ACQUIRE belongs to a socket that gets an IKE SA of its own: only that
+  // request answers it, so the engine must not see it as an ordinary one.
+  bool OnKernelAcquire(const kernel_glue::AcquireEvent& acquire);
   void UpdatePolicy(ike::policy::PolicySnapshotPtr snapshot);
+  // The keys and certificates the daemon loaded for its configured
+  // identities (at start and at every reload that put a policy in force):
+  // a socket asking for a configured identity that its PAD entry would not
+  // present gets an IKE SA of its own presenting it. No file is read here.
+  void UpdateCredentials(std::shared_ptr<const ike::sa::CredentialStore> credentials);
+  // Ends IKE SAs of one socket once the socket is closed (SetDedicatedGrace).
+  void SetTerminator(Terminator terminator);
+  // Whether an application still holds a socket (default: sock_diag).
+  void SetSocketProbe(SocketProbe probe);
+  // A socket's own IKE SA is deleted once its socket has been closed for
+  // `grace` (2 s unless set; TCP's FIN exchange still needs the SA), checked
+  // every `interval` (1 s unless set) while such SAs exist.
+  void SetDedicatedGrace(std::chrono::milliseconds grace,
+                         std::chrono::milliseconds interval);
 
   // Engine notifications, in the order the engine emits them.
   void OnIkeSaUp(const ike::sa::IkeSaUp& up);
@@ -122,6 +142,9 @@ class ApiBridge : public btns_api::SaDirectory {
   void SetReqidOffset(uint32_t offset);
 
   size_t waiting_socket_count() const;
+  // IKE SAs serving one socket each (asked with a credential or a
+  // configured identity the PAD entry would not present).
+  size_t dedicated_ike_sa_count() const;
 
  private:
   // A socket given a pToken before connect(): it carries a per-socket
@@ -140,7 +163,23 @@ class ApiBridge : public btns_api::SaDirectory {
     // then only the dedicated IKE SA tagged with `reqid` may carry it.
     std::shared_ptr<const ike::sa::LocalCredentialOverride> credential;
     bool dedicated = false;
+    // A configured identity asked for by name (LocalIdentity::name); the
+    // ACQUIRE decides whether the PAD entry presents it or the socket needs
+    // an IKE SA of its own.
+    std::string configured_identity;
+    // What a dedicated IKE SA presents, for the SA table and messages.
+    std::optional<btns_api::PeerIdentity> presented;
+    std::string presenting = "the application's credential";
     std::chrono::steady_clock::time_point deadline;
+  };
+  // An IKE SA started for one socket.
+  struct DedicatedIkeSa {
+    uint32_t reqid = 0;  // of the waiting socket that asked
+    std::optional<btns_api::PeerIdentity> local;  // what it presents
+    std::vector<WatchedSocket> sockets;  // served, once bound
+    std::optional<std::chrono::steady_clock::time_point> released_since;
+    bool orphaned = false;  // up after its socket stopped waiting
+    bool deleting = false;
   };
   struct IkeSaRecord {
     btns_api::PeerIdentity peer;
@@ -174,6 +213,29 @@ class ApiBridge : public btns_api::SaDirectory {
   bool Decide(WaitingSocket& socket);
   // Must hold mu_.
   void Refuse(WaitingSocket& socket, const btns_api::Status& why);
+  // Must hold mu_; the socket's conversation is known. Makes a socket that
+  // asked for a configured identity dedicated when the PAD entry for its
+  // conversation presents another one (its credential set from the loaded
+  // ones). False when it was refused instead.
+  bool ChooseConfiguredIdentity(WaitingSocket& socket);
+  // Must hold mu_. The configured identity as an engine credential, or a
+  // refusal.
+  std::shared_ptr<ike::sa::LocalCredentialOverride> ConfiguredCredential(
+      const ike::policy::LocalIdentity& identity, btns_api::Status* why) const;
+  // Must hold mu_. The loaded credential of a configured identity, when it
+  // has a private key (or an external signer).
+  const ike::sa::LocalCredential* LoadedKey(const std::string& identity) const;
+  btns_api::PeerIdentity PresentedIdentity(
+      const ike::policy::LocalIdentity& identity) const;
+  // Must hold mu_. A dedicated socket was bound: watch it.
+  void WatchDedicated(const WaitingSocket& socket, const btns_api::SaInfo& sa);
+  // Must hold mu_. The dedicated IKE SAs whose sockets are gone for the
+  // grace period (marked as deleting).
+  std::vector<ike::sa::IkeSaHandle> DueDedicatedDeletes();
+  std::optional<std::chrono::steady_clock::time_point> NextWatch() const;
+  // Must hold mu_. An IKE SA started for one socket is up (again, after a
+  // rekey): remember it and what it presents.
+  void NoteDedicatedUp(const ike::sa::IkeSaUp& up, IkeSaRecord& record);
   void ExpireWaiting();
   btns_api::Status SetSocketReqid(int fd, uint32_t reqid);
   uint32_t NextWaitingReqid();
@@ -191,8 +253,13 @@ class ApiBridge : public btns_api::SaDirectory {
   std::map<ike::sa::ChildSaHandle, std::string> pending_algorithms_;
   std::map<ike::sa::ChildSaHandle, uint32_t> pending_reqids_;
   std::map<uint32_t, WaitingSocket> waiting_sockets_;  // by reqid
-  // Dedicated IKE SAs -> the reqid of the waiting socket that asked.
-  std::map<ike::sa::IkeSaHandle, uint32_t> dedicated_ike_sas_;
+  std::map<ike::sa::IkeSaHandle, DedicatedIkeSa> dedicated_ike_sas_;
+  std::shared_ptr<const ike::sa::CredentialStore> credentials_;
+  Terminator terminator_;
+  SocketProbe socket_probe_ = ProbeSocketDiag;
+  std::chrono::milliseconds dedicated_grace_{std::chrono::seconds(2)};
+  std::chrono::milliseconds watch_interval_{std::chrono::seconds(1)};
+  std::chrono::steady_clock::time_point next_watch_{};
   // Why an application's key did not sign for a dedicated IKE SA, until the
   // SA's end reports it to the socket.
   std::map<ike::sa::IkeSaHandle, std::string> signer_refusals_;

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <string_view>
 
 namespace btnsd::daemon {
 
@@ -21,6 +22,26 @@ using ike::crypto::Result;
 namespace {
 // Key files are small; refuse anything that is clearly not one.
 constexpr size_t kMaxCredentialFileBytes = 1 << 20;
+
+// Text taken from an application's file (a PEM label) or from a parser that
+// quotes the offending byte, made safe for a one-line log entry: printable
+// ASCII only, at most `limit` characters.
+std::string Printable(std::string_view text, size_t limit) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (out.size() == limit) {
+      out += "...";
+      break;
+    }
+    out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
+  }
+  return out;
+}
+
+ike::crypto::CryptoError Printable(ike::crypto::CryptoError error) {
+  error.message = Printable(error.message, 300);
+  return error;
+}
 }  // namespace
 
 Result<Bytes> ReadCredentialFile(const std::string& path) {
@@ -80,10 +101,11 @@ Result<ApplicationCredential> ParseApplicationCredential(
     const size_t label_end = text.find("-----", begin + 11);
     if (label_end == std::string::npos) return bad("unterminated PEM header");
     const std::string label = text.substr(begin + 11, label_end - begin - 11);
+    const std::string shown_label = Printable(label, 40);
     const std::string end_marker = "-----END " + label + "-----";
     const size_t end = text.find(end_marker, label_end);
     if (end == std::string::npos)
-      return bad("PEM block '" + label + "' has no END line");
+      return bad("PEM block '" + shown_label + "' has no END line");
     const std::string block =
         text.substr(begin, end + end_marker.size() - begin) + "\n";
     position = end + end_marker.size();
@@ -98,19 +120,19 @@ Result<ApplicationCredential> ParseApplicationCredential(
       if (!key_block) return bad("a certificate comes before the private key");
       certificates += block;
     } else {
-      return bad("unexpected PEM block '" + label +
+      return bad("unexpected PEM block '" + shown_label +
                  "' (expected PRIVATE KEY, then CERTIFICATE blocks)");
     }
   }
   if (!key_block) return bad("no PEM private key (-----BEGIN PRIVATE KEY-----)");
   auto key = PrivateKey::FromBytes(
       View(Bytes(key_block->begin(), key_block->end())), "credential file");
-  if (!key) return key.error();
+  if (!key) return Printable(key.error());
   ApplicationCredential out{std::move(*key), {}};
   if (!certificates.empty()) {
     auto chain = Certificate::ChainFromBytes(
         View(Bytes(certificates.begin(), certificates.end())), "credential file");
-    if (!chain) return chain.error();
+    if (!chain) return Printable(chain.error());
     if (chain->empty()) return bad("no certificate in the CERTIFICATE blocks");
     if (!((*chain)[0].public_key().spki_der() == out.key.public_key().spki_der()))
       return bad("the first certificate is not for the private key");

@@ -266,9 +266,10 @@ Daemon::Daemon(std::string config_path, ike::policy::PolicySnapshotPtr snapshot,
                       ? deps_.random_factory()
                       : std::make_unique<ike::crypto::DrbgRandomSource>();
     auto shard = std::make_unique<Shard>(i, std::move(random));
+    ike::sa::EngineSettings shard_settings = router_->SettingsFor(i, settings);
+    shard_settings.reqids = ShardReqids(tags_, i, shard_count);
     shard->manager = std::make_unique<ike::sa::SaManager>(
-        router_->SettingsFor(i, settings), snapshot_, credentials, *shard->random,
-        *spi_allocator_);
+        shard_settings, snapshot_, credentials, *shard->random, *spi_allocator_);
     shards_.push_back(std::move(shard));
   }
   kernel_state_ = std::make_unique<KernelState>(*deps_.kernel.xfrm,
@@ -640,18 +641,9 @@ void Daemon::DispatchOn(Shard& shard, const ike::sa::Event& event) {
 }
 
 void Daemon::Execute(Shard& shard, ike::sa::Actions& actions) {
-  const uint32_t shards = static_cast<uint32_t>(shards_.size());
-  // Each engine numbers its reqids from 1: interleave them so that shards
-  // never share one (policies and SAs are matched by reqid in the kernel).
-  auto global_reqid = [&](uint32_t reqid) {
-    return reqid == 0 || shards == 1 ? reqid
-                                     : (reqid - 1) * shards + uint32_t(shard.index) + 1;
-  };
+  // Reqids need no translation between shards: each engine numbers its
+  // CHILD_SAs in its own slice of the owned band (ShardReqids).
   for (auto& action : actions) {
-    if (auto* install = std::get_if<ike::sa::InstallChildSa>(&action))
-      install->reqid = global_reqid(install->reqid);
-    else if (auto* policy = std::get_if<ike::sa::InstallPolicy>(&action))
-      policy->reqid = global_reqid(policy->reqid);
     if (deps_.action_observer) deps_.action_observer(action);
     if (auto* send = std::get_if<ike::sa::SendDatagram>(&action)) {
       if (shard.in_flight == 0 || !kernel_thread_running_) {
@@ -892,7 +884,12 @@ void Daemon::KernelEventsReady() {
   const uint16_t ike_port = snapshot->daemon.ike_port;
   for (const auto& event : events.value()) {
     if (auto* acquire = std::get_if<kernel_glue::AcquireEvent>(&event)) {
-      if (deps_.acquire_observer) deps_.acquire_observer(*acquire);
+      if (deps_.acquire_observer && deps_.acquire_observer(*acquire)) {
+        BTNSD_LOG(Level::kInfo, "kernel-acquire-api",
+                  {"selector", acquire->selector.ToString()},
+                  {"reqid", static_cast<uint64_t>(acquire->templ.reqid)});
+        continue;
+      }
       auto converted = FromKernelAcquire(*acquire, ike_port);
       if (!converted) continue;
       BTNSD_LOG(Level::kInfo, "kernel-acquire", {"selector", acquire->selector.ToString()});
@@ -1013,6 +1010,7 @@ bool Daemon::Reload() {
     }
   }
   ++counters_->reloads;
+  if (deps_.credentials_observer) deps_.credentials_observer(shared_credentials);
   if (deps_.reload_observer) deps_.reload_observer(next);
   BTNSD_LOG(Level::kInfo, "reloaded", {"config", config_path_},
             {"spd_added", diff.spd.added.size()},

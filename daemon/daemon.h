@@ -74,11 +74,16 @@ struct DaemonDependencies {
   // shards; the BTNS API's SA table is).
   std::function<void(const ike::sa::Action&)> action_observer;
   // Sees every kernel ACQUIRE, on the kernel thread, before the engine does
-  // (the BTNS API's sockets waiting for their SA).
-  std::function<void(const kernel_glue::AcquireEvent&)> acquire_observer;
+  // (the BTNS API's sockets waiting for their SA). True keeps it from the
+  // engine: the ACQUIRE was a socket's that gets an IKE SA of its own.
+  std::function<bool(const kernel_glue::AcquireEvent&)> acquire_observer;
   // Sees every policy that a reload (SIGHUP or the API) put in force, on the
   // front thread: the BTNS API's grants and identities follow the new file.
   std::function<void(const ike::policy::PolicySnapshotPtr&)> reload_observer;
+  // The credentials such a reload loaded, just before reload_observer (the
+  // BTNS API presents configured identities with them).
+  std::function<void(const std::shared_ptr<const ike::sa::CredentialStore>&)>
+      credentials_observer;
 };
 
 struct DaemonCounters {

@@ -37,13 +37,37 @@ KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership) {
   return tags;
 }
 
-uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags) {
-  if (tags.ownership.OwnsReqid(engine_reqid)) return engine_reqid;
+namespace {
+// How many reqids SAs may carry: reqid_min + 1 to reqid_min + span
+// (reqid_min itself marks larval SAs from SPI allocation).
+uint32_t SaReqidSpan(const KernelTags& tags) {
   uint32_t span = tags.ownership.reqid_max - tags.ownership.reqid_min;
   if (span >= 2 * (kTrapReqids + kWaitingReqids)) span -= kTrapReqids + kWaitingReqids;
-  // reqid_min itself marks larval SAs from SPI allocation.
+  return span;
+}
+}  // namespace
+
+uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags) {
+  if (tags.ownership.OwnsReqid(engine_reqid)) return engine_reqid;
+  const uint32_t span = SaReqidSpan(tags);
   const uint64_t rotated = uint64_t{engine_reqid} + tags.reqid_offset;
   return tags.ownership.reqid_min + 1 + static_cast<uint32_t>(rotated % (span == 0 ? 1 : span));
+}
+
+ike::sa::EngineSettings::ReqidRange ShardReqids(const KernelTags& tags,
+                                                size_t shard, size_t shards) {
+  const uint32_t band_min = tags.ownership.reqid_min;
+  const uint32_t span = SaReqidSpan(tags);
+  if (span == 0) return {band_min, band_min, band_min};
+  shards = std::max<size_t>(shards, 1);
+  const uint32_t slice = std::max<uint32_t>(static_cast<uint32_t>(span / shards), 1);
+  // Slices overlap only when the band has fewer SA reqids than shards.
+  const uint32_t first = band_min + 1 +
+      static_cast<uint32_t>((uint64_t{shard} * slice) % span);
+  const uint32_t last = static_cast<uint32_t>(
+      std::min<uint64_t>(uint64_t{first} + slice - 1, uint64_t{band_min} + span));
+  const uint32_t start = first + tags.reqid_offset % (last - first + 1);
+  return {first, last, start};
 }
 
 std::vector<std::pair<ike::policy::IpAddress, int>> RangeToPrefixes(

@@ -26,11 +26,11 @@ std::optional<ike::policy::IpAddress> FromKernel(
 struct KernelTags {
   kernel_glue::Ownership ownership;
   std::optional<kernel_glue::Mark> mark;
-  // Where this run starts numbering SA reqids inside the owned band. The
-  // engine counts from 1 in every run, and a socket an application still
-  // holds from an earlier run keeps that run's per-socket policy (its reqid)
-  // through a restart; the daemon picks a random offset at start so a new
-  // SA is unlikely to carry a reqid such a socket names.
+  // Where this run starts numbering SA reqids inside each shard's slice of
+  // the owned band. A socket an application still holds from an earlier run
+  // keeps that run's per-socket policy (its reqid) through a restart; the
+  // daemon picks a random offset at start so a new SA is unlikely to carry
+  // a reqid such a socket names.
   uint32_t reqid_offset = 0;
 };
 KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership);
@@ -42,11 +42,19 @@ KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership);
 inline constexpr uint32_t kTrapReqids = 4096;
 inline constexpr uint32_t kWaitingReqids = 1024;
 
-// The engine numbers reqids from 1 without knowing the configured owned
-// range; the kernel objects must carry a reqid inside it (that is how a
-// restart finds its stale state), below the reserved top, rotated by the
-// run's offset. Reqids already inside pass unchanged.
+// The kernel objects must carry a reqid inside the owned range (that is
+// how a restart finds its stale state). The daemon's managers number their
+// SAs inside it already (ShardReqids), so their reqids pass unchanged; a
+// reqid from outside (a manager numbering from 1) is moved below the
+// reserved top, rotated by the run's offset.
 uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags);
+
+// The SA reqids of the owned band (below the reserved top), split into one
+// disjoint slice per protocol shard, so two shards' CHILD_SAs never share a
+// kernel reqid; each slice is entered at the run's offset. Slices overlap
+// only when the band holds fewer SA reqids than there are shards.
+ike::sa::EngineSettings::ReqidRange ShardReqids(const KernelTags& tags,
+                                                size_t shard, size_t shards);
 
 // One range as the smallest list of prefixes covering exactly it.
 std::vector<std::pair<ike::policy::IpAddress, int>> RangeToPrefixes(

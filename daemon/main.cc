@@ -126,8 +126,15 @@ int main(int argc, char** argv) {
     if (admin) admin->OnReloaded();
   };
   deps.acquire_observer = [&api_bridge](const kernel_glue::AcquireEvent& acquire) {
-    api_bridge.OnKernelAcquire(acquire);
+    return api_bridge.OnKernelAcquire(acquire);
   };
+  deps.credentials_observer =
+      [&api_bridge](const std::shared_ptr<const ike::sa::CredentialStore>& credentials) {
+        api_bridge.UpdateCredentials(credentials);
+      };
+  // Keys are shared, not copied: the engine and the API hold the same ones.
+  api_bridge.UpdateCredentials(
+      std::make_shared<const ike::sa::CredentialStore>(credentials.store));
   api_bridge.SetSocketPolicies(kernel.value().get());
 
   // Liveness settings apply at start (like listen addresses and ports).
@@ -149,6 +156,9 @@ int main(int argc, char** argv) {
       daemon.Dispatch(ike::sa::InitiateRequest{spd_entry, std::nullopt,
                                                std::nullopt, packet});
     });
+  });
+  api_bridge.SetTerminator([&daemon](ike::sa::IkeSaHandle ike_sa) {
+    daemon.Dispatch(ike::sa::DeleteRequest{ike_sa, 0});
   });
   api_bridge.SetCredentialInitiator(
       [&daemon](const std::string& spd_entry, const ike::policy::PacketFiveTuple& packet,

@@ -16,6 +16,8 @@
 #include <variant>
 #include <vector>
 
+#include "common/result.h"
+
 namespace kernel_glue {
 
 // ---------------------------------------------------------------- errors
@@ -30,34 +32,10 @@ struct KernelError {
   std::string ToString() const;
 };
 
-// A value or a KernelError. Kept minimal because std::expected is C++23.
+// A value or a KernelError; success or a KernelError.
 template <typename T>
-class Result {
- public:
-  Result(T value) : state_(std::move(value)) {}               // NOLINT
-  Result(KernelError error) : state_(std::move(error)) {}     // NOLINT
-  bool ok() const { return state_.index() == 0; }
-  const T& value() const& { return std::get<0>(state_); }
-  T& value() & { return std::get<0>(state_); }
-  T&& value() && { return std::get<0>(std::move(state_)); }
-  const KernelError& error() const { return std::get<1>(state_); }
-
- private:
-  std::variant<T, KernelError> state_;
-};
-
-// Success or a KernelError.
-class Status {
- public:
-  Status() = default;
-  Status(KernelError error) : error_(std::move(error)) {}  // NOLINT
-  static Status Ok() { return Status(); }
-  bool ok() const { return !error_.has_value(); }
-  const KernelError& error() const { return *error_; }
-
- private:
-  std::optional<KernelError> error_;
-};
+using Result = btnsd::common::Result<T, KernelError>;
+using Status = btnsd::common::Status<KernelError>;
 
 // ---------------------------------------------------------------- values
 

@@ -9,6 +9,7 @@
 #include <botan/ber_dec.h>
 #include <botan/bigint.h>
 #include <botan/der_enc.h>
+#include <botan/mem_ops.h>
 #include <botan/pk_keys.h>
 #include <botan/pubkey.h>
 
@@ -259,12 +260,13 @@ Result<VerifyScheme> LegacyScheme(AuthMethod method, KeyType key_type) {
 Bytes BuildSignedOctets(const Prf& prf, ByteView real_message,
                         ByteView peer_nonce, ByteView sk_p,
                         ByteView id_payload_body) {
-  Secret maced_id = prf.Compute(sk_p, id_payload_body);
   Bytes out;
-  out.reserve(real_message.size() + peer_nonce.size() + maced_id.size());
+  out.reserve(real_message.size() + peer_nonce.size() + prf.output_size());
   out.insert(out.end(), real_message.begin(), real_message.end());
   out.insert(out.end(), peer_nonce.begin(), peer_nonce.end());
-  out.insert(out.end(), maced_id.begin(), maced_id.end());
+  out.resize(out.size() + prf.output_size());
+  prf.ComputeInto(sk_p, {id_payload_body},
+                  out.data() + out.size() - prf.output_size());  // MACedID
   return out;
 }
 
@@ -282,9 +284,16 @@ Result<Bytes> ComputeSharedKeyAuth(PrfId prf_id, ByteView shared_secret,
   const Prf* prf = &it->second;
   ByteView pad(reinterpret_cast<const uint8_t*>(kKeyPad.data()),
                kKeyPad.size());
-  Secret inner = prf->Compute(shared_secret, pad);
-  Secret auth = prf->Compute(View(inner), signed_octets);
-  return Bytes(auth.begin(), auth.end());
+  const size_t n = prf->output_size();
+  uint8_t inner[64];  // the largest PRF output (HMAC-SHA-512)
+  if (n > sizeof(inner)) {
+    return MakeError(ErrorCode::kUnsupported, "PRF output too long");
+  }
+  prf->ComputeInto(shared_secret, {pad}, inner);
+  Bytes auth(n);
+  prf->ComputeInto(ByteView(inner, n), {signed_octets}, auth.data());
+  Botan::secure_scrub_memory(inner, sizeof(inner));
+  return auth;
 }
 
 Status VerifySharedKeyAuth(PrfId prf, ByteView shared_secret,

@@ -25,7 +25,7 @@ constexpr size_t kSparesPerPrf = 4;
 }  // namespace
 
 Result<Prf> Prf::Create(PrfId id) {
-  auto info = LookupPrf(id);
+  const PrfInfo* info = LookupPrf(id);
   if (!info) {
     return MakeError(ErrorCode::kUnsupported,
                      "PRF transform " + std::to_string(uint16_t(id)) +
@@ -36,7 +36,7 @@ Result<Prf> Prf::Create(PrfId id) {
       if (it->first != id) continue;
       auto mac = std::move(it->second);
       spares->erase(std::next(it).base());
-      return Prf(*info, std::move(mac));
+      return Prf(info, std::move(mac));
     }
   }
   auto mac = Botan::MessageAuthenticationCode::create(info->botan_name);
@@ -44,16 +44,17 @@ Result<Prf> Prf::Create(PrfId id) {
     return MakeError(ErrorCode::kUnsupported,
                      "Botan lacks " + info->botan_name);
   }
-  return Prf(*info, std::move(mac));
+  return Prf(info, std::move(mac));
 }
 
-Prf::Prf(PrfInfo info, std::unique_ptr<Botan::MessageAuthenticationCode> mac)
-    : info_(std::move(info)), mac_(std::move(mac)) {}
+Prf::Prf(const PrfInfo* info,
+         std::unique_ptr<Botan::MessageAuthenticationCode> mac)
+    : info_(info), mac_(std::move(mac)) {}
 Prf::Prf(Prf&&) noexcept = default;
 Prf& Prf::operator=(Prf&& other) noexcept {
   if (this != &other) {
     Release();
-    info_ = std::move(other.info_);
+    info_ = other.info_;
     mac_ = std::move(other.mac_);
   }
   return *this;
@@ -66,9 +67,9 @@ void Prf::Release() {
   SpareMacs* spares = Spares();
   size_t same = 0;
   if (spares)
-    for (const auto& s : *spares) same += s.first == info_.id;
+    for (const auto& s : *spares) same += s.first == info_->id;
   if (spares && same < kSparesPerPrf)
-    spares->emplace_back(info_.id, std::move(mac_));
+    spares->emplace_back(info_->id, std::move(mac_));
   mac_.reset();
 }
 
@@ -77,15 +78,21 @@ Secret Prf::Compute(ByteView key, ByteView data) const {
 }
 
 Secret Prf::Compute(ByteView key, std::initializer_list<ByteView> data) const {
-  mac_->set_key(key.data(), key.size());
-  for (ByteView part : data) mac_->update(part.data(), part.size());
-  Secret out = mac_->final();
-  mac_->clear();  // drop the keyed state
+  Secret out(output_size());
+  ComputeInto(key, data, out.data());
   return out;
 }
 
+void Prf::ComputeInto(ByteView key, std::initializer_list<ByteView> data,
+                      uint8_t* out) const {
+  mac_->set_key(key.data(), key.size());
+  for (ByteView part : data) mac_->update(part.data(), part.size());
+  mac_->final(out);
+  mac_->clear();  // drop the keyed state
+}
+
 Result<Secret> Prf::Expand(ByteView key, ByteView seed, size_t length) const {
-  const size_t hlen = info_.output_bytes;
+  const size_t hlen = info_->output_bytes;
   if (length > 255 * hlen) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "prf+ output of " + std::to_string(length) +

@@ -19,13 +19,16 @@ class Prf {
   Prf& operator=(Prf&&) noexcept;
   ~Prf();
 
-  const PrfInfo& info() const { return info_; }
-  size_t output_size() const { return info_.output_bytes; }
+  const PrfInfo& info() const { return *info_; }
+  size_t output_size() const { return info_->output_bytes; }
 
   // prf(key, data). HMAC accepts any key length.
   Secret Compute(ByteView key, ByteView data) const;
   // prf(key, a | b | ...), without concatenating first.
   Secret Compute(ByteView key, std::initializer_list<ByteView> data) const;
+  // The same into `out` (output_size() bytes), without allocating.
+  void ComputeInto(ByteView key, std::initializer_list<ByteView> data,
+                   uint8_t* out) const;
 
   // prf+(key, seed) truncated to length bytes:
   //   T1 = prf(K, S | 0x01), Tn = prf(K, Tn-1 | S | n).
@@ -33,9 +36,10 @@ class Prf {
   Result<Secret> Expand(ByteView key, ByteView seed, size_t length) const;
 
  private:
-  Prf(PrfInfo info, std::unique_ptr<Botan::MessageAuthenticationCode> mac);
+  Prf(const PrfInfo* info,
+      std::unique_ptr<Botan::MessageAuthenticationCode> mac);
   void Release();  // hands the HMAC object to this thread's spares
-  PrfInfo info_;
+  const PrfInfo* info_;  // a static LookupPrf entry
   std::unique_ptr<Botan::MessageAuthenticationCode> mac_;
 };
 

@@ -13,6 +13,8 @@
 
 #include <botan/secmem.h>
 
+#include "common/result.h"
+
 namespace ike::crypto {
 
 using Bytes = std::vector<uint8_t>;
@@ -42,29 +44,7 @@ inline CryptoError MakeError(ErrorCode code, std::string message) {
 }
 
 template <class T>
-class [[nodiscard]] Result {
- public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
-  Result(CryptoError error) : state_(std::in_place_index<1>, std::move(error)) {}
-
-  bool ok() const { return state_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-
-  // Precondition: ok().
-  T& value() & { return std::get<0>(state_); }
-  const T& value() const& { return std::get<0>(state_); }
-  T&& value() && { return std::get<0>(std::move(state_)); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-
-  // Precondition: !ok().
-  const CryptoError& error() const { return std::get<1>(state_); }
-
- private:
-  std::variant<T, CryptoError> state_;
-};
+using Result = btnsd::common::Result<T, CryptoError>;
 
 struct Ok {};
 using Status = Result<Ok>;

@@ -27,17 +27,21 @@ class Spares {
     }
     return nullptr;
   }
-  void Keep(const std::string& name, std::unique_ptr<T> obj) {
+  // `keyed`: the object holds a key of its SkCipher (one never keyed holds
+  // none, or the zero key it was kept with before).
+  void Keep(const std::string& name, std::unique_ptr<T> obj, bool keyed) {
     if (!obj) return;
-    // An all-zero key overwrites the key schedule in place, where clear()
-    // would free it and the next set_key allocate it again.
-    static constexpr uint8_t kZeroKey[64] = {};
-    const size_t len = obj->key_spec().minimum_keylength();
-    if (len > sizeof(kZeroKey)) return;  // freed (and zeroed) by unique_ptr
-    try {
-      obj->set_key(kZeroKey, len);
-    } catch (const std::exception&) {
-      return;
+    if (keyed) {
+      // An all-zero key overwrites the key schedule in place, where clear()
+      // would free it and the next set_key allocate it again.
+      static constexpr uint8_t kZeroKey[64] = {};
+      const size_t len = obj->key_spec().minimum_keylength();
+      if (len > sizeof(kZeroKey)) return;  // freed (and zeroed) by unique_ptr
+      try {
+        obj->set_key(kZeroKey, len);
+      } catch (const std::exception&) {
+        return;
+      }
     }
     for (auto& [n, list] : lists_) {
       if (n != name) continue;
@@ -93,7 +97,7 @@ SkCipher::SkCipher(SkCipher&&) noexcept = default;
 SkCipher& SkCipher::operator=(SkCipher&& other) noexcept {
   if (this != &other) {
     Release();
-    info_ = std::move(other.info_);
+    info_ = other.info_;
     icv_bytes_ = other.icv_bytes_;
     salt_ = std::move(other.salt_);
     aead_enc_ = std::move(other.aead_enc_);
@@ -101,7 +105,7 @@ SkCipher& SkCipher::operator=(SkCipher&& other) noexcept {
     cbc_enc_ = std::move(other.cbc_enc_);
     cbc_dec_ = std::move(other.cbc_dec_);
     mac_ = std::move(other.mac_);
-    mac_name_ = std::move(other.mac_name_);
+    integ_ = other.integ_;
     iv_cipher_ = std::move(other.iv_cipher_);
     key_ = std::move(other.key_);
     protect_keyed_ = other.protect_keyed_;
@@ -118,17 +122,27 @@ void SkCipher::Release() {
   SpareCiphers* spares = Spare();
   if (!spares) return;  // the unique_ptrs free the objects
   SpareCiphers& spare = *spares;
-  spare.aead_enc.Keep(info_.botan_name, std::move(aead_enc_));
-  spare.aead_dec.Keep(info_.botan_name, std::move(aead_dec_));
-  spare.cbc_enc.Keep(info_.botan_name, std::move(cbc_enc_));
-  spare.cbc_dec.Keep(info_.botan_name, std::move(cbc_dec_));
-  spare.mac.Keep(mac_name_, std::move(mac_));
-  spare.block.Keep(BlockName(info_), std::move(iv_cipher_));
+  if (aead_enc_ || aead_dec_) {
+    spare.aead_enc.Keep(info_->botan_name, std::move(aead_enc_),
+                        protect_keyed_);
+    spare.aead_dec.Keep(info_->botan_name, std::move(aead_dec_),
+                        unprotect_keyed_);
+  }
+  if (cbc_enc_ || cbc_dec_) {
+    spare.cbc_enc.Keep(info_->botan_name, std::move(cbc_enc_),
+                       protect_keyed_);
+    spare.cbc_dec.Keep(info_->botan_name, std::move(cbc_dec_),
+                       unprotect_keyed_);
+  }
+  if (mac_) spare.mac.Keep(integ_->botan_name, std::move(mac_), true);
+  if (iv_cipher_)
+    spare.block.Keep(BlockName(*info_), std::move(iv_cipher_),
+                     protect_keyed_);
 }
 
 Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
                                   ByteView integ_key) {
-  auto encr = LookupEncr(set.encr, set.encr_key_bits);
+  const EncrInfo* encr = LookupEncr(set.encr, set.encr_key_bits);
   if (!encr) {
     return MakeError(ErrorCode::kUnsupported,
                      "ENCR transform " + std::to_string(uint16_t(set.encr)) +
@@ -141,7 +155,7 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
                          std::to_string(encr->keymat_bytes()));
   }
   SkCipher c;
-  c.info_ = *encr;
+  c.info_ = encr;
   ByteView key = encr_key.first(encr->key_bytes);
   // The ciphers get the key on first use: a message is either protected or
   // opened, so one of the two key schedules is usually never needed.
@@ -163,7 +177,7 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
       });
       c.icv_bytes_ = encr->icv_bytes;
     } else {
-      auto integ = LookupInteg(set.integ);
+      const IntegInfo* integ = LookupInteg(set.integ);
       if (!integ || set.integ == IntegId::kNone) {
         return MakeError(ErrorCode::kUnsupported,
                          encr->display_name + " needs an implemented INTEG");
@@ -182,7 +196,7 @@ Result<SkCipher> SkCipher::Create(const TransformSet& set, ByteView encr_key,
         return Botan::Cipher_Mode::create_or_throw(encr->botan_name,
                                                    Botan::DECRYPTION);
       });
-      c.mac_name_ = integ->botan_name;
+      c.integ_ = integ;
       c.mac_ = TakeOr(&SpareCiphers::mac, integ->botan_name, [&] {
         return Botan::MessageAuthenticationCode::create_or_throw(
             integ->botan_name);
@@ -218,14 +232,14 @@ void SkCipher::KeyForUnprotect() const {
 }
 
 size_t SkCipher::MinimalPadding(size_t plaintext_length) const {
-  const size_t b = info_.block_bytes;
+  const size_t b = info_->block_bytes;
   return (b - (plaintext_length + 1) % b) % b;
 }
 
 size_t SkCipher::BodyLength(size_t plaintext_length,
                             std::optional<size_t> padding_length) const {
   size_t pad = padding_length ? *padding_length : MinimalPadding(plaintext_length);
-  return info_.iv_bytes + plaintext_length + pad + 1 + icv_bytes_;
+  return info_->iv_bytes + plaintext_length + pad + 1 + icv_bytes_;
 }
 
 Result<Bytes> SkCipher::NextIv(RandomSource& random) {
@@ -258,11 +272,11 @@ Result<Bytes> SkCipher::Protect(ByteView prefix, ByteView plaintext,
                       ? *options.padding
                       : Bytes(MinimalPadding(plaintext.size()), 0);
   if (padding.size() > 255 ||
-      (plaintext.size() + padding.size() + 1) % info_.block_bytes != 0) {
+      (plaintext.size() + padding.size() + 1) % info_->block_bytes != 0) {
     return MakeError(ErrorCode::kInvalidArgument,
                      "padding of " + std::to_string(padding.size()) +
                          " bytes does not align the plaintext to " +
-                         std::to_string(info_.block_bytes));
+                         std::to_string(info_->block_bytes));
   }
   KeyForProtect();
   Bytes iv;
@@ -273,9 +287,9 @@ Result<Bytes> SkCipher::Protect(ByteView prefix, ByteView plaintext,
     if (!next) return next.error();
     iv = std::move(*next);
   }
-  if (iv.size() != info_.iv_bytes) {
+  if (iv.size() != info_->iv_bytes) {
     return MakeError(ErrorCode::kInvalidArgument,
-                     "IV must be " + std::to_string(info_.iv_bytes) + " bytes");
+                     "IV must be " + std::to_string(info_->iv_bytes) + " bytes");
   }
   // One buffer: IV || plaintext || padding || pad length, encrypted in
   // place after the IV; the ICV is appended by the AEAD or below.
@@ -307,17 +321,17 @@ Result<Bytes> SkCipher::Protect(ByteView prefix, ByteView plaintext,
 }
 
 Result<SkPlaintext> SkCipher::Unprotect(ByteView prefix, ByteView body) const {
-  const size_t min_ct = aead_enc_ ? 1 : info_.block_bytes;
-  if (body.size() < info_.iv_bytes + min_ct + icv_bytes_) {
+  const size_t min_ct = aead_enc_ ? 1 : info_->block_bytes;
+  if (body.size() < info_->iv_bytes + min_ct + icv_bytes_) {
     return MakeError(ErrorCode::kMalformed,
                      "SK payload body of " + std::to_string(body.size()) +
                          " bytes is shorter than IV + one block + ICV (" +
-                         std::to_string(info_.iv_bytes + min_ct + icv_bytes_) +
+                         std::to_string(info_->iv_bytes + min_ct + icv_bytes_) +
                          ")");
   }
-  ByteView iv = body.first(info_.iv_bytes);
-  const size_t ct_len = body.size() - info_.iv_bytes - icv_bytes_;
-  ByteView ct = body.subspan(info_.iv_bytes, ct_len);
+  ByteView iv = body.first(info_->iv_bytes);
+  const size_t ct_len = body.size() - info_->iv_bytes - icv_bytes_;
+  ByteView ct = body.subspan(info_->iv_bytes, ct_len);
   ByteView icv = body.last(icv_bytes_);
 
   KeyForUnprotect();
@@ -336,13 +350,13 @@ Result<SkPlaintext> SkCipher::Unprotect(ByteView prefix, ByteView body) const {
                        "SK payload ICV does not verify");
     }
   } else {
-    if (ct_len % info_.block_bytes != 0) {
+    if (ct_len % info_->block_bytes != 0) {
       return MakeError(ErrorCode::kMalformed,
                        "SK ciphertext length " + std::to_string(ct_len) +
                            " is not a multiple of the block size");
     }
     mac_->update(prefix.data(), prefix.size());
-    mac_->update(body.data(), info_.iv_bytes + ct_len);
+    mac_->update(body.data(), info_->iv_bytes + ct_len);
     uint8_t tag[64];
     mac_->final(tag);
     if (!ConstantTimeEqual(ByteView(tag, icv_bytes_), icv)) {

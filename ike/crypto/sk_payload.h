@@ -56,9 +56,9 @@ class SkCipher {
   SkCipher& operator=(SkCipher&&) noexcept;
   ~SkCipher();
 
-  size_t iv_size() const { return info_.iv_bytes; }
+  size_t iv_size() const { return info_->iv_bytes; }
   size_t icv_size() const { return icv_bytes_; }
-  size_t block_size() const { return info_.block_bytes; }
+  size_t block_size() const { return info_->block_bytes; }
 
   // Length of the SK payload body for `plaintext_length` bytes of inner
   // payloads with minimal padding (or `padding_length` bytes if given).
@@ -82,13 +82,13 @@ class SkCipher {
   size_t MinimalPadding(size_t plaintext_length) const;
   Result<Bytes> NextIv(RandomSource& random);
 
-  EncrInfo info_;
+  const EncrInfo* info_ = nullptr;  // a static LookupEncr entry
   size_t icv_bytes_ = 0;
   Secret salt_;
   std::unique_ptr<Botan::AEAD_Mode> aead_enc_, aead_dec_;
   std::unique_ptr<Botan::Cipher_Mode> cbc_enc_, cbc_dec_;
   std::unique_ptr<Botan::MessageAuthenticationCode> mac_;
-  std::string mac_name_;
+  const IntegInfo* integ_ = nullptr;  // with mac_
   std::unique_ptr<Botan::BlockCipher> iv_cipher_;  // CBC IV generation
   Secret key_;  // SK_e without the salt
   bool protect_keyed_ = false;

@@ -5,8 +5,7 @@
 namespace ike::crypto {
 namespace {
 
-std::optional<EncrInfo> AesCbc(uint16_t bits) {
-  if (bits != 128 && bits != 192 && bits != 256) return std::nullopt;
+EncrInfo AesCbc(uint16_t bits) {
   EncrInfo info;
   info.id = EncrId::kAesCbc;
   info.key_bits = bits;
@@ -20,8 +19,7 @@ std::optional<EncrInfo> AesCbc(uint16_t bits) {
   return info;
 }
 
-std::optional<EncrInfo> AesGcm(EncrId id, size_t icv, uint16_t bits) {
-  if (bits != 128 && bits != 192 && bits != 256) return std::nullopt;
+EncrInfo AesGcm(EncrId id, size_t icv, uint16_t bits) {
   EncrInfo info;
   info.id = id;
   info.key_bits = bits;
@@ -39,100 +37,107 @@ std::optional<EncrInfo> AesGcm(EncrId id, size_t icv, uint16_t bits) {
   return info;
 }
 
+EncrInfo ChaCha20Poly1305() {
+  // RFC 7634 section 2: fixed 256-bit key, no Key Length attribute.
+  EncrInfo info;
+  info.id = EncrId::kChaCha20Poly1305;
+  info.aead = true;
+  info.key_bytes = 32;
+  info.salt_bytes = 4;
+  info.iv_bytes = 8;
+  info.icv_bytes = 16;
+  info.botan_name = "ChaCha20Poly1305";
+  info.kernel_name = "rfc7539esp(chacha20,poly1305)";
+  info.display_name = "CHACHA20_POLY1305";
+  return info;
+}
+
+// Built once: every SK payload and PRF computation looks its transform up,
+// and building the names each time would allocate on every message.
+const std::vector<EncrInfo>& EncrTable() {
+  static const std::vector<EncrInfo> table = [] {
+    std::vector<EncrInfo> t;
+    for (uint16_t bits : {128, 192, 256}) {
+      t.push_back(AesCbc(bits));
+      t.push_back(AesGcm(EncrId::kAesGcm8, 8, bits));
+      t.push_back(AesGcm(EncrId::kAesGcm12, 12, bits));
+      t.push_back(AesGcm(EncrId::kAesGcm16, 16, bits));
+    }
+    t.push_back(ChaCha20Poly1305());
+    return t;
+  }();
+  return table;
+}
+
+const std::vector<PrfInfo>& PrfTable() {
+  static const std::vector<PrfInfo> table = {
+      {PrfId::kHmacSha1, "HMAC(SHA-1)", 20, 20, "PRF_HMAC_SHA1"},
+      {PrfId::kHmacSha2_256, "HMAC(SHA-256)", 32, 32, "PRF_HMAC_SHA2_256"},
+      {PrfId::kHmacSha2_384, "HMAC(SHA-384)", 48, 48, "PRF_HMAC_SHA2_384"},
+      {PrfId::kHmacSha2_512, "HMAC(SHA-512)", 64, 64, "PRF_HMAC_SHA2_512"},
+  };
+  return table;
+}
+
+const std::vector<IntegInfo>& IntegTable() {
+  static const std::vector<IntegInfo> table = {
+      {IntegId::kNone, "", 0, 0, "", "NONE"},
+      {IntegId::kHmacSha1_96, "HMAC(SHA-1)", 20, 12, "hmac(sha1)",  // RFC 2404
+       "AUTH_HMAC_SHA1_96"},
+      {IntegId::kHmacSha2_256_128, "HMAC(SHA-256)", 32, 16,  // RFC 4868
+       "hmac(sha256)", "AUTH_HMAC_SHA2_256_128"},
+      {IntegId::kHmacSha2_384_192, "HMAC(SHA-384)", 48, 24, "hmac(sha384)",
+       "AUTH_HMAC_SHA2_384_192"},
+      {IntegId::kHmacSha2_512_256, "HMAC(SHA-512)", 64, 32, "hmac(sha512)",
+       "AUTH_HMAC_SHA2_512_256"},
+  };
+  return table;
+}
+
+const std::vector<KeGroupInfo>& KeGroupTable() {
+  static const std::vector<KeGroupInfo> table = {
+      {KeGroup::kModp2048, KeKind::kModp, 256, 256, "modp/ietf/2048",
+       "MODP_2048"},
+      {KeGroup::kModp3072, KeKind::kModp, 384, 384, "modp/ietf/3072",
+       "MODP_3072"},
+      {KeGroup::kModp4096, KeKind::kModp, 512, 512, "modp/ietf/4096",
+       "MODP_4096"},
+      // RFC 5903: x || y, shared secret is x
+      {KeGroup::kEcp256, KeKind::kEcp, 64, 32, "secp256r1", "ECP_256"},
+      {KeGroup::kEcp384, KeKind::kEcp, 96, 48, "secp384r1", "ECP_384"},
+      {KeGroup::kEcp521, KeKind::kEcp, 132, 66, "secp521r1", "ECP_521"},
+      // RFC 8031
+      {KeGroup::kCurve25519, KeKind::kCurve25519, 32, 32, "curve25519",
+       "CURVE_25519"},
+  };
+  return table;
+}
+
+template <class Info, class Pred>
+const Info* Find(const std::vector<Info>& table, Pred pred) {
+  for (const Info& info : table)
+    if (pred(info)) return &info;
+  return nullptr;
+}
+
 }  // namespace
 
-std::optional<EncrInfo> LookupEncr(EncrId id, uint16_t key_bits) {
-  switch (id) {
-    case EncrId::kAesCbc:
-      return AesCbc(key_bits);
-    case EncrId::kAesGcm8:
-      return AesGcm(id, 8, key_bits);
-    case EncrId::kAesGcm12:
-      return AesGcm(id, 12, key_bits);
-    case EncrId::kAesGcm16:
-      return AesGcm(id, 16, key_bits);
-    case EncrId::kChaCha20Poly1305: {
-      // RFC 7634 section 2: fixed 256-bit key, no Key Length attribute.
-      if (key_bits != 0) return std::nullopt;
-      EncrInfo info;
-      info.id = id;
-      info.aead = true;
-      info.key_bytes = 32;
-      info.salt_bytes = 4;
-      info.iv_bytes = 8;
-      info.icv_bytes = 16;
-      info.botan_name = "ChaCha20Poly1305";
-      info.kernel_name = "rfc7539esp(chacha20,poly1305)";
-      info.display_name = "CHACHA20_POLY1305";
-      return info;
-    }
-    default:
-      return std::nullopt;
-  }
+const EncrInfo* LookupEncr(EncrId id, uint16_t key_bits) {
+  return Find(EncrTable(), [&](const EncrInfo& i) {
+    return i.id == id && i.key_bits == key_bits;
+  });
 }
 
-std::optional<PrfInfo> LookupPrf(PrfId id) {
-  auto make = [id](const char* botan, size_t out, const char* name) {
-    return PrfInfo{id, botan, out, out, name};
-  };
-  switch (id) {
-    case PrfId::kHmacSha1:
-      return make("HMAC(SHA-1)", 20, "PRF_HMAC_SHA1");
-    case PrfId::kHmacSha2_256:
-      return make("HMAC(SHA-256)", 32, "PRF_HMAC_SHA2_256");
-    case PrfId::kHmacSha2_384:
-      return make("HMAC(SHA-384)", 48, "PRF_HMAC_SHA2_384");
-    case PrfId::kHmacSha2_512:
-      return make("HMAC(SHA-512)", 64, "PRF_HMAC_SHA2_512");
-    default:
-      return std::nullopt;
-  }
+const PrfInfo* LookupPrf(PrfId id) {
+  return Find(PrfTable(), [&](const PrfInfo& i) { return i.id == id; });
 }
 
-std::optional<IntegInfo> LookupInteg(IntegId id) {
-  switch (id) {
-    case IntegId::kNone:
-      return IntegInfo{id, "", 0, 0, "", "NONE"};
-    case IntegId::kHmacSha1_96:  // RFC 2404
-      return IntegInfo{id, "HMAC(SHA-1)", 20, 12, "hmac(sha1)",
-                       "AUTH_HMAC_SHA1_96"};
-    case IntegId::kHmacSha2_256_128:  // RFC 4868
-      return IntegInfo{id, "HMAC(SHA-256)", 32, 16, "hmac(sha256)",
-                       "AUTH_HMAC_SHA2_256_128"};
-    case IntegId::kHmacSha2_384_192:
-      return IntegInfo{id, "HMAC(SHA-384)", 48, 24, "hmac(sha384)",
-                       "AUTH_HMAC_SHA2_384_192"};
-    case IntegId::kHmacSha2_512_256:
-      return IntegInfo{id, "HMAC(SHA-512)", 64, 32, "hmac(sha512)",
-                       "AUTH_HMAC_SHA2_512_256"};
-    default:
-      return std::nullopt;
-  }
+const IntegInfo* LookupInteg(IntegId id) {
+  return Find(IntegTable(), [&](const IntegInfo& i) { return i.id == id; });
 }
 
-std::optional<KeGroupInfo> LookupKeGroup(KeGroup id) {
-  switch (id) {
-    case KeGroup::kModp2048:
-      return KeGroupInfo{id, KeKind::kModp, 256, 256, "modp/ietf/2048",
-                         "MODP_2048"};
-    case KeGroup::kModp3072:
-      return KeGroupInfo{id, KeKind::kModp, 384, 384, "modp/ietf/3072",
-                         "MODP_3072"};
-    case KeGroup::kModp4096:
-      return KeGroupInfo{id, KeKind::kModp, 512, 512, "modp/ietf/4096",
-                         "MODP_4096"};
-    case KeGroup::kEcp256:  // RFC 5903: x || y, shared secret is x
-      return KeGroupInfo{id, KeKind::kEcp, 64, 32, "secp256r1", "ECP_256"};
-    case KeGroup::kEcp384:
-      return KeGroupInfo{id, KeKind::kEcp, 96, 48, "secp384r1", "ECP_384"};
-    case KeGroup::kEcp521:
-      return KeGroupInfo{id, KeKind::kEcp, 132, 66, "secp521r1", "ECP_521"};
-    case KeGroup::kCurve25519:  // RFC 8031
-      return KeGroupInfo{id, KeKind::kCurve25519, 32, 32, "curve25519",
-                         "CURVE_25519"};
-    default:
-      return std::nullopt;
-  }
+const KeGroupInfo* LookupKeGroup(KeGroup id) {
+  return Find(KeGroupTable(), [&](const KeGroupInfo& i) { return i.id == id; });
 }
 
 Status ValidateTransformSet(ProtocolId protocol, const TransformSet& set) {
@@ -188,26 +193,19 @@ bool KnownTransformType(TransformType type) {
   return false;
 }
 
-// Offered transforms of one type (without unusable ones).
-std::vector<const Transform*> OfType(const Proposal& p, TransformType type) {
-  std::vector<const Transform*> out;
-  for (const Transform& t : p.transforms) {
-    if (t.type == type && !t.has_unknown_attribute) out.push_back(&t);
-  }
-  return out;
-}
-
 bool HasType(const Proposal& p, TransformType type) {
   return std::any_of(p.transforms.begin(), p.transforms.end(),
                      [type](const Transform& t) { return t.type == type; });
 }
 
+// Unusable transforms (with an unknown attribute) never match.
 bool Offers(const Proposal& p, TransformType type, uint16_t id,
             std::optional<uint16_t> key_bits) {
-  for (const Transform* t : OfType(p, type)) {
-    if (t->id == id && t->key_length_bits == key_bits) return true;
-  }
-  return false;
+  return std::any_of(p.transforms.begin(), p.transforms.end(),
+                     [&](const Transform& t) {
+                       return t.type == type && !t.has_unknown_attribute &&
+                              t.id == id && t.key_length_bits == key_bits;
+                     });
 }
 
 // A transform type whose value we require to be "none" matches when the

@@ -69,12 +69,13 @@ struct KeGroupInfo {
   std::string display_name;
 };
 
-// key_bits: the Key Length attribute, 0 when absent. Returns nothing when
-// the combination is not implemented (or an attribute is missing/extra).
-std::optional<EncrInfo> LookupEncr(EncrId id, uint16_t key_bits);
-std::optional<PrfInfo> LookupPrf(PrfId id);
-std::optional<IntegInfo> LookupInteg(IntegId id);
-std::optional<KeGroupInfo> LookupKeGroup(KeGroup id);
+// key_bits: the Key Length attribute, 0 when absent. Null when the
+// combination is not implemented (or an attribute is missing/extra). The
+// entries are static: valid for the whole program.
+const EncrInfo* LookupEncr(EncrId id, uint16_t key_bits);
+const PrfInfo* LookupPrf(PrfId id);
+const IntegInfo* LookupInteg(IntegId id);
+const KeGroupInfo* LookupKeGroup(KeGroup id);
 
 // --- Proposal selection -----------------------------------------------------
 

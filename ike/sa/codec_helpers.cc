@@ -1,6 +1,7 @@
 #include "ike/sa/codec_helpers.h"
 
 #include <algorithm>
+#include <span>
 
 #include <botan/hash.h>
 
@@ -38,15 +39,21 @@ std::vector<crypto::TransformSet> ExpandProposals(
     bool without_ke) {
   std::vector<crypto::TransformSet> out;
   bool ike = protocol == wire::ProtocolId::kIke;
+  // The policy's lists, or the one value an absent list stands for (views,
+  // not copies: this runs for every exchange that carries an SA payload).
+  static constexpr wire::PrfId kDefaultPrf[] = {wire::PrfId::kHmacSha2_256};
+  static constexpr wire::IntegId kNoInteg[] = {wire::IntegId::kNone};
+  static constexpr wire::KeGroup kNoKe[] = {wire::KeGroup::kNone};
+  static constexpr wire::EsnId kNoEsn[] = {wire::EsnId::kNoEsn};
   for (const policy::Proposal& p : set.proposals) {
-    std::vector<wire::PrfId> prfs = p.prf;
-    if (!ike || prfs.empty()) prfs = {wire::PrfId::kHmacSha2_256};
-    std::vector<wire::IntegId> integs = p.integrity;
-    if (integs.empty()) integs = {wire::IntegId::kNone};
-    std::vector<wire::KeGroup> kes = p.ke;
-    if (without_ke || kes.empty()) kes = {wire::KeGroup::kNone};
-    std::vector<wire::EsnId> esns = p.esn;
-    if (ike || esns.empty()) esns = {wire::EsnId::kNoEsn};
+    std::span<const wire::PrfId> prfs = p.prf;
+    if (!ike || prfs.empty()) prfs = kDefaultPrf;
+    std::span<const wire::IntegId> integs = p.integrity;
+    if (integs.empty()) integs = kNoInteg;
+    std::span<const wire::KeGroup> kes = p.ke;
+    if (without_ke || kes.empty()) kes = kNoKe;
+    std::span<const wire::EsnId> esns = p.esn;
+    if (ike || esns.empty()) esns = kNoEsn;
     for (const auto& e : p.encryption)
       for (auto prf : prfs)
         for (auto integ : integs)
@@ -263,11 +270,13 @@ Bytes NatDetectionHash(uint64_t spi_i, uint64_t spi_r, const Endpoint& ep) {
   // these few bytes (final() leaves it ready for the next message).
   thread_local const std::unique_ptr<Botan::HashFunction> sha1 =
       Botan::HashFunction::create_or_throw("SHA-1");
-  Bytes a = SpiBytes(spi_i), b = SpiBytes(spi_r);
+  uint8_t spis[16], port[2] = {uint8_t(ep.port >> 8), uint8_t(ep.port)};
+  for (int i = 0; i < 8; ++i) {
+    spis[i] = uint8_t(spi_i >> (56 - 8 * i));
+    spis[8 + i] = uint8_t(spi_r >> (56 - 8 * i));
+  }
   Bytes ip = ep.address.ToBytes();
-  uint8_t port[2] = {uint8_t(ep.port >> 8), uint8_t(ep.port)};
-  sha1->update(a.data(), a.size());
-  sha1->update(b.data(), b.size());
+  sha1->update(spis, sizeof(spis));
   sha1->update(ip.data(), ip.size());
   sha1->update(port, 2);
   Bytes out(sha1->output_length());

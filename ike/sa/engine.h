@@ -118,7 +118,7 @@ struct InitiateRequest {
   // accepts it). Such a request always starts an IKE SA of its own, which
   // no other request reuses, and its CHILD_SA proposes only `trigger`'s
   // flow (one connection), or the entry's selectors without a trigger.
-  std::shared_ptr<const LocalCredentialOverride> local_credential;
+  std::shared_ptr<const LocalCredentialOverride> local_credential{};
   // Echoed in IkeSaUp and IkeSaDown of the IKE SA this request starts, so
   // the requester learns its outcome; 0 for none.
   uint64_t request_tag = 0;
@@ -449,6 +449,9 @@ struct LocalCredential {
 struct LocalCredentialOverride {
   policy::Identity id;  // sent in IDi; never NULL (a key is required)
   LocalCredential credential;
+  // Used only when `credential` has no key: AUTH method 2 with this secret
+  // (a configured identity whose proof is a shared key).
+  std::vector<uint8_t> shared_key;
   // For logs: where the credential came from ("identity 'alice'",
   // "credential file of uid 1000").
   std::string label;
@@ -499,6 +502,17 @@ struct EngineSettings {
   // handle, without asking any manager. 0 bits: a lone manager.
   uint8_t shard_bits = 0;
   uint8_t shard_index = 0;
+  // The reqids this manager gives new CHILD_SAs (a rekey keeps the old
+  // one): `first` to `last`, starting at `start` and wrapping to `first`.
+  // Once wrapped, a reqid a live CHILD_SA still holds is skipped; with
+  // every one held, the CHILD_SA is refused. Several managers in one process
+  // get disjoint ranges, so no two CHILD_SAs share a kernel reqid.
+  struct ReqidRange {
+    uint32_t first = 1;
+    uint32_t last = UINT32_MAX;
+    uint32_t start = 1;  // clamped into [first, last]
+  };
+  ReqidRange reqids;
 };
 
 // A read-only view of one IKE SA, for btnsctl and the BTNS API.

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <deque>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <botan/certstor.h>
 #include <botan/hash.h>
@@ -74,6 +75,10 @@ struct ChildSa {
   uint32_t spi_out = 0;
   crypto::TransformSet set;
   std::vector<policy::TrafficSelector> local_ts, remote_ts;
+  // Transport mode across a NAT (RFC 7296 section 2.23.1): the selectors as
+  // negotiated with the peer, which name its own address where local_ts and
+  // remote_ts (the kernel's) name the NAT's. Empty when they do not differ.
+  std::vector<policy::TrafficSelector> wire_local_ts, wire_remote_ts;
   policy::Lifetime lifetime;
   ChildState state = ChildState::kActive;
   bool owns_policies = false;
@@ -153,8 +158,8 @@ struct Pending {
 struct Task {
   ReqKind kind = ReqKind::kCreateChild;
   ChildSaHandle child = 0;
-  std::string spd_entry;
-  std::optional<policy::PacketFiveTuple> trigger;
+  std::string spd_entry{};
+  std::optional<policy::PacketFiveTuple> trigger{};
   FailureReason reason = FailureReason::kDeletedLocally;
   // After INVALID_KE_PAYLOAD: the group the peer asked for.
   wire::KeGroup group = wire::KeGroup::kNone;
@@ -334,6 +339,11 @@ class SaManagerImpl {
     SetPolicy(std::move(policy));
     next_handle_ = next_child_handle_ =
         (uint64_t(settings_.shard_index) << 48) | 1;
+    // 0 is no reqid (the kernel's "any").
+    EngineSettings::ReqidRange& reqids = settings_.reqids;
+    reqids.first = std::max<uint32_t>(reqids.first, 1);
+    reqids.last = std::max(reqids.last, reqids.first);
+    next_reqid_ = std::clamp(reqids.start, reqids.first, reqids.last);
   }
 
   void Handle(const Event& event, Instant now, Actions& out) {
@@ -903,10 +913,12 @@ class SaManagerImpl {
       for (auto& t : sa->tasks)
         if (t.kind == ReqKind::kCreateChild && t.spd_entry == entry_name)
           return;
+      if (NoFreeReqid(entry_name)) return;
       sa->tasks.push_back(Task{ReqKind::kCreateChild, 0, entry_name, trigger});
       RunTasks(*sa);
       return;
     }
+    if (NoFreeReqid(entry_name)) return;
     IkeSa& sa = NewSa(true);
     sa.spd_entry = entry_name;
     sa.trigger = trigger;
@@ -1391,8 +1403,9 @@ class SaManagerImpl {
     sha->update(spi.data(), spi.size());
     sha->update(secret.data(), secret.size());
     auto digest = sha->final();
-    crypto::Bytes out{version};
-    out.insert(out.end(), digest.begin(), digest.end());
+    crypto::Bytes out(1 + digest.size());
+    out[0] = version;
+    std::copy(digest.begin(), digest.end(), out.begin() + 1);
     return out;
   }
 
@@ -1732,8 +1745,13 @@ class SaManagerImpl {
       return Failure{FailureReason::kPolicyMissing, std::nullopt,
                      "PAD entry '" + pad.name + "' names local identity '" +
                          pad.local_identity + "', which is not configured"};
+    // A configured identity the application picked may prove itself with
+    // its shared key instead of a private key.
+    const bool override_psk = override && !override->credential.private_key &&
+                              !override->credential.external_signer &&
+                              !override->shared_key.empty();
     if (override && ((!override->credential.private_key &&
-                      !override->credential.external_signer) ||
+                      !override->credential.external_signer && !override_psk) ||
                      override->id.type == wire::IdType::kNull))
       return Failure{FailureReason::kPolicyMissing, std::nullopt,
                      "the credential asked for (" + override->label +
@@ -1767,7 +1785,14 @@ class SaManagerImpl {
                (it->second.private_key || it->second.external_signer)) {
       cred = &it->second;
     }
-    // An overriding credential always signs, whatever the entry's method.
+    if (override_psk) {
+      auto a = crypto::ComputeSharedKeyAuth(sa.set.prf, View(override->shared_key),
+                                            View(octets));
+      if (!a.ok()) return fail(a.error().message);
+      out.auth = {wire::AuthMethod::kSharedKeyMic, std::move(*a)};
+      return out;
+    }
+    // An overriding key always signs, whatever the entry's method.
     bool use_psk = !override &&
                    (pad.auth == policy::PeerAuthMethod::kPsk || !cred);
     if (use_psk) {
@@ -2427,6 +2452,18 @@ class SaManagerImpl {
     };
     auto proposed_i = FromWire(tsi->selectors);
     auto proposed_r = FromWire(tsr->selectors);
+    bool wants_transport = FindNotify(ps, NotifyType::kUseTransportMode);
+    // RFC 7296 section 2.23.1: in transport mode across a NAT a host names
+    // its own address in its selectors, but the packets arrive here from
+    // the NAT's. Look up and install with the IKE SA's addresses; answer
+    // with the selectors as the peer knows them.
+    std::optional<policy::IpAddress> peer_own, local_own;
+    if (!rekeyed && wants_transport) {
+      if (sa.nat_remote)
+        peer_own = SubstituteHost(proposed_i, sa.remote.address);
+      if (sa.nat_local)
+        local_own = SubstituteHost(proposed_r, sa.local.address);
+    }
     // Find the SPD entry: the first pair of proposed selectors that fits an
     // entry bound to the peer's PAD entry, narrowed by the PAD's child SA
     // authorization data (the peer's side).
@@ -2482,7 +2519,6 @@ class SaManagerImpl {
                "' covers the proposed traffic selectors");
       return;
     }
-    bool wants_transport = FindNotify(ps, NotifyType::kUseTransportMode);
     policy::IpsecMode mode = entry->protect.mode;
     if (mode == policy::IpsecMode::kTransport && !wants_transport) {
       fail(NotifyType::kNoProposalChosen, FailureReason::kNoProposalChosen,
@@ -2525,6 +2561,18 @@ class SaManagerImpl {
     child.set = selected->transforms;
     child.local_ts = local_ts;
     child.remote_ts = remote_ts;
+    if (rekeyed) {
+      child.wire_local_ts = rekeyed->wire_local_ts;
+      child.wire_remote_ts = rekeyed->wire_remote_ts;
+    } else if (peer_own || local_own) {
+      child.wire_local_ts = WithHost(local_ts, sa.local.address, local_own);
+      child.wire_remote_ts = WithHost(remote_ts, sa.remote.address, peer_own);
+    }
+    // Responder's TSi is the peer's side, TSr ours.
+    auto answer_i = child.wire_remote_ts.empty() ? remote_ts
+                                                 : child.wire_remote_ts;
+    auto answer_r = child.wire_local_ts.empty() ? local_ts
+                                                : child.wire_local_ts;
     child.lifetime = entry->protect.child_lifetime;
     const crypto::Bytes& ni_child = ike_auth ? sa.ni : last_peer_nonce_;
     const crypto::Bytes& nr_child = ike_auth ? sa.nr : nonce_r;
@@ -2543,8 +2591,77 @@ class SaManagerImpl {
       out.push_back(wire::MakePayload(
           wire::KePayload{ke_group, *pending_ke_public_}));
     if (!ike_auth) out.push_back(wire::MakePayload(wire::NoncePayload{nonce_r}));
-    // Responder's TSi is the peer's side, TSr ours.
-    AppendSelectors(out, remote_ts, local_ts);
+    AppendSelectors(out, answer_i, answer_r);
+  }
+
+  // Replaces the address of every single-host selector of `seen`'s family
+  // by `seen` (RFC 7296 section 2.23.1); returns the first address replaced
+  // that differed, nullopt if none did.
+  static std::optional<policy::IpAddress> SubstituteHost(
+      std::vector<policy::TrafficSelector>& selectors,
+      const policy::IpAddress& seen) {
+    std::optional<policy::IpAddress> own;
+    for (auto& ts : selectors) {
+      if (ts.addresses.family() != seen.family ||
+          ts.addresses.start != ts.addresses.end || ts.addresses.start == seen)
+        continue;
+      if (!own) own = ts.addresses.start;
+      ts.addresses = policy::IpRange::Host(seen);
+    }
+    return own;
+  }
+
+  // `selectors` with the host `seen` named `own` instead, as the peer knows
+  // it; unchanged without `own`.
+  static std::vector<policy::TrafficSelector> WithHost(
+      std::vector<policy::TrafficSelector> selectors,
+      const policy::IpAddress& seen,
+      const std::optional<policy::IpAddress>& own) {
+    if (own)
+      for (auto& ts : selectors)
+        if (ts.addresses == policy::IpRange::Host(seen))
+          ts.addresses = policy::IpRange::Host(*own);
+    return selectors;
+  }
+
+  // The next reqid of settings_.reqids for a new CHILD_SA; 0 when live
+  // CHILD_SAs hold all of them. Until the range first wraps every reqid
+  // handed out is fresh; after that live ones are skipped.
+  uint32_t AllocateReqid() {
+    const EngineSettings::ReqidRange& range = settings_.reqids;
+    std::unordered_set<uint32_t> live;
+    if (reqids_wrapped_)
+      for (const auto& [handle, sa] : sas_)
+        for (const auto& c : sa->children) live.insert(c.reqid);
+    const uint64_t size = uint64_t{range.last} - range.first + 1;
+    for (uint64_t tried = 0; tried < size; ++tried) {
+      const uint32_t candidate = next_reqid_;
+      if (next_reqid_ == range.last) {
+        next_reqid_ = range.first;
+        reqids_wrapped_ = true;
+      } else {
+        ++next_reqid_;
+      }
+      if (live.count(candidate) == 0) return candidate;
+    }
+    return 0;
+  }
+
+  // Before asking the peer for a new CHILD_SA: refused (and logged) when
+  // live CHILD_SAs hold every reqid of the range, rather than leaving the
+  // peer with a CHILD_SA we could not install.
+  bool NoFreeReqid(const std::string& entry_name) {
+    if (!reqids_wrapped_) return false;  // next_reqid_ onwards are unused
+    std::unordered_set<uint32_t> live;
+    for (const auto& [handle, sa] : sas_)
+      for (const auto& c : sa->children) live.insert(c.reqid);
+    const uint64_t size =
+        uint64_t{settings_.reqids.last} - settings_.reqids.first + 1;
+    if (live.size() < size) return false;
+    LogLine(LogLevel::kError, 0, FailureReason::kInternalError,
+            "initiate: SPD entry '" + entry_name +
+                "': every reqid of the configured range is in use");
+    return true;
   }
 
   // Derives KEYMAT, emits the installs and takes the CHILD_SA into the SA.
@@ -2565,10 +2682,15 @@ class SaManagerImpl {
     if (!keymat.ok()) return false;
     auto keys = crypto::SplitEspKeymat(child.set, View(*keymat));
     if (!keys.ok()) return false;
-    child.handle = next_child_handle_++;
     child.reqid = rekeyed         ? rekeyed->reqid
                   : inherit_reqid ? inherit_reqid
-                                  : next_reqid_++;
+                                  : AllocateReqid();
+    if (child.reqid == 0) {
+      LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
+              "every reqid of the configured range is in use");
+      return false;
+    }
+    child.handle = next_child_handle_++;
     child.lifetime = Jittered(child.lifetime, random_);
     EspTransform t;
     t.encryption = child.set.encr;
@@ -2862,8 +2984,10 @@ class SaManagerImpl {
     auto child = PrepareChild(sa, entry_name, trigger, with_ke);
     if (!child) return;
     if (rekeyed) {
-      child->ts_i = rekeyed->local_ts;
-      child->ts_r = rekeyed->remote_ts;
+      // The peer's view of the selectors (2.23.1), the kernel's otherwise.
+      bool nat_view = !rekeyed->wire_local_ts.empty();
+      child->ts_i = nat_view ? rekeyed->wire_local_ts : rekeyed->local_ts;
+      child->ts_r = nat_view ? rekeyed->wire_remote_ts : rekeyed->remote_ts;
       child->rekeys = rekeyed->handle;
       child->reqid = rekeyed->reqid;
       child->mode = rekeyed->mode;
@@ -3375,6 +3499,15 @@ class SaManagerImpl {
       }
       return true;
     };
+    // RFC 7296 section 2.23.1: across a NAT in transport mode the responder
+    // may answer with the addresses it sees, the NAT's for ours; the kernel
+    // here needs the addresses of this IKE SA.
+    if ((!within(got_i, child.ts_i) || !within(got_r, child.ts_r)) &&
+        child.mode == policy::IpsecMode::kTransport &&
+        FindNotify(ps, NotifyType::kUseTransportMode)) {
+      if (sa.nat_local) SubstituteHost(got_i, sa.local.address);
+      if (sa.nat_remote) SubstituteHost(got_r, sa.remote.address);
+    }
     if (!within(got_i, child.ts_i) || !within(got_r, child.ts_r)) {
       give_up(FailureReason::kTsUnacceptable,
               "responder's selectors are not within what we proposed");
@@ -3420,6 +3553,13 @@ class SaManagerImpl {
     c.remote_ts = got_r;
     c.lifetime = child.lifetime;
     ChildSa* old = child.rekeys ? sa.FindChild(child.rekeys) : nullptr;
+    if (old && !old->wire_local_ts.empty()) {
+      // A rekey across a NAT in transport mode keeps the kernel's selectors.
+      c.wire_local_ts = got_i;
+      c.wire_remote_ts = got_r;
+      c.local_ts = old->local_ts;
+      c.remote_ts = old->remote_ts;
+    }
     if (!InstallChild(sa, c, ike_auth ? sa.ni : child.nonce,
                       ike_auth ? sa.nr : nr,
                       shared ? View(*shared) : ByteView{}, old,
@@ -3559,7 +3699,8 @@ class SaManagerImpl {
   uint64_t cookies_demanded_ = 0;
   IkeSaHandle next_handle_ = 1;
   ChildSaHandle next_child_handle_ = 1;
-  uint32_t next_reqid_ = 1;
+  uint32_t next_reqid_ = 1;  // set from settings_.reqids
+  bool reqids_wrapped_ = false;
   std::vector<crypto::TransformSet> responder_ike_sets_;
   crypto::Bytes responder_certreq_;  // CA hashes for IKE_SA_INIT responses
 

@@ -5,9 +5,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <utility>
-#include <variant>
 
+#include "common/result.h"
 #include "ike/wire/constants.h"
 
 namespace ike::wire {
@@ -26,28 +25,6 @@ struct WireError {
 };
 
 template <class T>
-class [[nodiscard]] Result {
- public:
-  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}
-  Result(WireError error) : state_(std::in_place_index<1>, std::move(error)) {}
-
-  bool ok() const { return state_.index() == 0; }
-  explicit operator bool() const { return ok(); }
-
-  // Precondition: ok().
-  T& value() & { return std::get<0>(state_); }
-  const T& value() const& { return std::get<0>(state_); }
-  T&& value() && { return std::get<0>(std::move(state_)); }
-  T* operator->() { return &value(); }
-  const T* operator->() const { return &value(); }
-  T& operator*() & { return value(); }
-  const T& operator*() const& { return value(); }
-
-  // Precondition: !ok().
-  const WireError& error() const { return std::get<1>(state_); }
-
- private:
-  std::variant<T, WireError> state_;
-};
+using Result = btnsd::common::Result<T, WireError>;
 
 }  // namespace ike::wire

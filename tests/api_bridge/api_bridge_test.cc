@@ -10,13 +10,16 @@
 #include <cstdlib>
 #include <string>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "btns_api/epoll_runner.h"
 #include "btns_api/server.h"
+#include "daemon/credential_files.h"
 #include "daemon/kernel_translate.h"
+#include "daemon/socket_watch.h"
 #include "kernel_glue/xfrm_in_memory.h"
 
 namespace btnsd::daemon {
@@ -336,7 +339,8 @@ TEST_F(WaitingSocketTest, TheWantedPeerBindsTheSocketToItsSa) {
   EXPECT_LE(waiting_reqid, tags.ownership.reqid_max - 4096);
   auto pending = kernel.SocketPolicies(duplicate);
   ASSERT_EQ(pending.size(), 2u);  // out and in
-  bridge.OnKernelAcquire(Acquire());
+  // The host's own SA serves it: the engine must see the ACQUIRE too.
+  EXPECT_FALSE(bridge.OnKernelAcquire(Acquire()));
   EXPECT_EQ(bridge.waiting_socket_count(), 1u);  // no SA yet: IKE runs
   BringUp(7, "bob.example", 70, 5);
   EXPECT_EQ(bridge.waiting_socket_count(), 0u);
@@ -587,6 +591,401 @@ TEST(ApiBridgeTest, PinSocketBindsALatchedSocketToTheSaReqid) {
   EXPECT_TRUE(bridge.PinSocket(fd, sa).ok());
   EXPECT_EQ(kernel.SocketPolicies(fd).size(), 2u);
   close(fd);
+}
+
+// ------------------------------------------------ configured identities
+
+// The PAD entry "lab" presents "me"; "alice" (a key loaded by the daemon)
+// and "team" (a shared key) are configured too, granted to uid 1000.
+std::shared_ptr<ike::policy::PolicySnapshot> IdentityPolicy() {
+  auto snapshot = Policy();
+  ike::policy::SpdEntry protect = snapshot->spd.entries()[0];
+  protect.protect.peer = "lab";
+  ike::policy::SpdEntry bypass = snapshot->spd.entries()[1];
+  snapshot->spd = ike::policy::Spd({protect, bypass});
+  ike::policy::PadEntry lab;
+  lab.name = "lab";
+  lab.local_identity = "me";
+  snapshot->pad = ike::policy::Pad({lab});
+  ike::policy::LocalIdentity me;
+  me.name = "me";
+  me.id = ike::policy::Identity::Fqdn("me.example");
+  ike::policy::LocalIdentity alice;
+  alice.name = "alice";
+  alice.id = ike::policy::Identity::Fqdn("alice.example");
+  alice.private_key_file = "alice.pem";
+  alice.credential = ike::policy::CredentialKind::kRawKey;
+  ike::policy::LocalIdentity team;
+  team.name = "team";
+  team.id = ike::policy::Identity::Fqdn("team.example");
+  team.psk_name = "team-key";
+  ike::policy::LocalIdentity bare;
+  bare.name = "bare";
+  bare.id = ike::policy::Identity::Fqdn("bare.example");
+  snapshot->identities = {me, alice, team, bare};
+  snapshot->secrets = {{"team-key", {'t', 'e', 'a', 'm'}}};
+  snapshot->api.grants[0].identities = {"alice", "me", "team", "bare"};
+  return snapshot;
+}
+
+// A socket names a configured identity before connect(): the ACQUIRE of
+// its first packet decides between the host's SA (the PAD entry presents
+// it) and an IKE SA of its own presenting it with the loaded key.
+class ConfiguredIdentityTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto store = std::make_shared<ike::sa::CredentialStore>();
+    auto key = LoadPrivateKeyFile("tests/fixtures/crypto/keys/p256.pem");
+    ASSERT_TRUE(key.ok());
+    store->local["alice"].private_key = std::move(key.value());
+    store->local["me"];  // loaded, without a key (the PAD's default)
+    bridge.UpdateCredentials(store);
+    bridge.SetSocketPolicies(&kernel);
+    bridge.SetInitiator([this](const std::string& entry, const ike::policy::PacketFiveTuple&) {
+      ordinary.push_back(entry);
+    });
+    bridge.SetCredentialInitiator(
+        [this](const std::string& entry, const ike::policy::PacketFiveTuple& packet,
+               std::shared_ptr<const ike::sa::LocalCredentialOverride> credential,
+               uint64_t tag) { started.push_back({entry, packet, credential, tag}); });
+    bridge.SetTerminator([this](ike::sa::IkeSaHandle handle) { terminated.push_back(handle); });
+    bridge.SetSocketProbe([this](const WatchedSocket& socket) {
+      probed.push_back(socket);
+      return hold;
+    });
+    bridge.SetDedicatedGrace(std::chrono::milliseconds(40), std::chrono::milliseconds(10));
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0);
+    request.caller.uid = 1000;
+    request.caller.gid = 1000;
+    request.socket_fd = fd;
+  }
+  void TearDown() override { close(fd); }
+  uint32_t WaitingReqid() {
+    for (int candidate = fd + 1; candidate < fd + 16; ++candidate) {
+      auto policies = kernel.SocketPolicies(candidate);
+      if (!policies.empty()) {
+        duplicate = candidate;
+        return policies.back().templates.at(0).reqid;
+      }
+    }
+    return 0;
+  }
+  kernel_glue::AcquireEvent Acquire(uint32_t reqid) {
+    kernel_glue::AcquireEvent acquire;
+    acquire.selector.src = *kernel_glue::IpAddress::Parse("10.0.0.1");
+    acquire.selector.dst = *kernel_glue::IpAddress::Parse("10.0.0.2");
+    acquire.selector.protocol = IPPROTO_TCP;
+    acquire.selector.src_port = 40000;
+    acquire.selector.dst_port = 7777;
+    acquire.templ.reqid = reqid;
+    return acquire;
+  }
+  // The engine's answer to the dedicated request: IKE SA `ike_sa` with one
+  // CHILD_SA (reqid 7) covering the flow.
+  void DedicatedUp(uint64_t ike_sa, uint64_t tag, const char* presented) {
+    ike::sa::IkeSaUp up = PeerUp(ike_sa, "bob.example");
+    up.request_tag = tag;
+    up.local_overridden = true;
+    up.local_id = presented;
+    bridge.OnAction(up);
+    ike::sa::InstallChildSa install = OutboundInstall(ike_sa * 10);
+    install.reqid = 7;
+    bridge.OnAction(install);
+    bridge.OnAction(ChildUp(ike_sa, ike_sa * 10, "10.0.0.1", "10.0.0.2"));
+  }
+  // Runs the API thread's deadline work until `done` or 2 s.
+  template <typename Done>
+  void RunDeadlines(Done done) {
+    const auto start = std::chrono::steady_clock::now();
+    while (!done() && std::chrono::steady_clock::now() - start < std::chrono::seconds(2)) {
+      auto next = bridge.NextDeadline();
+      if (!next) break;
+      std::this_thread::sleep_until(*next);
+      bridge.ExpireDue();
+    }
+  }
+  struct Started {
+    std::string entry;
+    ike::policy::PacketFiveTuple packet;
+    std::shared_ptr<const ike::sa::LocalCredentialOverride> credential;
+    uint64_t tag;
+  };
+  kernel_glue::XfrmInMemory kernel;
+  ApiBridge bridge{IdentityPolicy()};
+  btns_api::ProtectionRequest request;
+  std::vector<std::string> ordinary;
+  std::vector<Started> started;
+  std::vector<ike::sa::IkeSaHandle> terminated;
+  std::vector<WatchedSocket> probed;
+  SocketHold hold = SocketHold::kHeld;
+  int fd = -1, duplicate = -1;
+};
+
+TEST_F(ConfiguredIdentityTest, AnIdentityThePadWouldNotPresentGetsAnIkeSaOfItsOwn) {
+  request.local_identity = "fqdn:alice";  // get_new_iToken("alice")
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  ASSERT_NE(reqid, 0u);
+  // Bound to an ephemeral port, so its ACQUIRE (and its SA) name that port.
+  sockaddr_in bound_to{};
+  socklen_t length = sizeof(bound_to);
+  ASSERT_EQ(getsockname(fd, reinterpret_cast<sockaddr*>(&bound_to), &length), 0);
+  EXPECT_NE(bound_to.sin_port, 0);
+  // The socket's ACQUIRE is the dedicated request's alone, however often
+  // the kernel repeats it while IKE runs.
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(reqid)));
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(reqid)));
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_TRUE(ordinary.empty());
+  EXPECT_EQ(started[0].entry, "btns-hosts");
+  EXPECT_EQ(started[0].tag, reqid);
+  ASSERT_TRUE(started[0].credential);
+  EXPECT_EQ(started[0].credential->id, ike::policy::Identity::Fqdn("alice.example"));
+  EXPECT_EQ(started[0].credential->label, "identity 'alice'");
+  // The daemon's loaded key, not a file read now.
+  ASSERT_TRUE(started[0].credential->credential.private_key.has_value());
+  EXPECT_EQ(started[0].credential->credential.private_key->public_key().type(),
+            ike::crypto::KeyType::kEcdsaP256);
+  // The host's own SA (presenting "me") covering the flow does not serve it.
+  bridge.OnAction(PeerUp(3, "bob.example"));
+  bridge.OnAction(ChildUp(3, 30, "10.0.0.1", "10.0.0.2"));
+  EXPECT_EQ(bridge.waiting_socket_count(), 1u);
+  DedicatedUp(9, reqid, "fqdn:alice.example");
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_FALSE(bridge.SocketFailure(fd).has_value());
+  auto bound = kernel.SocketPolicies(duplicate);
+  ASSERT_EQ(bound.size(), 4u);
+  EXPECT_EQ(bound[2].templates.at(0).reqid,
+            KernelReqid(7, ToKernelTags(IdentityPolicy()->daemon.ownership)));
+  auto sas = bridge.FindSas(Tcp("10.0.0.1", 40000, "10.0.0.2", 7777));
+  ASSERT_EQ(sas.size(), 2u);
+  EXPECT_EQ(sas.back().local.id, "fqdn:alice.example");
+  EXPECT_EQ(sas.back().local.auth, btns_api::AuthKind::kRawKey);
+  EXPECT_EQ(sas.front().local.id, "fqdn:me.example");
+  EXPECT_EQ(bridge.dedicated_ike_sa_count(), 1u);
+}
+
+TEST_F(ConfiguredIdentityTest, ThePadEntrysOwnIdentityUsesTheHostsSa) {
+  request.local_identity = "me";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  EXPECT_FALSE(bridge.OnKernelAcquire(Acquire(reqid)));  // the engine's
+  EXPECT_TRUE(started.empty());
+  bridge.OnAction(PeerUp(3, "bob.example"));
+  ike::sa::InstallChildSa install = OutboundInstall(30);
+  install.reqid = 4;
+  bridge.OnAction(install);
+  bridge.OnAction(ChildUp(3, 30, "10.0.0.1", "10.0.0.2"));
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_FALSE(bridge.SocketFailure(fd).has_value());
+  EXPECT_EQ(bridge.dedicated_ike_sa_count(), 0u);
+}
+
+TEST_F(ConfiguredIdentityTest, AnUngrantedCallerIsRefusedBeforeAnythingWaits) {
+  request.local_identity = "alice";
+  request.caller.uid = 1001;
+  request.caller.gid = 1001;
+  btns_api::Status refused = bridge.RequestProtection(request);
+  EXPECT_EQ(refused.error, EACCES);
+  EXPECT_EQ(refused.why, btns_api::Why::kPrivilegeRequired);
+  EXPECT_NE(refused.message.find("uid 1001 may not present identity 'alice'"),
+            std::string::npos) << refused.message;
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_EQ(WaitingReqid(), 0u);  // no per-socket policy was set
+  // Root may present any configured identity.
+  request.caller.uid = 0;
+  EXPECT_TRUE(bridge.RequestProtection(request).ok());
+  EXPECT_EQ(bridge.waiting_socket_count(), 1u);
+}
+
+TEST_F(ConfiguredIdentityTest, ThePeersRefusalNamesTheIdentity) {
+  request.local_identity = "fqdn:alice.example";  // by its ID text
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(reqid)));
+  ASSERT_EQ(started.size(), 1u);
+  ike::sa::IkeSaDown down;
+  down.ike_sa = 9;
+  down.reason = ike::sa::FailureReason::kAuthenticationFailed;
+  down.notify = ike::wire::NotifyType::kAuthenticationFailed;
+  down.request_tag = reqid;
+  bridge.OnAction(down);
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  std::optional<btns_api::Status> failure = bridge.SocketFailure(fd);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->error, ECONNREFUSED);
+  EXPECT_EQ(failure->why, btns_api::Why::kAuthenticationFailed);
+  EXPECT_NE(failure->message.find("identity 'alice'"), std::string::npos) << failure->message;
+  EXPECT_EQ(kernel.SocketPolicies(duplicate).back().action, kernel_glue::PolicyAction::kDiscard);
+}
+
+TEST_F(ConfiguredIdentityTest, ASharedKeyIdentityCarriesItsSecret) {
+  request.local_identity = "team";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(WaitingReqid())));
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_FALSE(started[0].credential->credential.private_key.has_value());
+  EXPECT_EQ(started[0].credential->shared_key, (std::vector<uint8_t>{'t', 'e', 'a', 'm'}));
+}
+
+TEST_F(ConfiguredIdentityTest, AnIdentityWithNothingToProveItIsRefusedWithAReason) {
+  request.local_identity = "bare";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(WaitingReqid())));
+  EXPECT_TRUE(started.empty());
+  EXPECT_TRUE(ordinary.empty());
+  std::optional<btns_api::Status> failure = bridge.SocketFailure(fd);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->error, EACCES);
+  EXPECT_NE(failure->message.find("'bare' has no key"), std::string::npos) << failure->message;
+}
+
+// A socket's own IKE SA ends once the socket is closed, after the grace.
+TEST_F(ConfiguredIdentityTest, TheDedicatedSaIsDeletedAfterItsSocketCloses) {
+  request.local_identity = "alice";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  bridge.OnKernelAcquire(Acquire(reqid));
+  DedicatedUp(9, reqid, "fqdn:alice.example");
+  // Held: nothing happens, however often it is checked.
+  ASSERT_TRUE(bridge.NextDeadline().has_value());
+  const auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(120)) {
+    std::this_thread::sleep_until(*bridge.NextDeadline());
+    bridge.ExpireDue();
+  }
+  EXPECT_TRUE(terminated.empty());
+  ASSERT_FALSE(probed.empty());
+  EXPECT_EQ(probed.back().conversation, Tcp("10.0.0.1", 40000, "10.0.0.2", 7777));
+  uint64_t cookie = 0;
+  socklen_t length = sizeof(cookie);
+  ASSERT_EQ(getsockopt(fd, SOL_SOCKET, 57 /* SO_COOKIE */, &cookie, &length), 0);
+  EXPECT_EQ(probed.back().cookie, cookie);
+  // Closed: deleted once, after the grace period.
+  hold = SocketHold::kReleased;
+  const auto closed = std::chrono::steady_clock::now();
+  RunDeadlines([&] { return !terminated.empty(); });
+  ASSERT_EQ(terminated.size(), 1u);
+  EXPECT_EQ(terminated[0], 9u);
+  EXPECT_GE(std::chrono::steady_clock::now() - closed, std::chrono::milliseconds(40));
+  bridge.ExpireDue();
+  EXPECT_EQ(terminated.size(), 1u);
+  EXPECT_FALSE(bridge.NextDeadline().has_value());  // nothing more to watch
+  // The engine's IkeSaDown ends the record.
+  ike::sa::IkeSaDown down;
+  down.ike_sa = 9;
+  down.reason = ike::sa::FailureReason::kDeletedLocally;
+  down.request_tag = reqid;
+  bridge.OnAction(down);
+  EXPECT_EQ(bridge.dedicated_ike_sa_count(), 0u);
+  EXPECT_EQ(bridge.child_sa_count(), 0u);
+}
+
+TEST_F(ConfiguredIdentityTest, ASocketThatComesBackInTheGraceKeepsItsSa) {
+  request.local_identity = "alice";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  bridge.OnKernelAcquire(Acquire(reqid));
+  DedicatedUp(9, reqid, "fqdn:alice.example");
+  bridge.SetDedicatedGrace(std::chrono::milliseconds(200), std::chrono::milliseconds(10));
+  hold = SocketHold::kUnknown;  // sock_diag unavailable: never deleted
+  auto start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(300)) {
+    std::this_thread::sleep_until(*bridge.NextDeadline());
+    bridge.ExpireDue();
+  }
+  EXPECT_TRUE(terminated.empty());
+  hold = SocketHold::kReleased;
+  start = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - start < std::chrono::milliseconds(100)) {
+    std::this_thread::sleep_until(*bridge.NextDeadline());
+    bridge.ExpireDue();
+  }
+  hold = SocketHold::kHeld;  // a moment of doubt is not a close
+  bridge.ExpireDue();
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  bridge.ExpireDue();
+  EXPECT_TRUE(terminated.empty());
+}
+
+TEST_F(ConfiguredIdentityTest, AnSaUpAfterItsSocketGaveUpIsDeleted) {
+  bridge.SetWaitForSa(std::chrono::milliseconds(20));
+  request.local_identity = "alice";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(reqid)));
+  ASSERT_EQ(started.size(), 1u);
+  RunDeadlines([&] { return bridge.waiting_socket_count() == 0; });
+  ASSERT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_EQ(bridge.SocketFailure(fd)->error, ETIMEDOUT);
+  DedicatedUp(9, reqid, "fqdn:alice.example");  // too late: nobody waits
+  RunDeadlines([&] { return !terminated.empty(); });
+  ASSERT_EQ(terminated.size(), 1u);
+  EXPECT_EQ(terminated[0], 9u);
+  EXPECT_TRUE(probed.empty());  // there was no socket to ask about
+}
+
+// The kernel prefers the narrowest policy: of a host's SA and an SA of one
+// connection's own, FindSas reports the one that carries the conversation.
+TEST(ApiBridgeTest, TheNarrowestCoveringSaIsTheConversations) {
+  ApiBridge bridge(Policy());
+  bridge.OnAction(PeerUp(3, "bob.example"));
+  bridge.OnAction(ChildUp(3, 30, "10.0.0.1", "10.0.0.2"));
+  ike::sa::ChildSaUp narrow = ChildUp(9, 90, "10.0.0.1", "10.0.0.2");
+  narrow.local_ts[0].protocol = IPPROTO_TCP;
+  narrow.local_ts[0].ports = {40000, 40000};
+  narrow.remote_ts[0].protocol = IPPROTO_TCP;
+  narrow.remote_ts[0].ports = {7777, 7777};
+  bridge.OnAction(PeerUp(9, "alice.example"));
+  bridge.OnAction(narrow);
+  auto mine = bridge.FindSas(Tcp("10.0.0.1", 40000, "10.0.0.2", 7777));
+  ASSERT_EQ(mine.size(), 1u);
+  EXPECT_EQ(mine[0].child_sa_id, 90u);
+  auto other = bridge.FindSas(Tcp("10.0.0.1", 40001, "10.0.0.2", 7777));
+  ASSERT_EQ(other.size(), 1u);
+  EXPECT_EQ(other[0].child_sa_id, 30u);
+  // Two SAs alike (a rekey, or two peers) are both reported, newest last.
+  bridge.OnAction(ChildUp(3, 31, "10.0.0.1", "10.0.0.2"));
+  auto both = bridge.FindSas(Tcp("10.0.0.1", 40001, "10.0.0.2", 7777));
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[1].child_sa_id, 31u);
+}
+
+// The real probe against this kernel's sock_diag: a TCP connection on
+// loopback is held while a descriptor is open and released after close().
+TEST(SocketWatchTest, SockDiagSeesAConnectionClosed) {
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  ASSERT_EQ(listen(listener, 1), 0);
+  socklen_t length = sizeof(address);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+  const int client = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_EQ(connect(client, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  sockaddr_in local{};
+  length = sizeof(local);
+  getsockname(client, reinterpret_cast<sockaddr*>(&local), &length);
+  WatchedSocket watched;
+  watched.conversation = Tcp("127.0.0.1", ntohs(local.sin_port), "127.0.0.1",
+                             ntohs(address.sin_port));
+  length = sizeof(watched.cookie);
+  ASSERT_EQ(getsockopt(client, SOL_SOCKET, 57 /* SO_COOKIE */, &watched.cookie, &length), 0);
+  const SocketHold held = ProbeSocketDiag(watched);
+  if (held == SocketHold::kUnknown)
+    GTEST_SKIP() << "this kernel answers no sock_diag lookups (inet_diag missing)";
+  EXPECT_EQ(held, SocketHold::kHeld);
+  WatchedSocket other = watched;
+  other.cookie ^= 1;  // the same conversation, another socket
+  EXPECT_EQ(ProbeSocketDiag(other), SocketHold::kReleased);
+  const int duplicate = dup(client);
+  close(client);
+  EXPECT_EQ(ProbeSocketDiag(watched), SocketHold::kHeld);  // still one descriptor
+  close(duplicate);
+  EXPECT_EQ(ProbeSocketDiag(watched), SocketHold::kReleased);
+  close(listener);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "ike/crypto/auth.h"
@@ -39,26 +40,60 @@ class Pkcs11KeyTest : public ::testing::Test {
   static void SetUpTestSuite() { token_ = new SoftHsmToken(ScratchDir("softhsm")); }
   static void TearDownTestSuite() { delete token_; }
   void SetUp() override { ASSERT_EQ(token_->error(), ""); }
+
+  // A token key opened for signing and its public key as read from the
+  // token. Each check that fails is reported; nullopt when it cannot go on.
+  struct OpenedKey {
+    Pkcs11Key key;
+    ike::crypto::PublicKey public_key;
+  };
+  static std::optional<OpenedKey> Open(CK_OBJECT_HANDLE priv,
+                                       ike::crypto::KeyType expected_type) {
+    if (priv == 0) {
+      ADD_FAILURE() << token_->error();
+      return std::nullopt;
+    }
+    auto opened = OpenPkcs11Key(token_->functions(), token_->session(), priv);
+    if (!std::holds_alternative<Pkcs11Key>(opened)) {
+      ADD_FAILURE() << std::get<std::string>(opened);
+      return std::nullopt;
+    }
+    Pkcs11Key key = std::get<Pkcs11Key>(std::move(opened));
+    auto public_key = ike::crypto::PublicKey::FromSpki(
+        ike::crypto::ByteView(key.spki_der.data(), key.spki_der.size()), "token");
+    if (!public_key.ok()) {
+      ADD_FAILURE() << public_key.error().message;
+      return std::nullopt;
+    }
+    EXPECT_EQ(public_key->type(), expected_type);
+    return OpenedKey{std::move(key), std::move(*public_key)};
+  }
+
+  // The token's raw signature of `octets` by `scheme`.
+  static std::optional<std::vector<uint8_t>> Sign(const Pkcs11Key& key, const char* scheme,
+                                                  const std::vector<uint8_t>& octets) {
+    auto signed_ = Pkcs11Sign(key, scheme, octets);
+    if (!std::holds_alternative<std::vector<uint8_t>>(signed_)) {
+      ADD_FAILURE() << std::get<std::string>(signed_);
+      return std::nullopt;
+    }
+    return std::get<std::vector<uint8_t>>(std::move(signed_));
+  }
+
   static SoftHsmToken* token_;
 };
 SoftHsmToken* Pkcs11KeyTest::token_ = nullptr;
 
 TEST_F(Pkcs11KeyTest, P256KeySignsAuthOctetsTheEngineAccepts) {
-  CK_OBJECT_HANDLE priv = token_->GenerateP256("p256");
-  ASSERT_NE(priv, 0u) << token_->error();
-  auto opened = OpenPkcs11Key(token_->functions(), token_->session(), priv);
-  ASSERT_TRUE(std::holds_alternative<Pkcs11Key>(opened)) << std::get<std::string>(opened);
-  const Pkcs11Key& key = std::get<Pkcs11Key>(opened);
-  auto public_key = ike::crypto::PublicKey::FromSpki(
-      ike::crypto::ByteView(key.spki_der.data(), key.spki_der.size()), "token");
-  ASSERT_TRUE(public_key.ok()) << public_key.error().message;
-  EXPECT_EQ(public_key->type(), ike::crypto::KeyType::kEcdsaP256);
+  auto opened = Open(token_->GenerateP256("p256"), ike::crypto::KeyType::kEcdsaP256);
+  ASSERT_TRUE(opened);
+  const Pkcs11Key& key = opened->key;
+  const ike::crypto::PublicKey* public_key = &opened->public_key;
 
   auto octets = Octets();
-  auto signed_ = Pkcs11Sign(key, "ecdsa-sha256", octets);
-  ASSERT_TRUE(std::holds_alternative<std::vector<uint8_t>>(signed_))
-      << std::get<std::string>(signed_);
-  const auto& raw = std::get<std::vector<uint8_t>>(signed_);
+  auto signed_ = Sign(key, "ecdsa-sha256", octets);
+  ASSERT_TRUE(signed_);
+  const auto& raw = *signed_;
   EXPECT_EQ(raw.size(), 64u);  // r || s
   ike::crypto::SignatureOptions options;
   options.hash = ike::wire::HashAlgorithm::kSha2_256;
@@ -130,20 +165,14 @@ TEST_F(Pkcs11KeyTest, Ed25519KeySignsWhenTheTokenSupportsIt) {
   slot = session.slotID;
   if (token_->functions()->C_GetMechanismInfo(slot, CKM_EDDSA, &info) != CKR_OK)
     GTEST_SKIP() << "this SoftHSM2 build has no CKM_EDDSA";
-  CK_OBJECT_HANDLE priv = token_->GenerateEd25519("ed");
-  ASSERT_NE(priv, 0u) << token_->error();
-  auto opened = OpenPkcs11Key(token_->functions(), token_->session(), priv);
-  ASSERT_TRUE(std::holds_alternative<Pkcs11Key>(opened)) << std::get<std::string>(opened);
-  const Pkcs11Key& key = std::get<Pkcs11Key>(opened);
-  auto public_key = ike::crypto::PublicKey::FromSpki(
-      ike::crypto::ByteView(key.spki_der.data(), key.spki_der.size()), "token");
-  ASSERT_TRUE(public_key.ok()) << public_key.error().message;
-  EXPECT_EQ(public_key->type(), ike::crypto::KeyType::kEd25519);
+  auto opened = Open(token_->GenerateEd25519("ed"), ike::crypto::KeyType::kEd25519);
+  ASSERT_TRUE(opened);
+  const Pkcs11Key& key = opened->key;
+  const ike::crypto::PublicKey* public_key = &opened->public_key;
   auto octets = Octets();
-  auto signed_ = Pkcs11Sign(key, "ed25519", octets);
-  ASSERT_TRUE(std::holds_alternative<std::vector<uint8_t>>(signed_))
-      << std::get<std::string>(signed_);
-  const auto& raw = std::get<std::vector<uint8_t>>(signed_);
+  auto signed_ = Sign(key, "ed25519", octets);
+  ASSERT_TRUE(signed_);
+  const auto& raw = *signed_;
   ike::crypto::SignatureOptions options;
   options.hash = ike::wire::HashAlgorithm::kIdentity;
   auto auth = ike::crypto::AuthFromRawSignature(

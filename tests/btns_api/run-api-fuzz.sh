@@ -8,6 +8,7 @@
 # libprotobuf-dev, libbotan-2-dev (Debian 12).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
+. "$root/tests/fuzz/fuzz_lib.sh"
 runs=${RUNS:-200000}
 max_time=${MAX_TIME:-300}
 work=${FUZZ_WORK_DIR:-$(mktemp -d)}
@@ -30,20 +31,5 @@ clang++-14 -std=c++20 -O1 -g -fno-omit-frame-pointer \
   -o "$work/api_fuzz"
 
 echo "running: -runs=$runs -max_total_time=$max_time over $(ls "$seeds" | wc -l) seeds"
-set +e
-"$work/api_fuzz" -runs="$runs" -max_total_time="$max_time" -max_len=8192 \
-  -print_final_stats=1 -artifact_prefix="$work/artifacts/" \
-  "$work/corpus" "$seeds" >"$work/fuzz.log" 2>&1
-status=$?
-set -e
-tail -n 25 "$work/fuzz.log"
-executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$work/fuzz.log")
-echo "executions: ${executions:-unknown}, exit status $status, log $work/fuzz.log"
-if [ "$status" -ne 0 ] || [ -n "$(ls -A "$work/artifacts")" ]; then
-  echo "FUZZING FOUND A PROBLEM: reproducer(s) in $work/artifacts" >&2
-  exit 1
-fi
-if [ -z "$executions" ] || [ "$executions" -eq 0 ]; then
-  echo "fuzzer did not run" >&2
-  exit 1
-fi
+run_fuzzer "$work/fuzz.log" 8192 "$runs" "$max_time" "$work/api_fuzz" \
+  "$work/corpus" "$seeds"

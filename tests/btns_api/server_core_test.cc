@@ -64,7 +64,9 @@ TEST_F(ServerCore, FrameSplitAtEveryOctetIsStillOneRequest) {
     std::vector<int> fds;
     if (i == 0) fds.push_back(fcntl(client, F_DUPFD_CLOEXEC, 0));
     ASSERT_TRUE(server.OnInput(s, reinterpret_cast<const uint8_t*>(&f[i]), 1, std::move(fds)));
-    if (i + 1 < f.size()) EXPECT_TRUE(server.PendingOutput(s).empty());
+    if (i + 1 < f.size()) {
+      EXPECT_TRUE(server.PendingOutput(s).empty());
+    }
   }
   auto replies = Replies(server, s);
   ASSERT_EQ(replies.size(), 1u);

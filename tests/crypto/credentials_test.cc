@@ -159,5 +159,25 @@ TEST(CertificateTest, ErrorsNameTheFile) {
             std::string::npos);
 }
 
+// Found by tests/fuzz/credential_fuzz.cc: the key decoder quoted the bad
+// base64 byte of a client's file (a control character) into the error, and
+// a PEM label was echoed whole.
+TEST(ApplicationCredentialTest, ErrorsAreOnePrintableBoundedLine) {
+  const std::string control_byte =
+      "-----BEGIN PRIVATE KEY-----\nMIGH\x06\x07AgEA\n-----END PRIVATE KEY-----\n";
+  const std::string long_label = "-----BEGIN " + std::string(5000, 'A') +
+                                 "\x01\n-----\n-----END " +
+                                 std::string(5000, 'A') + "\x01\n-----\n";
+  for (const std::string& text : {control_byte, long_label}) {
+    auto parsed = btnsd::daemon::ParseApplicationCredential(
+        ByteView(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+    ASSERT_FALSE(parsed.ok());
+    const std::string& message = parsed.error().message;
+    EXPECT_EQ(message.rfind("credential file: ", 0), 0u) << message;
+    EXPECT_LT(message.size(), 400u);
+    for (unsigned char c : message) EXPECT_GE(c, 0x20) << message;
+  }
+}
+
 }  // namespace
 }  // namespace ike::crypto

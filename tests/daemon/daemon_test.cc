@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <future>
 #include <thread>
@@ -260,18 +261,23 @@ TEST(DaemonTest, TwoDaemonsNegotiateANullAuthChildSaOverUdp) {
   EXPECT_EQ(right.daemon_->ChildSaCount(), 1u);
   EXPECT_GE(left.KernelPolicies(), 2u) << "in and out policies";
   {
-    // The SAs carry reqids of this run's rotation, below the reserved top.
+    // The SAs carry the first reqids of their shard's slice, below the
+    // reserved top.
     KernelTags tags = Host::Tags(left.config_path_);
     tags.reqid_offset = left.daemon_->reqid_offset();
     std::lock_guard lock(left.mutex_);
     auto owned = left.xfrm_.ListOwned();
     ASSERT_TRUE(owned.ok());
     ASSERT_FALSE(owned.value().sas.empty());
+    const size_t shards = left.daemon_->shard_count();
     for (const auto& sa : owned.value().sas) {
-      bool rotated = false;  // one of the engine's first reqids, moved by the offset
-      for (uint32_t engine_reqid = 1; engine_reqid <= 8; ++engine_reqid)
-        rotated = rotated || sa.reqid == KernelReqid(engine_reqid, tags);
-      EXPECT_TRUE(rotated) << sa.reqid;
+      bool in_a_slice = false;  // the engines' slices, each entered at the offset
+      for (size_t shard = 0; shard < shards; ++shard) {
+        const auto range = ShardReqids(tags, shard, shards);
+        in_a_slice = in_a_slice || (sa.reqid >= range.first && sa.reqid <= range.last &&
+                                    sa.reqid - range.start < 8);
+      }
+      EXPECT_TRUE(in_a_slice) << sa.reqid;
       EXPECT_LT(sa.reqid, tags.ownership.reqid_max - kTrapReqids - kWaitingReqids);
     }
   }
@@ -325,6 +331,20 @@ TEST(DaemonTest, ShardedResponderRoutesHandshakesEventsAndRequests) {
     shards_used.insert(shard);
   }
   EXPECT_EQ(shards_used.size(), 2u);
+  // Each shard's engine numbers its CHILD_SAs in its own slice of the owned
+  // band: four CHILD_SAs, two per shard, are four kernel reqids, each with
+  // its inbound and outbound SA (policies and socket bindings go by reqid).
+  EXPECT_TRUE(WaitFor([&] { return responder.KernelSas() == 8; }))
+      << "kernel SAs: " << responder.KernelSas();
+  std::map<uint32_t, int> sas_per_reqid;
+  {
+    std::lock_guard lock(responder.mutex_);
+    auto owned = responder.xfrm_.ListOwned();
+    ASSERT_TRUE(owned.ok());
+    for (const auto& sa : owned.value().sas) ++sas_per_reqid[sa.reqid];
+  }
+  EXPECT_EQ(sas_per_reqid.size(), 4u) << "two shards' CHILD_SAs share a reqid";
+  for (const auto& [reqid, count] : sas_per_reqid) EXPECT_EQ(count, 2) << reqid;
   EXPECT_EQ(responder.daemon_->engine_totals().ike_sas, 4u);
   EXPECT_EQ(responder.daemon_->engine_totals().half_open, 0u);
 
@@ -345,6 +365,74 @@ TEST(DaemonTest, ShardedResponderRoutesHandshakesEventsAndRequests) {
   initiators.clear();
 }
 
+// Two shards and a narrow reqid band (five SA reqids): shard 0 keeps one
+// CHILD_SA while shard 1 sets one up and tears it down three times. No
+// kernel reqid is ever held by two CHILD_SAs. (Engines numbering from 1,
+// interleaved by shard and wrapped into the band, gave shard 1's third
+// CHILD_SA the reqid of shard 0's live one.)
+TEST(DaemonTest, ShardsNeverShareAKernelReqidThroughChurn) {
+  const uint16_t port = BasePort() + 2;
+  Host responder(WriteFile(
+      "churn.yaml",
+      NullAuthConfig("127.0.0.1", "127.0.0.0/24", port, port + 1, "",
+                     "  threads: 2\n"
+                     "  ownership: {reqid_min: 0x10000, reqid_max: 0x10005}\n")));
+  ASSERT_TRUE(responder.Start());
+  ASSERT_EQ(responder.daemon_->shard_count(), 2u);
+  std::string peer_on[2];
+  for (int i = 2; i < 100 && (peer_on[0].empty() || peer_on[1].empty()); ++i) {
+    const std::string address = "127.0.0." + std::to_string(i);
+    std::string& slot =
+        peer_on[responder.daemon_->ShardOfPeer(*ike::policy::IpAddress::Parse(address))];
+    if (slot.empty()) slot = address;
+  }
+  ASSERT_FALSE(peer_on[0].empty() || peer_on[1].empty());
+  auto start_initiator = [&](const std::string& peer) {
+    auto host = std::make_unique<Host>(WriteFile(
+        "churn-" + peer + ".yaml",
+        NullAuthConfig(peer, "127.0.0.1", port, port + 1, "", "  threads: 1\n")));
+    EXPECT_TRUE(host->Start());
+    host->daemon_->Dispatch(ike::sa::InitiateRequest{
+        "to-peer", ike::sa::Endpoint{*ike::policy::IpAddress::Parse("127.0.0.1"), port},
+        ike::sa::Endpoint{*ike::policy::IpAddress::Parse(peer), port}, std::nullopt});
+    return host;
+  };
+  // SAs per reqid on the responder (larval SAs carry reqid_min).
+  auto sas_per_reqid = [&] {
+    std::map<uint32_t, int> count;
+    std::lock_guard lock(responder.mutex_);
+    auto owned = responder.xfrm_.ListOwned();
+    EXPECT_TRUE(owned.ok());
+    if (owned.ok())
+      for (const auto& sa : owned.value().sas)
+        if (sa.reqid != 0x10000) ++count[sa.reqid];
+    return count;
+  };
+
+  auto stays = start_initiator(peer_on[0]);
+  ASSERT_TRUE(WaitFor([&] { return responder.KernelSas() == 2; }));
+  const auto first = sas_per_reqid();
+  ASSERT_EQ(first.size(), 1u);
+  const uint32_t kept_reqid = first.begin()->first;
+  for (int round = 0; round < 3; ++round) {
+    auto churns = start_initiator(peer_on[1]);
+    ASSERT_TRUE(WaitFor([&] {
+      return responder.daemon_->ChildSaCount() == 2 && responder.KernelSas() == 4 &&
+             churns->daemon_->ChildSaCount() == 1;
+    })) << "round " << round;
+    const auto now = sas_per_reqid();
+    EXPECT_EQ(now.size(), 2u) << "round " << round << ": two CHILD_SAs share a reqid";
+    for (const auto& [reqid, sas] : now) EXPECT_EQ(sas, 2) << "reqid " << reqid;
+    EXPECT_EQ(now.count(kept_reqid), 1u);
+    const auto ike_sas = churns->daemon_->ListIkeSas();
+    ASSERT_EQ(ike_sas.size(), 1u);
+    churns->daemon_->Dispatch(ike::sa::DeleteRequest{ike_sas[0].handle, 0});
+    ASSERT_TRUE(WaitFor([&] {
+      return responder.daemon_->ChildSaCount() == 1 && responder.KernelSas() == 2;
+    })) << "round " << round;
+  }
+}
+
 // New IKE_SA_INIT requests beyond init_rate_per_address per second from one
 // address are dropped before any engine sees them.
 TEST(DaemonTest, EachRunNumbersItsSaReqidsFromElsewhereInTheBand) {
@@ -355,7 +443,7 @@ TEST(DaemonTest, EachRunNumbersItsSaReqidsFromElsewhereInTheBand) {
   const std::string path =
       WriteFile("runs.yaml", NullAuthConfig("127.0.0.1", "127.0.0.2", port, port + 1));
   const KernelTags base = Host::Tags(path);
-  std::set<uint32_t> first_reqids;
+  std::set<uint32_t> first_reqids, shard_starts;
   for (int run = 0; run < 4; ++run) {
     Host host(path);
     ASSERT_TRUE(host.daemon_);
@@ -368,10 +456,15 @@ TEST(DaemonTest, EachRunNumbersItsSaReqidsFromElsewhereInTheBand) {
           << "the top of the band is for traps and waiting sockets";
     }
     first_reqids.insert(KernelReqid(1, tags));
+    // Each shard enters its own slice at the run's offset.
+    const auto shard0 = ShardReqids(tags, 0, 2), shard1 = ShardReqids(tags, 1, 2);
+    EXPECT_EQ(shard0.start - shard0.first, shard1.start - shard1.first);
+    shard_starts.insert(shard0.start);
   }
-  // Random offsets over ~60k values: four runs with fewer than three
+  // Random offsets over ~60k (~30k) values: four runs with fewer than three
   // distinct starts would be a broken source, not bad luck.
   EXPECT_GE(first_reqids.size(), 3u);
+  EXPECT_GE(shard_starts.size(), 3u);
 }
 
 TEST(NotifySystemdTest, StoppingIsAnnouncedOnce) {

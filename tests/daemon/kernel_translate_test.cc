@@ -179,6 +179,41 @@ TEST(KernelTranslateTest, EngineReqidsAreMovedIntoTheOwnedRange) {
   EXPECT_EQ(std::get<kernel_glue::SaParams>(ToKernelSa(sa, tags)).reqid, one);
 }
 
+// Protocol shards number their CHILD_SAs in disjoint slices of the SA part
+// of the owned band (above the larval reqid_min, below the reserved top);
+// the SA install passes those reqids to the kernel unchanged.
+TEST(KernelTranslateTest, ShardsGetDisjointReqidSlicesOfTheOwnedBand) {
+  KernelTags tags = Tags();
+  tags.reqid_offset = 0x9e3779b9u;
+  const uint32_t sa_top = tags.ownership.reqid_max - kTrapReqids - kWaitingReqids;
+  for (size_t shards : {1u, 2u, 3u, 8u}) {
+    uint32_t previous_last = tags.ownership.reqid_min;
+    for (size_t shard = 0; shard < shards; ++shard) {
+      const auto range = ShardReqids(tags, shard, shards);
+      EXPECT_GT(range.first, previous_last) << shards << " shards, shard " << shard;
+      EXPECT_LE(range.first, range.start);
+      EXPECT_LE(range.start, range.last);
+      EXPECT_LE(range.last, sa_top);
+      EXPECT_GE(uint64_t{range.last} - range.first + 1,
+                (sa_top - tags.ownership.reqid_min) / shards);
+      for (uint32_t reqid : {range.first, range.start, range.last})
+        EXPECT_EQ(KernelReqid(reqid, tags), reqid);
+      previous_last = range.last;
+    }
+  }
+  // The offset moves where a shard starts, not its slice.
+  KernelTags other = tags;
+  other.reqid_offset = 12345;
+  EXPECT_EQ(ShardReqids(other, 1, 2).first, ShardReqids(tags, 1, 2).first);
+  EXPECT_NE(ShardReqids(other, 1, 2).start, ShardReqids(tags, 1, 2).start);
+  // A band of one reqid: every shard shares it (nothing else is owned).
+  KernelTags narrow = tags;
+  narrow.ownership.reqid_min = narrow.ownership.reqid_max = 0x500;
+  const auto only = ShardReqids(narrow, 1, 2);
+  EXPECT_EQ(only.first, 0x500u);
+  EXPECT_EQ(only.last, 0x500u);
+}
+
 TEST(KernelTranslateTest, MarkAndOwnershipComeFromTheConfig) {
   ike::policy::KernelOwnership ownership;
   ownership.mark = 0x42;

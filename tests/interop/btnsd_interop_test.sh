@@ -308,9 +308,10 @@ group_psk() {
 
 # MODP-2048 (IKE, and PFS for CHILD_SA rekeys) and IPv6 outer addresses
 # against strongSwan: MODP-2048 with btnsd as initiator (btnsd rekeys) and
-# as responder (strongSwan rekeys); IPv6 transport with btnsd as initiator,
-# IPv6 tunnel (AES-GCM, MODP-2048) with btnsd as responder. Four cases
-# rather than every combination: each costs about 30 s of UML time.
+# as responder (strongSwan rekeys); IPv6 outer addresses in transport mode
+# and in tunnel mode (AES-GCM, MODP-2048), each with btnsd as initiator
+# (btnsd rekeys) and as responder (strongSwan rekeys). Six cases rather
+# than every combination: each costs about 30 s of UML time.
 group_modp_ipv6() {
   ip netns exec left ping -c1 -W2 "$UML_RIGHT_V6" >/dev/null
   EXPECT_PFS=MODP_2048 BTNSD_REKEY=1 TCP_TARGET=$UML_RIGHT_V4 \
@@ -323,11 +324,21 @@ group_modp_ipv6() {
     TCP_TARGET="$UML_RIGHT_V6" BTNSD_REKEY=1 \
     case_strongswan_psk strongswan-psk-ipv6-transport-btnsd-initiator initiator \
     psk-btnsd-left-v6.yaml aes256gcm16-prfsha256-x25519 aes256gcm16 || true
+  env_run SW_LOCAL="$UML_RIGHT_V6" SW_REMOTE="$UML_LEFT_V6" PING_TARGET="$UML_RIGHT_V6" \
+    TCP_TARGET="$UML_RIGHT_V6" \
+    case_strongswan_psk strongswan-psk-ipv6-transport-btnsd-responder responder \
+    psk-btnsd-left-v6.yaml aes256gcm16-prfsha256-x25519 aes256gcm16 || true
   tunnel_networks_v6
   env_run SW_LOCAL="$UML_RIGHT_V6" SW_REMOTE="$UML_LEFT_V6" SW_MODE=tunnel \
     SW_LOCAL_TS=2001:db8:2::/64 SW_REMOTE_TS=2001:db8:1::1/128 \
     PING_TARGET="-I 2001:db8:1::1 2001:db8:2::1" TCP_TARGET=2001:db8:2::1 EXPECT_PFS=MODP_2048 \
     case_strongswan_psk strongswan-psk-ipv6-tunnel-gcm-modp2048-btnsd-responder responder \
+    psk-btnsd-left-v6-tunnel.yaml aes256gcm16-prfsha256-modp2048 aes256gcm16-modp2048 || true
+  env_run SW_LOCAL="$UML_RIGHT_V6" SW_REMOTE="$UML_LEFT_V6" SW_MODE=tunnel \
+    SW_LOCAL_TS=2001:db8:2::/64 SW_REMOTE_TS=2001:db8:1::1/128 \
+    PING_TARGET="-I 2001:db8:1::1 2001:db8:2::1" TCP_TARGET=2001:db8:2::1 EXPECT_PFS=MODP_2048 \
+    BTNSD_REKEY=1 \
+    case_strongswan_psk strongswan-psk-ipv6-tunnel-gcm-modp2048-btnsd-initiator initiator \
     psk-btnsd-left-v6-tunnel.yaml aes256gcm16-prfsha256-modp2048 aes256gcm16-modp2048 || true
   print_matrix "btnsd <-> strongSwan 5.9.8: MODP-2048 with PFS, IPv6 transport and tunnel"
 }

@@ -18,6 +18,21 @@
 #                                pings flow again, and btnsd's liveness
 #                                checks (every 3 s) reach the peer through
 #                                the new mapping instead of declaring it dead
+#
+# Then transport mode across the NAT (RFC 3948 with RFC 7296 2.23.1), btnsd
+# in "right" behind the NAT initiating to 192.0.2.1 with selectors naming
+# its own address 203.0.113.2, which the public side sees as 192.0.2.254:
+#   nat-transport-btnsd-behind-nat-strongswan  strongSwan answers on left
+#   nat-transport-btnsd-behind-nat-btnsd       btnsd answers on left: it
+#                                substitutes the NAT's address for the
+#                                peer's in its policies and answers with
+#                                the selectors as proposed; then each btnsd
+#                                rekeys the CHILD_SA (btnsctl): the new SAs
+#                                keep both views and carry pings
+# each with ping and a 200 kB TCP transfer through ESP-in-UDP transport
+# SAs (the kernel accepts the TCP checksums computed over the peer's
+# original address, RFC 3948 section 3.1.2) and the ESP counters of both
+# kernels.
 set -euo pipefail
 
 if [[ ${1:-} != --inside ]]; then
@@ -26,13 +41,17 @@ if [[ ${1:-} != --inside ]]; then
   btnsd=${BTNSD:-$root/daemon/btnsd}
   [[ -x $btnsd ]] || btnsd=$root/bazel-bin/daemon/btnsd
   [[ -x $btnsd ]] || { echo "btnsd not found (bazel build //daemon:btnsd)" >&2; exit 2; }
+  btnsctl=${BTNSCTL:-$root/tools/btnsctl/btnsctl}
+  [[ -x $btnsctl ]] || btnsctl=$root/bazel-bin/tools/btnsctl/btnsctl
+  [[ -x $btnsctl ]] || { echo "btnsctl not found (bazel build //tools/btnsctl)" >&2; exit 2; }
   exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-840}" "$(realpath "$0")" --inside \
     "$(realpath "$btnsd")" "$(realpath "$root/tools/uml/lib.sh")" \
-    "$(realpath "$root/tests/interop")"
+    "$(realpath "$root/tests/interop")" "$(realpath "$btnsctl")"
 fi
 btnsd=$2
 . "$3"
 interop=$4
+btnsctl=$5
 configs=$interop/configs
 work=$TMPDIR/nat
 mkdir -p "$work"
@@ -121,4 +140,97 @@ if ((ok)); then
 fi
 stop_btnsd left || true
 uml_stop_charon "$dir"
-print_matrix "NAT traversal: btnsd <-> strongSwan behind a NAT"
+
+# ---- transport mode, btnsd behind the NAT
+reset_hosts() {
+  stop_btnsd left || true
+  stop_btnsd right || true
+  flush_all
+  uml_nat_masquerade 20000-20999
+}
+# transport_checks: the SAs of both hosts in transport mode and UDP-
+# encapsulated, ping and TCP from behind the NAT, ESP counted on both
+# sides; sets ok/why and details.
+transport_checks() {
+  local left_state right_state before_left before_right replies
+  if ! UML_WAIT_SECONDS=30 uml_wait_for both_have_sas; then
+    ok=0; why="no CHILD_SA (left $(sa_count left), right $(sa_count right))"; return
+  fi
+  left_state=$(ip -n left xfrm state) right_state=$(ip -n right xfrm state)
+  grep -q 'mode tunnel' <<<"$left_state$right_state" && { ok=0; why="$why a tunnel-mode SA"; }
+  grep -q 'encap type espinudp sport 4500' <<<"$right_state" || { ok=0; why="$why right's SAs are not UDP-encapsulated"; }
+  grep -q "src $UML_NAT_OUTSIDE_V4 dst $UML_LEFT_V4" <<<"$left_state" ||
+    { ok=0; why="$why left has no SA from the NAT's address"; }
+  before_left=$(esp_packets left) before_right=$(esp_packets right)
+  replies=$(ping_replies right "$UML_LEFT_V4" 5)
+  [[ $replies == 5 ]] || { ok=0; why="$why ping: $replies of 5"; }
+  tcp_transfer 200000 "$UML_LEFT_V4" left right || { ok=0; why="$why TCP transfer failed"; }
+  local grew_left=$(( $(esp_packets left) - before_left )) grew_right=$(( $(esp_packets right) - before_right ))
+  ((grew_left >= 10 && grew_right >= 10)) || { ok=0; why="$why ESP counters grew too little (left $grew_left, right $grew_right)"; }
+  details="ping=$replies/5 tcp_200kB=ok esp_packets_left=+$grew_left esp_packets_right=+$grew_right right_encap=$(awk '/encap type/ {print $5 "->" $7; exit}' <<<"$right_state")"
+}
+
+reset_hosts
+cp "$configs/psk-btnsd-right-nat-transport.yaml" "$work/btnsd-right.yaml"
+dir=$work/sw-transport
+uml_strongswan_conf "$dir"
+swanctl_psk_conf "$dir/swanctl/swanctl.conf" local="$UML_LEFT_V4" remote=%any \
+  id=left.example.net peer_id=right.example.net mode=transport local_ts=dynamic remote_ts=dynamic
+ok=1 why="" details=""
+uml_start_charon left "$dir" || { ok=0; why="charon did not start"; }
+start_btnsd right "$work/btnsd-right.yaml" "$work/btnsd-right.log" || { ok=0; why="$why btnsd did not start"; }
+((ok)) && transport_checks
+if ((ok)); then
+  result nat-transport-btnsd-behind-nat-strongswan PASS "$details strongswan_policy=$(ip -n left xfrm policy | awk '/^src/ && /dst 192.0.2.254/ {print $2 "->" $4; exit}')"
+else
+  result nat-transport-btnsd-behind-nat-strongswan FAIL "$why"
+  for f in "$work/btnsd-right.log" "$dir/charon.log"; do echo "   == $f"; tail -n 40 "$f" | sed 's/^/     /'; done
+  ip -n left xfrm state | sed 's/^/     /'; ip -n right xfrm state | sed 's/^/     /'
+fi
+uml_stop_charon "$dir"
+
+reset_hosts
+cp "$configs/psk-btnsd-left-nat-transport.yaml" "$work/btnsd-left-transport.yaml"
+ok=1 why="" details=""
+start_btnsd left "$work/btnsd-left-transport.yaml" "$work/btnsd-left-transport.log" || { ok=0; why="btnsd in left did not start"; }
+((ok)) && { start_btnsd right "$work/btnsd-right.yaml" "$work/btnsd-right2.log" || { ok=0; why="btnsd in right did not start"; }; }
+((ok)) && transport_checks
+left_policies=$(ip -n left xfrm policy)
+grep -q "src $UML_LEFT_V4/32 dst $UML_NAT_OUTSIDE_V4/32" <<<"$left_policies" ||
+  { ok=0; why="$why left's outbound policy does not name the NAT's address"; }
+right_policies=$(ip -n right xfrm policy)
+grep -q "src $UML_INSIDE_V4/32 dst $UML_LEFT_V4/32" <<<"$right_policies" ||
+  { ok=0; why="$why right's outbound policy does not name its own address"; }
+# child_rekey_by HOST: HOST's btnsd rekeys the CHILD_SA; both kernels end
+# with one new SA pair and the policies of before, and pings go through.
+child_rekey_by() {
+  local host=$1 socket=/run/btnsd-$1/api.sock id before
+  before="$(spis left)"
+  id=$(ip netns exec "$host" "$btnsctl" --socket "$socket" list-sas | awk '/CHILD SA #/ {sub("#", "", $3); print $3; exit}')
+  ip netns exec "$host" "$btnsctl" --socket "$socket" rekey "child:$id" >> "$work/btnsctl.out" 2>&1 ||
+    { ok=0; why="$why btnsctl rekey child:$id in $host failed"; return; }
+  UML_WAIT_SECONDS=15 uml_wait_for sh -c "[ \"\$(ip -n left xfrm state | awk '/proto esp spi/ {print \$4}' | sort | tr '\n' ' ')\" != '$before' ] &&
+    [ \$(ip -n left xfrm state | grep -c '^src') -eq 2 ] && [ \$(ip -n right xfrm state | grep -c '^src') -eq 2 ]" ||
+    { ok=0; why="$why rekey by $host: SAs now left [$(spis left)] (before [$before]), right $(sa_count right)"; return; }
+  [[ $(ip -n left xfrm policy) == "$left_policies" ]] || { ok=0; why="$why rekey by $host changed left's policies"; }
+  [[ $(ip -n right xfrm policy) == "$right_policies" ]] || { ok=0; why="$why rekey by $host changed right's policies"; }
+  local packets=$(esp_packets left)
+  [[ $(ping_replies right "$UML_LEFT_V4" 3) == 3 ]] || { ok=0; why="$why ping after the rekey by $host failed"; }
+  (( $(esp_packets left) - packets >= 6 )) || { ok=0; why="$why no ESP on the SAs of the rekey by $host"; }
+  rekeys+=" $host:[$before]->[$(spis left)]"
+}
+rekeys=""
+if ((ok)); then
+  child_rekey_by left
+  ((ok)) && child_rekey_by right
+fi
+if ((ok)); then
+  result nat-transport-btnsd-behind-nat-btnsd PASS "$details left_policy=$UML_LEFT_V4->$UML_NAT_OUTSIDE_V4 right_policy=$UML_INSIDE_V4->$UML_LEFT_V4 child_rekeys=$rekeys"
+else
+  result nat-transport-btnsd-behind-nat-btnsd FAIL "$why"
+  for f in "$work/btnsd-left-transport.log" "$work/btnsd-right2.log"; do echo "   == $f"; tail -n 40 "$f" | sed 's/^/     /'; done
+  ip -n left xfrm state | sed 's/^/     /'; ip -n left xfrm policy | sed 's/^/     /'
+fi
+stop_btnsd left || true
+stop_btnsd right || true
+print_matrix "NAT traversal: strongSwan behind a NAT; btnsd behind it in transport mode"

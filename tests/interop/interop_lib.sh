@@ -63,12 +63,13 @@ ping_replies() {
     awk '/packets transmitted/ {print $4}'
 }
 
-# tcp_transfer BYTES [SERVER_ADDRESS]: left sends BYTES to right on TCP port
-# 5001 and the receiver checks it got them all. Perl and bash's /dev/tcp
-# start in a fraction of the time python needs inside UML.
+# tcp_transfer BYTES [SERVER_ADDRESS [SERVER_HOST CLIENT_HOST]]: CLIENT_HOST
+# (left) sends BYTES to SERVER_HOST (right) on TCP port 5001 and the
+# receiver checks it got them all. Perl and bash's /dev/tcp start in a
+# fraction of the time python needs inside UML.
 tcp_transfer() {
-  local bytes=$1 address=${2:-$UML_RIGHT_V4}
-  ip netns exec right perl -MIO::Socket::IP -e '
+  local bytes=$1 address=${2:-$UML_RIGHT_V4} server_host=${3:-right} client_host=${4:-left}
+  ip netns exec "$server_host" perl -MIO::Socket::IP -e '
     alarm 30;
     my $s = IO::Socket::IP->new(LocalHost => $ARGV[0], LocalPort => 5001,
                                 Listen => 1, ReuseAddr => 1) or die "listen: $!";
@@ -77,7 +78,7 @@ tcp_transfer() {
     $n += $r while ($r = sysread($c, $buf, 65536)) > 0;
     exit($n == $ARGV[1] ? 0 : 1);' "$address" "$bytes" &
   local server=$! tries=0
-  until ip netns exec left bash -c 'exec 3<>"/dev/tcp/$1/5001" && head -c "$2" /dev/zero >&3' \
+  until ip netns exec "$client_host" bash -c 'exec 3<>"/dev/tcp/$1/5001" && head -c "$2" /dev/zero >&3' \
       sh "$address" "$bytes" 2>/dev/null; do
     ((++tries < 50)) || { kill "$server" 2>/dev/null; wait "$server" || true; return 1; }
     sleep 0.2
@@ -90,6 +91,8 @@ tcp_transfer() {
 # "left.example.net", the secret of configs/interop.secrets) with one
 # connection per "name=" key; the keys after a "name=" set that connection:
 #   name=to-left  the connection's and its CHILD_SA's name
+#   id=ID peer_id=ID  own and peer identity (default: right.example.net,
+#                 left.example.net)
 #   local=ADDR remote=ADDR  outer addresses (default: right's and left's IPv4)
 #   ike=PROPOSALS esp=PROPOSALS  (default: aes256gcm16-prfsha256-x25519, aes256gcm16)
 #   mode=transport|tunnel  local_ts=  remote_ts=  (default: the outer addresses)
@@ -134,11 +137,11 @@ _swanctl_psk_connection() {
     proposals = ${c[ike]:-aes256gcm16-prfsha256-x25519}
     local {
       auth = psk
-      id = right.example.net
+      id = ${c[id]:-right.example.net}
     }
     remote {
       auth = psk
-      id = left.example.net
+      id = ${c[peer_id]:-left.example.net}
     }
     children {
       ${c[name]} {

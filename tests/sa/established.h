@@ -1,6 +1,7 @@
-// Two simulated peers, "a" at kA and "b" at kB, that have brought up their
-// IKE SA and the CHILD_SA of SPD entry "a-b" (a initiated) within the first
-// simulated second. The starting point of the post-handshake tests.
+// Two simulated peers, "a" at kA and "b" at kB: TwoPeers before any
+// exchange; EstablishedPair once they have brought up their IKE SA and the
+// CHILD_SA of SPD entry "a-b" (a initiated) within the first simulated
+// second, the starting point of the post-handshake tests.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +11,27 @@
 #include "tests/sa/sim.h"
 
 namespace ike::sa::testing {
+
+// What one simulated peer starts with.
+struct PeerConfig {
+  policy::PolicySnapshotPtr policy;
+  CredentialStore credentials = {};
+  EngineSettings settings = {};
+};
+
+// Two simulated peers, "a" at kA and "b" at kB, before any exchange. Tests
+// name the parts with `auto& [sim, a, b] = peers;`.
+struct TwoPeers {
+  TwoPeers(uint64_t seed, PeerConfig a_config, PeerConfig b_config)
+      : sim(seed),
+        a(sim.AddNode("a", kA, a_config.policy, a_config.credentials,
+                      a_config.settings)),
+        b(sim.AddNode("b", kB, b_config.policy, b_config.credentials,
+                      b_config.settings)) {}
+  Simulation sim;
+  Node& a;
+  Node& b;
+};
 
 struct EstablishedPair {
   Simulation sim;

@@ -7,6 +7,7 @@
 #include <botan/ecdsa.h>
 #include <botan/pubkey.h>
 
+#include "tests/sa/established.h"
 #include "tests/sa/expect.h"
 
 namespace ike::sa::testing {
@@ -92,13 +93,24 @@ Pair MakePair(const crypto::PrivateKey& a_key, bool a_external,
   return p;
 }
 
+// One test's keys, MakePair's policies and its two nodes, "a" at kA and "b"
+// at kB, in a fresh simulation.
+struct SignerPair {
+  SignerPair(uint64_t seed, crypto::PrivateKey a_key, bool a_external,
+        crypto::PrivateKey b_key, bool b_external)
+      : key_a(std::move(a_key)),
+        key_b(std::move(b_key)),
+        pair(MakePair(key_a, a_external, key_b, b_external)),
+        peers(seed, {pair.a, pair.ca}, {pair.b, pair.cb}) {}
+  crypto::PrivateKey key_a, key_b;
+  Pair pair;
+  TwoPeers peers;
+};
+
 TEST(ExternalSignerTest, InitiatorWaitsForTheSignatureThenAuthenticates) {
-  auto key_a = MakeP256("token key a");
-  auto key_b = MakeEd25519("key b");
-  auto pair = MakePair(key_a, true, key_b, false);
-  Simulation sim(21);
-  Node& na = sim.AddNode("a", kA, pair.a, pair.ca);
-  Node& nb = sim.AddNode("b", kB, pair.b, pair.cb);
+  SignerPair setup(21, MakeP256("token key a"), true, MakeEd25519("key b"), false);
+  auto& [key_a, key_b, pair, peers] = setup;
+  auto& [sim, na, nb] = peers;
   sim.Feed(na, Initiate("a-b"));
   sim.RunFor(Duration(500));
   ASSERT_EQ(na.sign_requests.size(), 1u);
@@ -123,12 +135,9 @@ TEST(ExternalSignerTest, InitiatorWaitsForTheSignatureThenAuthenticates) {
 TEST(ExternalSignerTest, LegacyEcdsaMethodWhenThePeerNamesNoHashes) {
   // A peer without SIGNATURE_HASH_ALGORITHMS gets RFC 4754 ECDSA (method 9),
   // whose r || s is exactly the token's output.
-  auto key_a = MakeP256("token key a");
-  auto key_b = MakeEd25519("key b");
-  auto pair = MakePair(key_a, true, key_b, false);
-  Simulation sim(22);
-  Node& na = sim.AddNode("a", kA, pair.a, pair.ca);
-  Node& nb = sim.AddNode("b", kB, pair.b, pair.cb);
+  SignerPair setup(22, MakeP256("token key a"), true, MakeEd25519("key b"), false);
+  auto& [key_a, key_b, pair, peers] = setup;
+  auto& [sim, na, nb] = peers;
   sim.tamper = [](Datagram& d) {
     // Strip B's notify by renaming its type to a private-use status
     // (41000): IKE_SA_INIT is not integrity-protected.
@@ -151,12 +160,9 @@ TEST(ExternalSignerTest, LegacyEcdsaMethodWhenThePeerNamesNoHashes) {
 }
 
 TEST(ExternalSignerTest, LostAuthRequestIsRetransmittedWithoutSigningAgain) {
-  auto key_a = MakeP256("token key a");
-  auto key_b = MakeEd25519("key b");
-  auto pair = MakePair(key_a, true, key_b, false);
-  Simulation sim(23);
-  Node& na = sim.AddNode("a", kA, pair.a, pair.ca);
-  Node& nb = sim.AddNode("b", kB, pair.b, pair.cb);
+  SignerPair setup(23, MakeP256("token key a"), true, MakeEd25519("key b"), false);
+  auto& [key_a, key_b, pair, peers] = setup;
+  auto& [sim, na, nb] = peers;
   int dropped_auth = 0;
   sim.drop_if = [&](const Datagram& d) {
     bool auth_request = d.from == "a" && d.event.bytes.size() > 19 &&
@@ -179,12 +185,9 @@ TEST(ExternalSignerTest, LostAuthRequestIsRetransmittedWithoutSigningAgain) {
 }
 
 TEST(ExternalSignerTest, ResponderAbsorbsRetransmissionsWhileSigning) {
-  auto key_a = MakeEd25519("key a");
-  auto key_b = MakeEd25519("token key b");
-  auto pair = MakePair(key_a, false, key_b, true);
-  Simulation sim(24);
-  Node& na = sim.AddNode("a", kA, pair.a, pair.ca);
-  Node& nb = sim.AddNode("b", kB, pair.b, pair.cb);
+  SignerPair setup(24, MakeEd25519("key a"), false, MakeEd25519("token key b"), true);
+  auto& [key_a, key_b, pair, peers] = setup;
+  auto& [sim, na, nb] = peers;
   bool dropped_response = false;
   sim.drop_if = [&](const Datagram& d) {
     if (d.from == "b" && d.event.bytes.size() > 19 &&
@@ -212,12 +215,9 @@ TEST(ExternalSignerTest, ResponderAbsorbsRetransmissionsWhileSigning) {
 }
 
 TEST(ExternalSignerTest, NoAnswerIsSignerTimeoutAndLateAnswersAreIgnored) {
-  auto key_a = MakeP256("token key a");
-  auto key_b = MakeEd25519("key b");
-  auto pair = MakePair(key_a, true, key_b, false);
-  Simulation sim(25);
-  Node& na = sim.AddNode("a", kA, pair.a, pair.ca);
-  Node& nb = sim.AddNode("b", kB, pair.b, pair.cb);
+  SignerPair setup(25, MakeP256("token key a"), true, MakeEd25519("key b"), false);
+  auto& [key_a, key_b, pair, peers] = setup;
+  auto& [sim, na, nb] = peers;
   sim.Feed(na, Initiate("a-b"));
   sim.RunFor(Duration(6000));
   ASSERT_EQ(na.sign_requests.size(), 1u);
@@ -235,14 +235,10 @@ TEST(ExternalSignerTest, NoAnswerIsSignerTimeoutAndLateAnswersAreIgnored) {
 }
 
 TEST(ExternalSignerTest, RefusalAndWrongKeyAreSignerRefused) {
-  auto key_a = MakeP256("token key a");
   auto other = MakeP256("some other key");
-  auto key_b = MakeEd25519("key b");
   for (bool refuse : {true, false}) {
-    auto pair = MakePair(key_a, true, key_b, false);
-    Simulation sim(26);
-    Node& na = sim.AddNode("a", kA, pair.a, pair.ca);
-    sim.AddNode("b", kB, pair.b, pair.cb);
+    SignerPair setup(26, MakeP256("token key a"), true, MakeEd25519("key b"), false);
+    auto& [sim, na, nb] = setup.peers;
     sim.Feed(na, Initiate("a-b"));
     sim.RunFor(Duration(200));
     ASSERT_EQ(na.sign_requests.size(), 1u);
@@ -269,12 +265,9 @@ TEST(ExternalSignerTest, RefusalAndWrongKeyAreSignerRefused) {
 }
 
 TEST(ExternalSignerTest, ResponderRefusalTellsThePeerAuthenticationFailed) {
-  auto key_a = MakeEd25519("key a");
-  auto key_b = MakeP256("token key b");
-  auto pair = MakePair(key_a, false, key_b, true);
-  Simulation sim(27);
-  Node& na = sim.AddNode("a", kA, pair.a, pair.ca);
-  Node& nb = sim.AddNode("b", kB, pair.b, pair.cb);
+  SignerPair setup(27, MakeEd25519("key a"), false, MakeP256("token key b"), true);
+  auto& [key_a, key_b, pair, peers] = setup;
+  auto& [sim, na, nb] = peers;
   sim.Feed(na, Initiate("a-b"));
   sim.RunFor(Duration(200));
   ASSERT_EQ(nb.sign_requests.size(), 1u);

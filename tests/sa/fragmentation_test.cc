@@ -7,6 +7,7 @@
 #include "daemon/credential_files.h"
 #include "ike/sa/fragments.h"
 #include "ike/wire/message.h"
+#include "tests/sa/established.h"
 #include "tests/sa/expect.h"
 #include "tests/sa/fixtures.h"
 #include "tests/sa/sim.h"
@@ -48,11 +49,16 @@ bool Announces(const std::vector<uint8_t>& init) {
   return false;
 }
 
-TEST(FragmentationTest, IkeAuthAndLaterExchangesAreFragmented) {
-  Simulation sim(200);
+// A PSK pair whose nodes fragment messages above `a_size` and `b_size`
+// octets (0: no fragmentation, not announced).
+TwoPeers FragmentingPair(uint64_t seed, size_t a_size, size_t b_size) {
   auto p = MakePskPair();
-  Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(160));
-  Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(160));
+  return TwoPeers(seed, {p.a, {}, FragmentAt(a_size)}, {p.b, {}, FragmentAt(b_size)});
+}
+
+TEST(FragmentationTest, IkeAuthAndLaterExchangesAreFragmented) {
+  TwoPeers peers = FragmentingPair(200, 160, 160);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(2000));
   ExpectEstablished(a, b);
@@ -82,10 +88,8 @@ TEST(FragmentationTest, IkeAuthAndLaterExchangesAreFragmented) {
 }
 
 TEST(FragmentationTest, NotUsedWithAPeerThatDidNotAnnounceIt) {
-  Simulation sim(201);
-  auto p = MakePskPair();
-  Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(160));
-  Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(0));
+  TwoPeers peers = FragmentingPair(201, 160, 0);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(2000));
   ExpectEstablished(a, b);
@@ -99,10 +103,8 @@ TEST(FragmentationTest, LossDuplicationAndReorderingOfFragments) {
   size_t up = 0;
   for (uint64_t seed = 210; seed < 230; ++seed) {
     SCOPED_TRACE(seed);
-    Simulation sim(seed);
-    auto p = MakePskPair();
-    Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(120));
-    Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(120));
+    TwoPeers peers = FragmentingPair(seed, 120, 120);
+    auto& [sim, a, b] = peers;
     sim.faults.loss = 0.1;
     sim.faults.duplicate = 0.3;
     sim.faults.min_delay = Duration(1);
@@ -132,10 +134,8 @@ TEST(FragmentationTest, LossDuplicationAndReorderingOfFragments) {
 TEST(FragmentationTest, MalformedFragmentNumbersAreDropped) {
   for (int kind = 0; kind < 4; ++kind) {
     SCOPED_TRACE(kind);
-    Simulation sim(240 + kind);
-    auto p = MakePskPair();
-    Node& a = sim.AddNode("a", kA, p.a, {}, FragmentAt(120));
-    Node& b = sim.AddNode("b", kB, p.b, {}, FragmentAt(120));
+    TwoPeers peers = FragmentingPair(240 + kind, 120, 120);
+    auto& [sim, a, b] = peers;
     int tampered = 0;
     sim.tamper = [&](Datagram& d) {
       if (d.from != "a" || !IsFragment(d.event.bytes) || tampered >= 3) return;
@@ -233,18 +233,26 @@ size_t Largest(const std::vector<SendDatagram>& sent, size_t from = 0) {
   return largest;
 }
 
+// A certificate pair (MakeCertPair) as simulated nodes; `b_settings` for b.
+TwoPeers CertPeers(uint64_t seed, bool raw_key_initiator = false,
+                   EngineSettings b_settings = {}) {
+  auto p = MakeCertPair(raw_key_initiator);
+  return TwoPeers(seed, {p.a, p.ca}, {p.b, p.cb, b_settings});
+}
+
+// A path that drops every datagram longer than `size` octets.
+std::function<bool(const Datagram&)> DropLargerThan(size_t size) {
+  return [size](const Datagram& d) { return d.event.bytes.size() > size; };
+}
+
 // The initiator's certificate-laden IKE_AUTH request (about 1100 octets,
 // under the 1280 fragment size, so sent whole) goes unanswered twice, then
 // leaves as fragments that fit 576; the responder answers that fragmented
 // request in fragments no larger than the request's.
 TEST(PmtuFallbackTest, ShrinksUntilTheExchangeGetsThrough) {
-  Simulation sim(260);
-  auto p = MakeCertPair();
-  Node& a = sim.AddNode("a", kA, p.a, p.ca);
-  Node& b = sim.AddNode("b", kB, p.b, p.cb);
-  sim.drop_if = [](const Datagram& d) {
-    return d.event.bytes.size() > kSmallPath;
-  };
+  TwoPeers peers = CertPeers(260);
+  auto& [sim, a, b] = peers;
+  sim.drop_if = DropLargerThan(kSmallPath);
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(10000));
   ExpectEstablished(a, b);
@@ -279,13 +287,9 @@ TEST(PmtuFallbackTest, ShrinksUntilTheExchangeGetsThrough) {
 // retransmissions tell the responder its answer does not arrive: on the
 // second it re-seals the answer in smaller fragments.
 TEST(PmtuFallbackTest, ResponderShrinksItsCachedAnswer) {
-  Simulation sim(261);
-  auto p = MakeCertPair(/*raw_key_initiator=*/true);
-  Node& a = sim.AddNode("a", kA, p.a, p.ca);
-  Node& b = sim.AddNode("b", kB, p.b, p.cb);
-  sim.drop_if = [](const Datagram& d) {
-    return d.event.bytes.size() > kSmallPath;
-  };
+  TwoPeers peers = CertPeers(261, /*raw_key_initiator=*/true);
+  auto& [sim, a, b] = peers;
+  sim.drop_if = DropLargerThan(kSmallPath);
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(10000));
   ExpectEstablished(a, b);
@@ -302,10 +306,8 @@ TEST(PmtuFallbackTest, ResponderShrinksItsCachedAnswer) {
 // down to the 576-octet size, stops after its retransmission limit and
 // leaves nothing behind; the responder's half-open SA expires.
 TEST(PmtuFallbackTest, GivesUpCleanlyWhenNothingGetsThrough) {
-  Simulation sim(262);
-  auto p = MakeCertPair();
-  Node& a = sim.AddNode("a", kA, p.a, p.ca);
-  Node& b = sim.AddNode("b", kB, p.b, p.cb);
+  TwoPeers peers = CertPeers(262);
+  auto& [sim, a, b] = peers;
   sim.drop_if = [](const Datagram& d) {
     auto h = wire::DecodeHeader(d.event.bytes);
     return h.ok() && h->exchange == wire::ExchangeType::kIkeAuth;
@@ -333,13 +335,9 @@ TEST(PmtuFallbackTest, GivesUpCleanlyWhenNothingGetsThrough) {
 // Without the peer's IKEV2_FRAGMENTATION_SUPPORTED nothing is re-sealed:
 // the request goes out whole every time, and the negotiation times out.
 TEST(PmtuFallbackTest, NeverFragmentsForAPeerWithoutSupport) {
-  Simulation sim(263);
-  auto p = MakeCertPair();
-  Node& a = sim.AddNode("a", kA, p.a, p.ca);
-  Node& b = sim.AddNode("b", kB, p.b, p.cb, FragmentAt(0));
-  sim.drop_if = [](const Datagram& d) {
-    return d.event.bytes.size() > kSmallPath;
-  };
+  TwoPeers peers = CertPeers(263, /*raw_key_initiator=*/false, FragmentAt(0));
+  auto& [sim, a, b] = peers;
+  sim.drop_if = DropLargerThan(kSmallPath);
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(180000));
   EXPECT_TRUE(a.ike_up.empty());

@@ -149,6 +149,123 @@ TEST(CreateChildTest, SecondSpdEntryUsesTheExistingIkeSa) {
   EXPECT_EQ(e.a->child_up.size(), 2u);
 }
 
+// `entry` narrowed to TCP to or from one port (of the remote side or ours).
+policy::SpdEntry TcpPort(policy::SpdEntry entry, uint16_t port, bool remote) {
+  entry.selector.protocol = 6;
+  (remote ? entry.selector.remote_ports : entry.selector.local_ports) =
+      policy::PortRange{port, port};
+  return entry;
+}
+
+// New CHILD_SAs take their reqids from EngineSettings::reqids: from `start`,
+// wrapping to `first`, skipping reqids live CHILD_SAs hold, and refusing a
+// CHILD_SA when all are held (one manager's range must never hand out a
+// reqid twice: the daemon gives each protocol shard its own range).
+TEST(ReqidTest, NewChildSasTakeFreeReqidsOfTheConfiguredRange) {
+  auto p = MakePskPair();
+  auto a_snap = std::make_shared<policy::PolicySnapshot>(*p.a);
+  auto b_snap = std::make_shared<policy::PolicySnapshot>(*p.b);
+  a_snap->spd = policy::Spd({TcpPort(ProtectEntry("a-b-web", kA, kB, "b"), 443, true),
+                             TcpPort(ProtectEntry("a-b-ssh", kA, kB, "b"), 22, true),
+                             ProtectEntry("a-b", kA, kB, "b")});
+  b_snap->spd = policy::Spd({TcpPort(ProtectEntry("b-a-web", kB, kA, "a"), 443, false),
+                             TcpPort(ProtectEntry("b-a-ssh", kB, kA, "a"), 22, false),
+                             ProtectEntry("b-a", kB, kA, "a")});
+  EngineSettings settings;
+  settings.reqids = {/*first=*/100, /*last=*/101, /*start=*/101};
+  Established e(41, {a_snap, b_snap}, settings);
+  // The reqid of the newest CHILD_SA on `n` (its policies carry it).
+  auto newest_reqid = [](const Node& n) -> uint32_t {
+    if (n.child_up.empty()) return 0;
+    for (const auto& policy : n.spd)
+      if (policy.child_sa == n.child_up.back().child_sa) return policy.reqid;
+    return 0;
+  };
+  auto child_of = [](const Node& n, const std::string& entry) {
+    ChildSaHandle child = 0;
+    for (const auto& up : n.child_up)
+      if (up.spd_entry == entry) child = up.child_sa;
+    return child;
+  };
+  ASSERT_EQ(e.a->child_up.size(), 1u);
+  ASSERT_EQ(e.b->child_up.size(), 1u);
+  EXPECT_EQ(newest_reqid(*e.a), 101u);  // from `start`
+  EXPECT_EQ(newest_reqid(*e.b), 101u);
+
+  e.sim.Feed(*e.a, Initiate("a-b-web"));
+  e.sim.RunFor(Duration(1000));
+  ASSERT_EQ(e.a->child_up.size(), 2u);
+  ASSERT_EQ(e.b->child_up.size(), 2u);
+  EXPECT_EQ(newest_reqid(*e.a), 100u);  // wrapped to `first`
+  EXPECT_EQ(newest_reqid(*e.b), 100u);
+
+  // Both reqids are held: the initiator asks for no third CHILD_SA rather
+  // than give it a live reqid.
+  const size_t sent = e.a->sent.size();
+  e.sim.Feed(*e.a, Initiate("a-b-ssh"));
+  e.sim.RunFor(Duration(1000));
+  EXPECT_EQ(e.a->sent.size(), sent);
+  EXPECT_TRUE(e.a->Logged(FailureReason::kInternalError));
+  EXPECT_EQ(e.a->child_up.size(), 2u);
+  EXPECT_EQ(e.b->child_up.size(), 2u);
+  EXPECT_EQ(e.a->manager->child_sa_count(), 2u);
+  EXPECT_EQ(e.b->manager->child_sa_count(), 2u);
+
+  // With the web CHILD_SA gone its reqid is free; "a-b"'s (the next in
+  // turn) is still held and skipped.
+  e.sim.Feed(*e.a, DeleteRequest{0, child_of(*e.a, "a-b-web")});
+  e.sim.RunFor(Duration(1000));
+  e.sim.Feed(*e.a, Initiate("a-b-ssh"));
+  e.sim.RunFor(Duration(1000));
+  ASSERT_EQ(e.a->child_up.size(), 3u);
+  ASSERT_EQ(e.b->child_up.size(), 3u);
+  EXPECT_EQ(e.a->child_up.back().spd_entry, "a-b-ssh");
+  EXPECT_EQ(newest_reqid(*e.a), 100u);
+  EXPECT_EQ(newest_reqid(*e.b), 100u);
+  EXPECT_EQ(e.a->manager->child_sa_count(), 2u);
+  EXPECT_EQ(CheckPairConsistent(*e.a, *e.b), "");
+  EXPECT_EQ(e.a->errors + e.b->errors, 0u);
+}
+
+// A responder whose reqids are all held refuses the CHILD_SA (nothing is
+// installed on either side) and serves again once one is free.
+TEST(ReqidTest, ResponderWithoutAFreeReqidRefusesTheChildSa) {
+  auto p = MakePskPair();
+  auto a_snap = std::make_shared<policy::PolicySnapshot>(*p.a);
+  a_snap->spd = policy::Spd({TcpPort(ProtectEntry("a-b-web", kA, kB, "b"), 443, true),
+                             ProtectEntry("a-b", kA, kB, "b")});
+  EngineSettings one_reqid;
+  one_reqid.reqids = {/*first=*/7, /*last=*/7, /*start=*/7};
+  TwoPeers peers(42, {a_snap}, {p.b, {}, one_reqid});
+  auto& [sim, a, b] = peers;
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(b.child_up.size(), 1u);
+  ASSERT_EQ(b.spd.size(), 2u);
+  EXPECT_EQ(b.spd[0].reqid, 7u);
+  sim.Feed(a, Initiate("a-b-web"));
+  sim.RunFor(Duration(1000));
+  EXPECT_EQ(a.child_up.size(), 1u);
+  EXPECT_EQ(b.child_up.size(), 1u);
+  EXPECT_EQ(a.manager->child_sa_count(), 1u);
+  EXPECT_EQ(b.manager->child_sa_count(), 1u);
+  EXPECT_EQ(a.sad.size(), 2u);
+  EXPECT_EQ(b.sad.size(), 2u);
+  EXPECT_TRUE(b.Logged(FailureReason::kInternalError));
+  EXPECT_EQ(a.spis->outstanding() + b.spis->outstanding(), 0u);
+  // With the first CHILD_SA gone, its reqid serves the next one.
+  sim.Feed(a, DeleteRequest{0, a.child_up[0].child_sa});
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(b.manager->child_sa_count(), 0u);
+  sim.Feed(a, Initiate("a-b-web"));
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(b.child_up.size(), 2u);
+  ASSERT_EQ(b.spd.size(), 2u);
+  EXPECT_EQ(b.spd[0].reqid, 7u);
+  EXPECT_EQ(CheckPairConsistent(a, b), "");
+  EXPECT_EQ(a.errors + b.errors, 0u);
+}
+
 TEST(RekeyTest, ChildSaRekeyedByEitherSide) {
   for (bool by_initiator : {true, false}) {
     Established e(36);

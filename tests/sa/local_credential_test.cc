@@ -7,6 +7,7 @@
 
 #include <memory>
 
+#include "tests/sa/established.h"
 #include "tests/sa/expect.h"
 #include "tests/sa/fixtures.h"
 #include "tests/sa/sim.h"
@@ -49,6 +50,8 @@ struct TwoHosts {
     a = pa.Build();
     b = pb.Build();
   }
+  // The two hosts as simulated nodes "a" and "b", before any exchange.
+  TwoPeers Simulate(uint64_t seed) const { return TwoPeers(seed, {a}, {b}); }
 };
 
 policy::PacketFiveTuple Flow() {
@@ -87,9 +90,8 @@ const ChildSaUp* ChildOf(const Node& n, IkeSaHandle ike) {
 
 TEST(LocalCredentialTest, PeerSeesTheRequestedIdentityOnAnSaOfItsOwn) {
   TwoHosts s;
-  Simulation sim(41);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(41);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(1000));
   ASSERT_EQ(a.ike_up.size(), 1u);
@@ -140,9 +142,8 @@ TEST(LocalCredentialTest, PeerSeesTheRequestedIdentityOnAnSaOfItsOwn) {
 
 TEST(LocalCredentialTest, OtherRequestsNeverShareItsIkeSa) {
   TwoHosts s;
-  Simulation sim(42);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(42);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 5));
   sim.RunFor(Duration(1000));
   ASSERT_EQ(a.ike_up.size(), 1u);
@@ -165,9 +166,8 @@ TEST(LocalCredentialTest, OtherRequestsNeverShareItsIkeSa) {
 
 TEST(LocalCredentialTest, UntrustedKeyFailsWithTheRequestTagAndTheReason) {
   TwoHosts s;
-  Simulation sim(43);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(43);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, Initiate("a-b"));
   sim.RunFor(Duration(1000));
   ASSERT_EQ(a.ike_up.size(), 1u);
@@ -188,9 +188,8 @@ TEST(LocalCredentialTest, UntrustedKeyFailsWithTheRequestTagAndTheReason) {
 
 TEST(LocalCredentialTest, IdentityNoPadEntryKnowsIsRefused) {
   TwoHosts s;
-  Simulation sim(44);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(44);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(s.app_key, "stranger.example"), 3));
   sim.RunFor(Duration(60000));
   ASSERT_EQ(a.ike_down.size(), 1u);
@@ -206,9 +205,8 @@ TEST(LocalCredentialTest, IdentityNoPadEntryKnowsIsRefused) {
 // request's IKE SA is deleted and its end names the refusal.
 TEST(LocalCredentialTest, RefusedChildSaEndsTheRequestsIkeSa) {
   TwoHosts s(/*b_protects_app=*/false);
-  Simulation sim(46);
-  Node& a = sim.AddNode("a", kA, s.a);
-  Node& b = sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(46);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 8));
   sim.RunFor(Duration(10000));
   ASSERT_EQ(a.ike_down.size(), 1u);
@@ -221,15 +219,89 @@ TEST(LocalCredentialTest, RefusedChildSaEndsTheRequestsIkeSa) {
 
 TEST(LocalCredentialTest, MissingKeyIsAPolicyErrorNotACrash) {
   TwoHosts s;
-  Simulation sim(45);
-  Node& a = sim.AddNode("a", kA, s.a);
-  sim.AddNode("b", kB, s.b);
+  TwoPeers peers = s.Simulate(45);
+  auto& [sim, a, b] = peers;
   sim.Feed(a, WithCredential(Credential(std::nullopt, "app.example"), 4));
   sim.RunFor(Duration(60000));
   ASSERT_EQ(a.ike_down.size(), 1u);
   EXPECT_EQ(a.ike_down[0].request_tag, 4u);
   EXPECT_EQ(a.ike_down[0].reason, FailureReason::kPolicyMissing);
   ExpectClean(a);
+}
+
+}  // namespace
+}  // namespace ike::sa::testing
+
+namespace ike::sa::testing {
+namespace {
+
+// A configured identity whose proof is a shared key (no private key): the
+// override carries the secret, and the peer's PAD entry for that identity
+// checks it; a wrong secret is the peer's AUTHENTICATION_FAILED.
+policy::PolicySnapshotPtr TeamResponder() {
+  PolicyBuilder pb;
+  pb.Identity("me", policy::Identity::Fqdn("b.example"),
+              policy::CredentialKind::kNone, "k")
+      .Secret("k", "correct horse")
+      .Secret("team", "team secret")
+      .Pad(PskEntry("a", "a.example", "k", kA, "me"))
+      .Pad(PskEntry("team", "team.example", "team", kA, "me"))
+      .Spd(ProtectEntry("b-a", kB, kA, "a"))
+      .Spd(ProtectEntry("b-team", kB, kA, "team"));
+  return pb.Build();
+}
+
+// PSK proves both sides with one secret: B answers team.example with it,
+// so A's PAD entry for B must name the same secret.
+policy::PolicySnapshotPtr TeamInitiator() {
+  PolicyBuilder pa;
+  pa.Identity("me", policy::Identity::Fqdn("a.example"))
+      .Secret("k", "team secret")
+      .Pad(PskEntry("b", "b.example", "k", kB, "me"))
+      .Spd(ProtectEntry("a-b", kA, kB, "b"));
+  return pa.Build();
+}
+
+std::shared_ptr<LocalCredentialOverride> SharedKeyCredential(const std::string& secret) {
+  auto credential = std::make_shared<LocalCredentialOverride>();
+  credential->id = policy::Identity::Fqdn("team.example");
+  credential->shared_key.assign(secret.begin(), secret.end());
+  credential->label = "identity 'team'";
+  return credential;
+}
+
+TEST(LocalCredentialTest, AConfiguredIdentityMayProveItselfWithItsSharedKey) {
+  Simulation sim(47);
+  Node& a = sim.AddNode("a", kA, TeamInitiator());
+  Node& b = sim.AddNode("b", kB, TeamResponder());
+  sim.Feed(a, WithCredential(SharedKeyCredential("team secret"), 12));
+  sim.RunFor(Duration(2000));
+  ASSERT_EQ(a.ike_up.size(), 1u);
+  EXPECT_EQ(a.ike_up[0].request_tag, 12u);
+  EXPECT_TRUE(a.ike_up[0].local_overridden);
+  EXPECT_EQ(a.ike_up[0].local_id, "fqdn:team.example");
+  ASSERT_EQ(b.ike_up.size(), 1u);
+  EXPECT_EQ(b.ike_up[0].peer.pad_entry, "team");
+  EXPECT_EQ(b.ike_up[0].peer.auth, PeerAuthKind::kSharedKey);
+  EXPECT_EQ(b.ike_up[0].peer.asserted_id, policy::Identity::Fqdn("team.example"));
+  EXPECT_NE(ChildOf(a, a.ike_up[0].ike_sa), nullptr);
+  ExpectContinuous(a);
+  ExpectContinuous(b);
+}
+
+TEST(LocalCredentialTest, AWrongSharedKeyIsThePeersRefusal) {
+  Simulation sim(48);
+  Node& a = sim.AddNode("a", kA, TeamInitiator());
+  Node& b = sim.AddNode("b", kB, TeamResponder());
+  sim.Feed(a, WithCredential(SharedKeyCredential("not the secret"), 13));
+  sim.RunFor(Duration(60000));
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  EXPECT_EQ(a.ike_down[0].request_tag, 13u);
+  EXPECT_EQ(a.ike_down[0].notify, wire::NotifyType::kAuthenticationFailed);
+  EXPECT_TRUE(a.ike_up.empty());
+  EXPECT_TRUE(b.ike_up.empty());
+  ExpectClean(a);
+  ExpectClean(b);
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ike/ is the sans-I/O protocol core: no file or socket I/O, no event loop,
-# no netlink, no YAML. This fails on any source file under ike/ that
-# includes one of the headers that would bring those in.
+# no netlink, no YAML. This fails on any source file under ike/ (or common/,
+# which ike/ builds on) that includes one of the headers that would bring
+# those in.
 set -euo pipefail
 forbidden='^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](fstream|cstdio|stdio\.h|asio([./][^>"]*)?|boost/asio([./][^>"]*)?|netlink/[^>"]*|linux/netlink\.h|linux/xfrm\.h|yaml-cpp/[^>"]*|sys/socket\.h|netinet/[^>"]*|unistd\.h|fcntl\.h)[>"]'
 
@@ -29,5 +30,5 @@ for dir in "$source_tree"/*/; do
     echo "ike/$pkg is not covered by tests/smoke:sans_io_test" >&2; bad=$((bad + 1)) ;;
   esac
 done
-echo "checked $checked files under ike/"
+echo "checked $checked files under ike/ and common/"
 ((bad == 0))

@@ -30,20 +30,6 @@ Message WithPayloads(std::vector<Payload> payloads) {
   return message;
 }
 
-// Offsets of each payload's generic header in an encoded message.
-std::vector<size_t> PayloadOffsets(const Bytes& bytes) {
-  std::vector<size_t> offsets;
-  uint8_t type = bytes[16];
-  size_t pos = kHeaderSize;
-  while (type != 0 && pos + 4 <= bytes.size()) {
-    offsets.push_back(pos);
-    const bool encrypted = type == 46 || type == 53;
-    type = encrypted ? 0 : bytes[pos];
-    pos += (bytes[pos + 2] << 8) | bytes[pos + 3];
-  }
-  return offsets;
-}
-
 void SetU16(Bytes& bytes, size_t at, uint16_t value) {
   bytes[at] = static_cast<uint8_t>(value >> 8);
   bytes[at + 1] = static_cast<uint8_t>(value);
