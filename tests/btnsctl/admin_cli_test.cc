@@ -332,7 +332,9 @@ TEST(AdminGate, SupplementaryGroupsCount) {
   EXPECT_FALSE(IsAdmin(self, std::nullopt));
   EXPECT_FALSE(IsAdmin(self, 4242424));
   EXPECT_TRUE(IsAdmin(self, 1000));
-  if (n > 0) EXPECT_TRUE(IsAdmin(self, groups[0]));
+  if (n > 0) {
+    EXPECT_TRUE(IsAdmin(self, groups[0]));
+  }
   EXPECT_TRUE(IsAdmin(Caller{1, 0, 0}, std::nullopt));
 }
 

@@ -53,11 +53,6 @@ double Rate(const std::function<void()>& op, double seconds) {
   return n / std::chrono::duration<double>(now - start).count();
 }
 
-double Rate(const std::function<void()>& op) {
-  op();  // warm up caches and lazy tables
-  return Rate(op, g_seconds);
-}
-
 // Measures two operations in alternating slices, so that load from other
 // processes hits both alike; returns {ours, raw} operations/second.
 std::pair<double, double> RatePair(const std::function<void()>& ours,
