@@ -16,6 +16,7 @@
 #include "config/loader.h"
 #include "daemon/credentials.h"
 #include "daemon/log.h"
+#include "ike/policy/pad.h"
 
 namespace btnsd::daemon {
 
@@ -829,7 +830,12 @@ void Daemon::LogAction(const ike::sa::Action& action) {
               {"initiator", up->initiator ? "yes" : "no"},
               {"peer_id", up->peer.asserted_id.ToString()},
               {"pad", up->peer.pad_entry},
-              {"authenticated", up->peer.authenticated ? "yes" : "no"});
+              {"authenticated", up->peer.authenticated ? "yes" : "no"},
+              // The key the peer signed with (raw key or certificate), so an
+              // operator can match it against a pinned fingerprint.
+              {"peer_key", up->peer.spki_sha256
+                               ? ike::policy::FingerprintToString(*up->peer.spki_sha256)
+                               : std::string("none")});
   } else if (auto* child = std::get_if<ChildSaUp>(&action)) {
     char spis[40];
     std::snprintf(spis, sizeof spis, "%08x/%08x", child->inbound_spi,
