@@ -135,55 +135,6 @@ int main(int argc, char **argv) {
       return UC_FAIL;
     }
   }
-  if (uc_connect(fd, &address, 20) != 0) {
-    const int connect_errno = errno;
-    ipsec_pToken_t seen = ipsec_create_pToken();
-    if (ipsec_get_socket_pToken(fd, seen) == 0) {
-      printf("UC3 FAIL connect: %s, and the daemon names no reason\n",
-             strerror(connect_errno));
-      return UC_FAIL;
-    }
-    printf("UC3 REFUSED connect: %s; why=%d %s\n", strerror(connect_errno),
-           ipsec_api_why_code(), ipsec_api_why());
-    return UC_REFUSED;
-  }
-  const char hello[] = "uc3 hello\n";
-  char line[64];
-  if (write(fd, hello, sizeof hello - 1) != (ssize_t)(sizeof hello - 1)) return UC_FAIL;
-  ssize_t n = read(fd, line, sizeof line);
-  if (n != (ssize_t)(sizeof hello - 1)) {
-    printf("UC3 FAIL no echo\n");
-    return UC_FAIL;
-  }
-  /* The connection's view: who answered, and who we were to it. */
-  ipsec_pToken_t seen = ipsec_create_pToken();
-  char peer[256], me[256], wanted_me[256];
-  uint16_t method = 0, my_method = 0;
-  ipsec_iToken_t local = NULL;
-  uint32_t len = sizeof local;
-  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
-      uc_peer_of(seen, peer, sizeof peer, &method) != 0 ||
-      ipsec_get_token_attr(seen, IPSEC_API_ATTR_remote_iToken, &len, &local) != 0 ||
-      uc_identity(local, me, sizeof me, &my_method) != 0) {
-    uc_print_why("ipsec_get_socket_pToken");
-    return UC_FAIL;
-  }
-  uc_identity(i_iToken, wanted_me, sizeof wanted_me, NULL);
-  if (strcmp(me, wanted_me) != 0) {
-    printf("UC3 FAIL presented %s, not %s\n", me, wanted_me);
-    return UC_FAIL;
-  }
-  if (!any_acceptor) {
-    char wanted[256];
-    uc_identity(desired_acceptor_iToken, wanted, sizeof wanted, NULL);
-    if (strcmp(peer, wanted) != 0) {
-      printf("UC3 FAIL reached %s, wanted %s\n", peer, wanted);
-      return UC_FAIL;
-    }
-  }
-  printf("UC3 PASS reached %s (method %u) as %s (method %u)\n", peer, method, me,
-         my_method);
-  ipsec_free_iToken(local);
-  close(fd);
-  return UC_PASS;
+  return uc_connect_and_check(fd, &address, "UC3", "uc3 hello\n", i_iToken,
+                              any_acceptor ? NULL : desired_acceptor_iToken);
 }

@@ -71,3 +71,60 @@ int uc_connect(int fd, const struct sockaddr_in *address, int seconds) {
     usleep(100 * 1000);
   }
 }
+
+int uc_connect_and_check(int fd, const struct sockaddr_in *address, const char *label,
+                         const char *hello, const ipsec_iToken_t presented,
+                         const ipsec_iToken_t wanted_peer) {
+  if (uc_connect(fd, address, 20) != 0) {
+    const int connect_errno = errno;
+    ipsec_pToken_t seen = ipsec_create_pToken();
+    if (ipsec_get_socket_pToken(fd, seen) == 0) {
+      printf("%s FAIL connect: %s, and the daemon names no reason\n", label,
+             strerror(connect_errno));
+      return UC_FAIL;
+    }
+    printf("%s REFUSED connect: %s; why=%d %s\n", label, strerror(connect_errno),
+           ipsec_api_why_code(), ipsec_api_why());
+    return UC_REFUSED;
+  }
+  const size_t hello_len = strlen(hello);
+  char line[64];
+  if (write(fd, hello, hello_len) != (ssize_t)hello_len) return UC_FAIL;
+  ssize_t n = read(fd, line, sizeof line);
+  if (n != (ssize_t)hello_len) {
+    printf("%s FAIL no echo\n", label);
+    return UC_FAIL;
+  }
+  /* Get pToken from fd, get iToken from pToken: who answered, and who we
+     were to it. */
+  ipsec_pToken_t seen = ipsec_create_pToken();
+  char peer[256], me[256], wanted_me[256];
+  uint16_t method = 0, my_method = 0;
+  ipsec_iToken_t local = NULL;
+  uint32_t len = sizeof local;
+  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
+      uc_peer_of(seen, peer, sizeof peer, &method) != 0 ||
+      ipsec_get_token_attr(seen, IPSEC_API_ATTR_remote_iToken, &len, &local) != 0 ||
+      uc_identity(local, me, sizeof me, &my_method) != 0) {
+    uc_print_why("ipsec_get_socket_pToken");
+    return UC_FAIL;
+  }
+  uc_identity(presented, wanted_me, sizeof wanted_me, NULL);
+  if (strcmp(me, wanted_me) != 0) {
+    printf("%s FAIL presented %s, not %s\n", label, me, wanted_me);
+    return UC_FAIL;
+  }
+  if (wanted_peer) {
+    char wanted[256];
+    uc_identity(wanted_peer, wanted, sizeof wanted, NULL);
+    if (strcmp(peer, wanted) != 0) {
+      printf("%s FAIL reached %s, wanted %s\n", label, peer, wanted);
+      return UC_FAIL;
+    }
+  }
+  printf("%s PASS reached %s (method %u) as %s (method %u)\n", label, peer, method, me,
+         my_method);
+  ipsec_free_iToken(local);
+  close(fd);
+  return UC_PASS;
+}

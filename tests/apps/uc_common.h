@@ -34,5 +34,12 @@ int uc_peer_key_of(const ipsec_pToken_t ptoken, char *text, size_t size);
 int uc_connect(int fd, const struct sockaddr_in *address, int seconds);
 /* Prints "why: CODE SENTENCE" for the last failed call. */
 void uc_print_why(const char *call);
+/* Connects fd (its pToken already set), echoes HELLO through the acceptor
+   and checks the connection's view: we presented PRESENTED and reached
+   WANTED_PEER (NULL: anyone). Prints "LABEL PASS|FAIL|REFUSED ..." and
+   returns UC_PASS, UC_FAIL or UC_REFUSED (the reason read from the API). */
+int uc_connect_and_check(int fd, const struct sockaddr_in *address, const char *label,
+                         const char *hello, const ipsec_iToken_t presented,
+                         const ipsec_iToken_t wanted_peer);
 
 #endif
