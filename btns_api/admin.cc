@@ -1,34 +1,80 @@
 #include "btns_api/admin.h"
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <fstream>
 #include <sstream>
 
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59  // Linux 4.13
+#endif
+
 namespace btns_api {
 
-std::vector<gid_t> SupplementaryGroups(pid_t pid) {
-  std::vector<gid_t> groups;
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+namespace {
+
+// The numbers after `key` on its line of /proc/PID/status.
+bool StatusNumbers(const std::string& status, const std::string& key,
+                   std::vector<unsigned long>* out) {
+  std::istringstream lines(status);
   std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("Groups:", 0) != 0) continue;
-    std::istringstream in(line.substr(7));
-    unsigned long gid;
-    while (in >> gid) groups.push_back(static_cast<gid_t>(gid));
-    break;
+  while (std::getline(lines, line)) {
+    if (line.rfind(key, 0) != 0) continue;
+    std::istringstream in(line.substr(key.size()));
+    unsigned long n;
+    while (in >> n) out->push_back(n);
+    return true;
   }
-  return groups;
+  return false;
+}
+
+}  // namespace
+
+std::optional<std::vector<gid_t>> ProcessGroups(pid_t pid, uid_t euid, gid_t egid) {
+  if (pid <= 0) return std::nullopt;
+  std::ifstream file("/proc/" + std::to_string(pid) + "/status");
+  if (!file) return std::nullopt;
+  std::ostringstream text;
+  text << file.rdbuf();
+  const std::string status = text.str();
+  // Uid:/Gid: list real, effective, saved and filesystem ids; SO_PEERCRED
+  // holds the effective ones.
+  std::vector<unsigned long> uids, gids, groups;
+  if (!StatusNumbers(status, "Uid:", &uids) || !StatusNumbers(status, "Gid:", &gids) ||
+      !StatusNumbers(status, "Groups:", &groups) || uids.size() < 2 || gids.size() < 2 ||
+      uids[1] != euid || gids[1] != egid)
+    return std::nullopt;
+  return std::vector<gid_t>(groups.begin(), groups.end());
+}
+
+std::optional<Caller> ReadPeerCaller(int fd) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return std::nullopt;
+  Caller caller{cred.pid, cred.uid, cred.gid, {}};
+  std::vector<gid_t> groups(32);
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    socklen_t size = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &size) == 0) {
+      groups.resize(size / sizeof(gid_t));
+      caller.groups = std::move(groups);
+      return caller;
+    }
+    if (errno != ERANGE) break;
+    // The kernel says how much room the list needs (at most NGROUPS_MAX).
+    groups.resize(std::max<size_t>(size / sizeof(gid_t), groups.size() * 2));
+  }
+  if (errno == ENOPROTOOPT) {
+    if (auto read = ProcessGroups(cred.pid, cred.uid, cred.gid)) caller.groups = *read;
+  }
+  return caller;
 }
 
 bool IsAdmin(const Caller& caller, std::optional<gid_t> admin_gid) {
   if (caller.uid == 0) return true;
-  if (!admin_gid) return false;
-  if (caller.gid == *admin_gid) return true;
-  // The pid could in theory be reused between connect() and now; the
-  // groups read are then another process's, which is why only the
-  // configured admin group (not uid 0 rights) can be gained this way.
-  const std::vector<gid_t> groups = SupplementaryGroups(caller.pid);
-  return std::find(groups.begin(), groups.end(), *admin_gid) != groups.end();
+  return admin_gid && caller.InGroup(*admin_gid);
 }
 
 const char* WhyName(Why why) {

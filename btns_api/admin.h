@@ -32,11 +32,21 @@ class AdminBackend {
 };
 
 // True when `caller` may use administrative calls: uid 0, or `admin_gid` is
-// its primary group or one of its supplementary groups (read from
-// /proc/PID/status, as SO_PEERCRED carries only the primary group).
+// its primary group or one of its supplementary groups (Caller::groups).
 bool IsAdmin(const Caller& caller, std::optional<gid_t> admin_gid);
-// The supplementary groups of a process; empty if it cannot be read.
-std::vector<gid_t> SupplementaryGroups(pid_t pid);
+
+// The caller behind a connected Unix socket: SO_PEERCRED, and its
+// supplementary groups from SO_PEERGROUPS (Linux 4.13), which the kernel
+// recorded at connect() like the rest, so no process can swap in. A kernel
+// without SO_PEERGROUPS: /proc/PID/status of the SO_PEERCRED pid, used only
+// if that process's effective uid and gid are still those of SO_PEERCRED
+// (fail closed: no supplementary groups otherwise). nullopt when
+// SO_PEERCRED cannot be read.
+std::optional<Caller> ReadPeerCaller(int fd);
+// The supplementary groups /proc/PID/status lists, provided the process's
+// effective uid and gid there are `euid` and `egid`; nullopt if they are
+// not (another process may have the pid by now) or it cannot be read.
+std::optional<std::vector<gid_t>> ProcessGroups(pid_t pid, uid_t euid, gid_t egid);
 
 // Stable text for the reason codes (e.g. "peer-mismatch").
 const char* WhyName(Why why);

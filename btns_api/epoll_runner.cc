@@ -12,6 +12,8 @@
 #include <chrono>
 #include <cstring>
 
+#include "btns_api/admin.h"
+
 namespace btns_api {
 
 namespace {
@@ -156,13 +158,12 @@ void EpollRunner::Accept() {
   for (;;) {
     int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) return;
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    std::optional<Caller> caller = ReadPeerCaller(fd);
+    if (!caller) {
       close(fd);
       continue;
     }
-    uint64_t session = server_.OpenSession(Caller{cred.pid, cred.uid, cred.gid});
+    uint64_t session = server_.OpenSession(std::move(*caller));
     sessions_[fd] = session;
     fds_[session] = fd;
     epoll_event ev{};

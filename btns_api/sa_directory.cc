@@ -1,5 +1,7 @@
 #include "btns_api/sa_directory.h"
 
+#include <algorithm>
+
 namespace btns_api {
 namespace {
 
@@ -20,6 +22,18 @@ bool AnyContains(const std::vector<TrafficSelector>& set,
 }
 
 }  // namespace
+
+std::vector<uint32_t> Caller::AllGroups() const {
+  std::vector<uint32_t> all;
+  all.reserve(groups.size() + 1);
+  all.push_back(gid);
+  all.insert(all.end(), groups.begin(), groups.end());
+  return all;
+}
+
+bool Caller::InGroup(gid_t group) const {
+  return gid == group || std::find(groups.begin(), groups.end(), group) != groups.end();
+}
 
 std::string FiveTuple::ToString() const {
   return std::to_string(protocol) + " " + local.address.ToString() + ":" +

@@ -35,11 +35,18 @@ struct FiveTuple {
   std::string ToString() const;
 };
 
-// Who is calling, from SO_PEERCRED on the API connection.
+// Who is calling: SO_PEERCRED (pid, effective uid and gid) and
+// SO_PEERGROUPS (supplementary groups) of the API connection, both taken by
+// the kernel at connect() (see ReadPeerCaller in btns_api/admin.h).
 struct Caller {
   pid_t pid = 0;
   uid_t uid = 0;
   gid_t gid = 0;
+  std::vector<gid_t> groups;  // supplementary; empty when unknown
+  // The primary group followed by the supplementary ones: what system
+  // policy (api.grants, api.admin_group) matches a group against.
+  std::vector<uint32_t> AllGroups() const;
+  bool InGroup(gid_t group) const;
 };
 
 // How the peer proved its identity (maps onto IPSEC_API_ATTR_authMeth_*).

@@ -512,7 +512,7 @@ Status ApiBridge::RequestProtection(const btns_api::ProtectionRequest& request) 
                           "no local identity '" + wanted + "' in " +
                               snapshot->source_file + " (identities)");
     if (request.caller.uid != 0 &&
-        !snapshot->api.MayUseIdentity(request.caller.uid, {request.caller.gid},
+        !snapshot->api.MayUseIdentity(request.caller.uid, request.caller.AllGroups(),
                                       identity->name))
       return Status::Fail(EACCES, Why::kPrivilegeRequired,
                           "uid " + std::to_string(request.caller.uid) +

@@ -799,6 +799,39 @@ TEST_F(ConfiguredIdentityTest, AnUngrantedCallerIsRefusedBeforeAnythingWaits) {
   EXPECT_EQ(bridge.waiting_socket_count(), 1u);
 }
 
+// api.grants name groups: a caller's supplementary groups count as much as
+// its primary one (an operator's "group: ipsec-users").
+TEST_F(ConfiguredIdentityTest, ASupplementaryGroupGrantsTheIdentity) {
+  auto snapshot = IdentityPolicy();
+  ike::policy::ApiGrant by_group;
+  by_group.name = "ipsec-users";
+  by_group.gids = {4711};
+  by_group.identities = {"alice"};
+  snapshot->api.grants = {by_group};
+  bridge.UpdatePolicy(snapshot);
+  request.local_identity = "alice";
+  request.caller.uid = 1001;
+  request.caller.gid = 1001;
+  request.caller.groups = {27, 4712};  // not the granted group
+  btns_api::Status refused = bridge.RequestProtection(request);
+  EXPECT_EQ(refused.error, EACCES);
+  EXPECT_EQ(refused.why, btns_api::Why::kPrivilegeRequired);
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  EXPECT_EQ(WaitingReqid(), 0u);
+  request.caller.groups = {27, 4711, 4712};
+  btns_api::Status granted = bridge.RequestProtection(request);
+  EXPECT_TRUE(granted.ok()) << granted.message;
+  EXPECT_EQ(bridge.waiting_socket_count(), 1u);
+  // The primary group counts as before.
+  const int other = socket(AF_INET, SOCK_STREAM, 0);
+  request.socket_fd = other;
+  request.caller.gid = 4711;
+  request.caller.groups.clear();
+  EXPECT_TRUE(bridge.RequestProtection(request).ok());
+  EXPECT_EQ(bridge.waiting_socket_count(), 2u);
+  close(other);
+}
+
 TEST_F(ConfiguredIdentityTest, ThePeersRefusalNamesTheIdentity) {
   request.local_identity = "fqdn:alice.example";  // by its ID text
   ASSERT_TRUE(bridge.RequestProtection(request).ok());

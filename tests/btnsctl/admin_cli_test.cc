@@ -144,15 +144,19 @@ class AdminCliTest : public ApiFixture {
     return btnsctl::Run(args, out_, err_);
   }
 
-  // Runs btnsctl in a child process as uid 65534 with the given groups.
-  int CtlAsNobody(std::vector<std::string> args, gid_t gid, std::string* err_text) {
+  // Runs btnsctl in a child process as uid 65534 with primary group `gid`
+  // and the supplementary groups `groups`.
+  int CtlAsNobody(std::vector<std::string> args, gid_t gid, std::string* err_text,
+                  const std::vector<gid_t>& groups = {}) {
     if (geteuid() != 0) return -1;
     int pipe_fds[2];
     if (pipe(pipe_fds) != 0) return -1;
     pid_t pid = fork();
     if (pid == 0) {
       close(pipe_fds[0]);
-      if (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(65534) != 0) _exit(99);
+      if (setgroups(groups.size(), groups.data()) != 0 || setgid(gid) != 0 ||
+          setuid(65534) != 0)
+        _exit(99);
       args.push_back("--socket");
       args.push_back(path_);
       std::ostringstream out, err;
@@ -322,20 +326,27 @@ TEST_F(AdminCliTest, NonAdminGetsExit4AndTheWayOut) {
   EXPECT_EQ(admin_.calls.load(), 1);
 }
 
+// A supplementary group is membership too (SO_PEERGROUPS of the connection).
+TEST_F(AdminCliTest, AdminGroupAsASupplementaryGroup) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to change uid (runs as root in CI)";
+  admin_.admin_gid = 4242;
+  std::string err;
+  EXPECT_EQ(CtlAsNobody({"stats"}, 65534, &err, {100, 4242}), 0) << err;
+  EXPECT_EQ(admin_.calls.load(), 1);
+  EXPECT_EQ(CtlAsNobody({"stats"}, 65534, &err, {100, 4243}), 4);
+  EXPECT_EQ(admin_.calls.load(), 1);
+}
+
 TEST(AdminGate, SupplementaryGroupsCount) {
-  Caller self{getpid(), 1000, 1000};
-  gid_t groups[64];
-  int n = getgroups(64, groups);
-  ASSERT_GE(n, 0);
-  std::vector<gid_t> read = SupplementaryGroups(getpid());
-  EXPECT_EQ(read.size(), static_cast<size_t>(n));
-  EXPECT_FALSE(IsAdmin(self, std::nullopt));
-  EXPECT_FALSE(IsAdmin(self, 4242424));
-  EXPECT_TRUE(IsAdmin(self, 1000));
-  if (n > 0) {
-    EXPECT_TRUE(IsAdmin(self, groups[0]));
-  }
-  EXPECT_TRUE(IsAdmin(Caller{1, 0, 0}, std::nullopt));
+  Caller caller{1, 1000, 1000, {27, 4242}};
+  EXPECT_FALSE(IsAdmin(caller, std::nullopt));
+  EXPECT_FALSE(IsAdmin(caller, 4242424));
+  EXPECT_TRUE(IsAdmin(caller, 1000));
+  EXPECT_TRUE(IsAdmin(caller, 4242));
+  EXPECT_TRUE(IsAdmin(caller, 27));
+  // The groups are the connection's: nothing is read from /proc here.
+  EXPECT_FALSE(IsAdmin(Caller{getpid(), 1000, 1000, {}}, 4242));
+  EXPECT_TRUE(IsAdmin(Caller{1, 0, 0, {}}, std::nullopt));
 }
 
 }  // namespace
