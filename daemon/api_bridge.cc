@@ -371,14 +371,21 @@ void ApiBridge::OnIkeSaDown(const ike::sa::IkeSaDown& down) {
       const bool refused = down.reason == ike::sa::FailureReason::kAuthenticationFailed ||
                            down.notify == ike::wire::NotifyType::kAuthenticationFailed;
       const bool no_policy = down.reason == ike::sa::FailureReason::kTsUnacceptable;
+      const bool no_reqid = down.reason == ike::sa::FailureReason::kNoFreeReqid;
       Refuse(socket->second,
-             Status::Fail(refused ? ECONNREFUSED : no_policy ? EACCES : EHOSTUNREACH,
+             Status::Fail(refused     ? ECONNREFUSED
+                          : no_policy ? EACCES
+                          : no_reqid  ? EAGAIN
+                                      : EHOSTUNREACH,
                           refused     ? Why::kAuthenticationFailed
                           : no_policy ? Why::kPeerSpdBlock
                                       : Why::kSaSetupFailed,
                           "IKE presenting " + socket->second.presenting + " failed (" + reason +
                               (refused ? "): the peer does not accept that identity or key"
-                                       : ")") +
+                               : no_reqid
+                                   ? "): live CHILD_SAs hold every reqid btnsd may give "
+                                     "one; retry when SAs have gone"
+                                   : ")") +
                               "; nothing was sent"));
       waiting_sockets_.erase(socket);
     }

@@ -27,6 +27,7 @@ std::string_view FailureReasonName(FailureReason reason) {
     case FailureReason::kInternalError: return "internal-error";
     case FailureReason::kSignerRefused: return "signer-refused";
     case FailureReason::kSignerTimeout: return "signer-timeout";
+    case FailureReason::kNoFreeReqid: return "no-free-reqid";
   }
   return "unknown";
 }

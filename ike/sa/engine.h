@@ -362,6 +362,7 @@ enum class FailureReason : uint8_t {
   kSignerRefused,          // the external key holder refused to sign, or
                            // its signature did not verify
   kSignerTimeout,          // no answer from the external key holder in time
+  kNoFreeReqid,            // live CHILD_SAs hold every reqid of the range
 };
 std::string_view FailureReasonName(FailureReason reason);
 

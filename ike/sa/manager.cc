@@ -2271,6 +2271,18 @@ class SaManagerImpl {
       RemoveSa(sa, FailureReason::kPolicyMissing);
       return;
     }
+    // The CHILD_SA's reqid is taken now, before the peer sets up its side:
+    // of two requests in flight for the last free reqid the later one fails
+    // here, with nothing of it left at the peer.
+    child->reqid = AllocateReqid();
+    if (child->reqid == 0) {
+      spis_.Release(sa.local.address, child->spi_in);
+      LogLine(LogLevel::kError, sa.handle, FailureReason::kNoFreeReqid,
+              "CHILD_SA for '" + sa.spd_entry +
+                  "': every reqid of the configured range is in use");
+      RemoveSa(sa, FailureReason::kNoFreeReqid);
+      return;
+    }
     std::vector<wire::Payload> ps;
     wire::IdiPayload idi;
     idi.type = a.id.type;
@@ -2624,15 +2636,26 @@ class SaManagerImpl {
     return selectors;
   }
 
+  // The reqids live CHILD_SAs hold, and those our CHILD_SA requests in
+  // flight reserved when they were sent.
+  std::unordered_set<uint32_t> HeldReqids() const {
+    std::unordered_set<uint32_t> held;
+    for (const auto& [handle, sa] : sas_) {
+      for (const auto& c : sa->children) held.insert(c.reqid);
+      if (sa->pending && sa->pending->child && sa->pending->child->reqid)
+        held.insert(sa->pending->child->reqid);
+    }
+    return held;
+  }
+
   // The next reqid of settings_.reqids for a new CHILD_SA; 0 when live
-  // CHILD_SAs hold all of them. Until the range first wraps every reqid
-  // handed out is fresh; after that live ones are skipped.
+  // CHILD_SAs (and requests in flight) hold all of them. Until the range
+  // first wraps every reqid handed out is fresh; after that held ones are
+  // skipped.
   uint32_t AllocateReqid() {
     const EngineSettings::ReqidRange& range = settings_.reqids;
     std::unordered_set<uint32_t> live;
-    if (reqids_wrapped_)
-      for (const auto& [handle, sa] : sas_)
-        for (const auto& c : sa->children) live.insert(c.reqid);
+    if (reqids_wrapped_) live = HeldReqids();
     const uint64_t size = uint64_t{range.last} - range.first + 1;
     for (uint64_t tried = 0; tried < size; ++tried) {
       const uint32_t candidate = next_reqid_;
@@ -2652,9 +2675,7 @@ class SaManagerImpl {
   // peer with a CHILD_SA we could not install.
   bool NoFreeReqid(const std::string& entry_name) {
     if (!reqids_wrapped_) return false;  // next_reqid_ onwards are unused
-    std::unordered_set<uint32_t> live;
-    for (const auto& [handle, sa] : sas_)
-      for (const auto& c : sa->children) live.insert(c.reqid);
+    const std::unordered_set<uint32_t> live = HeldReqids();
     const uint64_t size =
         uint64_t{settings_.reqids.last} - settings_.reqids.first + 1;
     if (live.size() < size) return false;
@@ -2686,7 +2707,9 @@ class SaManagerImpl {
                   : inherit_reqid ? inherit_reqid
                                   : AllocateReqid();
     if (child.reqid == 0) {
-      LogLine(LogLevel::kError, sa.handle, FailureReason::kInternalError,
+      // Only as responder (our requests reserve theirs when sent); the
+      // peer is answered NO_PROPOSAL_CHOSEN.
+      LogLine(LogLevel::kError, sa.handle, FailureReason::kNoFreeReqid,
               "every reqid of the configured range is in use");
       return false;
     }
@@ -2991,6 +3014,16 @@ class SaManagerImpl {
       child->rekeys = rekeyed->handle;
       child->reqid = rekeyed->reqid;
       child->mode = rekeyed->mode;
+    } else {
+      child->reqid = AllocateReqid();  // reserved while the request is out
+      if (child->reqid == 0) {
+        spis_.Release(sa.local.address, child->spi_in);
+        LogLine(LogLevel::kError, sa.handle, FailureReason::kNoFreeReqid,
+                "CHILD_SA for '" + entry_name +
+                    "': every reqid of the configured range is in use");
+        Emit(ChildSaDown{sa.handle, 0, FailureReason::kNoFreeReqid});
+        return;
+      }
     }
     child->nonce = random_.Generate(kNonceSize);
     std::vector<wire::Payload> ps;
@@ -3696,6 +3729,7 @@ class SaManagerImpl {
   size_t half_open_count_ = 0;
   // Why the last CHILD_SA answer we checked was refused (FinishChild).
   FailureReason child_failure_ = FailureReason::kNone;
+
   uint64_t cookies_demanded_ = 0;
   IkeSaHandle next_handle_ = 1;
   ChildSaHandle next_child_handle_ = 1;

@@ -853,6 +853,29 @@ TEST_F(ConfiguredIdentityTest, ThePeersRefusalNamesTheIdentity) {
   EXPECT_EQ(kernel.SocketPolicies(duplicate).back().action, kernel_glue::PolicyAction::kDiscard);
 }
 
+// The engine had no reqid left for the socket's CHILD_SA (another request
+// took the last one): a reason of its own, to retry later.
+TEST_F(ConfiguredIdentityTest, NoFreeReqidIsAReasonToRetry) {
+  request.local_identity = "alice";
+  ASSERT_TRUE(bridge.RequestProtection(request).ok());
+  const uint32_t reqid = WaitingReqid();
+  EXPECT_TRUE(bridge.OnKernelAcquire(Acquire(reqid)));
+  ASSERT_EQ(started.size(), 1u);
+  ike::sa::IkeSaDown down;
+  down.ike_sa = 9;
+  down.reason = ike::sa::FailureReason::kNoFreeReqid;
+  down.request_tag = reqid;
+  bridge.OnAction(down);
+  EXPECT_EQ(bridge.waiting_socket_count(), 0u);
+  std::optional<btns_api::Status> failure = bridge.SocketFailure(fd);
+  ASSERT_TRUE(failure.has_value());
+  EXPECT_EQ(failure->error, EAGAIN);
+  EXPECT_EQ(failure->why, btns_api::Why::kSaSetupFailed);
+  EXPECT_NE(failure->message.find("(no-free-reqid): live CHILD_SAs hold every reqid"),
+            std::string::npos) << failure->message;
+  EXPECT_EQ(kernel.SocketPolicies(duplicate).back().action, kernel_glue::PolicyAction::kDiscard);
+}
+
 TEST_F(ConfiguredIdentityTest, ASharedKeyIdentityCarriesItsSecret) {
   request.local_identity = "team";
   ASSERT_TRUE(bridge.RequestProtection(request).ok());

@@ -251,7 +251,7 @@ TEST(ReqidTest, ResponderWithoutAFreeReqidRefusesTheChildSa) {
   EXPECT_EQ(b.manager->child_sa_count(), 1u);
   EXPECT_EQ(a.sad.size(), 2u);
   EXPECT_EQ(b.sad.size(), 2u);
-  EXPECT_TRUE(b.Logged(FailureReason::kInternalError));
+  EXPECT_TRUE(b.Logged(FailureReason::kNoFreeReqid));
   EXPECT_EQ(a.spis->outstanding() + b.spis->outstanding(), 0u);
   // With the first CHILD_SA gone, its reqid serves the next one.
   sim.Feed(a, DeleteRequest{0, a.child_up[0].child_sa});

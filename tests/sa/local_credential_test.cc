@@ -5,7 +5,9 @@
 // accepted; the SA is the request's own and carries only its flow.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <memory>
+#include <set>
 
 #include "tests/sa/established.h"
 #include "tests/sa/expect.h"
@@ -51,7 +53,9 @@ struct TwoHosts {
     b = pb.Build();
   }
   // The two hosts as simulated nodes "a" and "b", before any exchange.
-  TwoPeers Simulate(uint64_t seed) const { return TwoPeers(seed, {a}, {b}); }
+  TwoPeers Simulate(uint64_t seed, EngineSettings a_settings = {}) const {
+    return TwoPeers(seed, {a, {}, a_settings}, {b});
+  }
 };
 
 policy::PacketFiveTuple Flow() {
@@ -215,6 +219,58 @@ TEST(LocalCredentialTest, RefusedChildSaEndsTheRequestsIkeSa) {
   EXPECT_TRUE(a.child_up.empty());
   ExpectClean(a);
   ExpectClean(b);
+}
+
+// Two requests in flight when one reqid is left: both pass the check at
+// initiation; the first to send its IKE_AUTH reserves the reqid, the other
+// fails there with its tag and a reason of its own, before the peer set up
+// anything for its CHILD_SA. No two CHILD_SAs ever share a reqid.
+TEST(LocalCredentialTest, TwoRequestsRacingForTheLastReqid) {
+  TwoHosts s;
+  EngineSettings settings;
+  settings.reqids = {10, 11, 10};
+  TwoPeers peers = s.Simulate(47, settings);
+  auto& [sim, a, b] = peers;
+  sim.Feed(a, Initiate("a-b"));  // takes reqid 10
+  sim.RunFor(Duration(1000));
+  ASSERT_EQ(a.child_up.size(), 1u);
+  sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 1));
+  sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 2));
+  EXPECT_EQ(a.manager->ike_sa_count(), 3u);  // both let through at first
+  sim.RunFor(Duration(10000));
+
+  ASSERT_EQ(a.ike_down.size(), 1u);
+  const uint64_t loser = a.ike_down[0].request_tag;
+  EXPECT_TRUE(loser == 1 || loser == 2) << loser;
+  EXPECT_EQ(a.ike_down[0].reason, FailureReason::kNoFreeReqid);
+  EXPECT_TRUE(a.Logged(FailureReason::kNoFreeReqid));
+  ASSERT_EQ(a.ike_up.size(), 2u);  // the default SA and the winner's
+  EXPECT_EQ(a.ike_up[1].request_tag, loser == 1 ? 2u : 1u);
+  EXPECT_EQ(a.child_up.size(), 2u);
+  // Each reqid belongs to one CHILD_SA; both are in the range.
+  std::map<uint32_t, std::set<ChildSaHandle>> children_by_reqid;
+  for (const auto& [key, sa] : a.sad) children_by_reqid[sa.reqid].insert(sa.child_sa);
+  EXPECT_EQ(children_by_reqid.size(), 2u);
+  for (const auto& [reqid, children] : children_by_reqid) {
+    EXPECT_TRUE(reqid == 10 || reqid == 11) << reqid;
+    EXPECT_EQ(children.size(), 1u) << "reqid " << reqid;
+  }
+  // The peer never got the loser's IKE_AUTH: it holds the same CHILD_SAs.
+  EXPECT_EQ(b.child_up.size(), 2u);
+  EXPECT_EQ(a.sad.size(), 4u);
+  EXPECT_EQ(b.sad.size(), 4u);
+  EXPECT_EQ(a.errors, 0u);
+  EXPECT_EQ(a.manager->ike_sa_count(), 2u);
+
+  // Once a CHILD_SA is gone, the next request gets its reqid.
+  sim.Feed(a, DeleteRequest{a.ike_up[0].ike_sa, 0});
+  sim.RunFor(Duration(2000));
+  sim.Feed(a, WithCredential(Credential(s.app_key, "app.example"), 3));
+  sim.RunFor(Duration(10000));
+  EXPECT_EQ(a.ike_down.size(), 2u);  // the deleted default SA only
+  EXPECT_EQ(a.ike_up.back().request_tag, 3u);
+  EXPECT_EQ(a.manager->ike_sa_count(), 2u);
+  EXPECT_EQ(a.sad.size(), 4u);
 }
 
 TEST(LocalCredentialTest, MissingKeyIsAPolicyErrorNotACrash) {
