@@ -1,6 +1,7 @@
 // The endpoint against hostile or broken clients: raw frames (malformed,
 // oversized, out of order, bad descriptors) and a second uid that tries to
 // learn about or change another process's connections.
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/un.h>
@@ -179,6 +180,45 @@ TEST_F(Endpoint, MalformedFramesGetErrorsAndOtherClientsAreUnaffected) {
   p = ipsec_create_pToken();
   EXPECT_EQ(ipsec_get_socket_pToken(c.client, p), 0) << ipsec_api_why();
   ipsec_free_pToken(p);
+}
+
+size_t OpenDescriptors() {
+  size_t n = 0;
+  if (DIR* d = opendir("/proc/self/fd")) {
+    while (readdir(d) != nullptr) ++n;
+    closedir(d);
+  }
+  return n;
+}
+
+// Many requests queued at once (read in batches), then the end of the
+// connection among them: every request before it is answered in order,
+// and every descriptor the server received is closed.
+TEST_F(Endpoint, QueuedRequestsAreAnsweredInOrderAndTheirDescriptorsClosed) {
+  TcpPair c;
+  Connect(&c, "127.0.0.2", "127.0.0.1");
+  const size_t before = OpenDescriptors();
+  constexpr uint64_t kQueued = 40;
+  {
+    RawClient raw(path_);
+    ASSERT_TRUE(raw.connected());
+    raw.Send(GetRequest(1), {c.client});  // answered at once, nothing queued
+    pb::Reply first;
+    ASSERT_TRUE(raw.Read(&first));
+    for (uint64_t id = 2; id <= kQueued; ++id) raw.Send(GetRequest(id), {c.client});
+    for (uint64_t id = 2; id <= kQueued; ++id) {
+      pb::Reply r;
+      ASSERT_TRUE(raw.Read(&r)) << "reply " << id;
+      EXPECT_EQ(r.id(), id);
+      EXPECT_EQ(r.ptoken().peer().identity(), "fqdn:bob") << "reply " << id;
+    }
+    // Queued again, and the connection closed behind them unread.
+    for (uint64_t id = kQueued + 1; id <= 2 * kQueued; ++id) raw.Send(GetRequest(id), {c.client});
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (OpenDescriptors() != before && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(OpenDescriptors(), before);
 }
 
 TEST_F(Endpoint, DescriptorCountMismatchClosesTheConnection) {
