@@ -182,10 +182,6 @@ void EpollRunner::OnReadable(int fd) {
   // wake found more than one request waiting, probing now and then.
   ReadPattern& pattern = read_patterns_[fd];
   const bool read_on = pattern.pipelined || ++pattern.wakes % 16 == 0;
-  if (read_on && batched_reads_) {
-    ReadBatch(fd, session);
-    return;
-  }
   int frames_read = 0;
   uint8_t buf[16384];
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * kMaxFdsPerRead)];
@@ -223,69 +219,6 @@ void EpollRunner::OnReadable(int fd) {
   }
   if (read_on) pattern.pipelined = frames_read > 1;
   // One send for every reply this wake produced.
-  Flush(fd);
-}
-
-void EpollRunner::ReadBatch(int fd, uint64_t session) {
-  constexpr size_t kBufferSize = 16384;
-  constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * kMaxFdsPerRead);
-  constexpr int kBatch = kMaxReadsPerWake;
-  if (batch_data_.empty()) {
-    batch_data_.resize(kBufferSize * kBatch);
-    batch_control_.resize(kControlSize * kBatch);
-  }
-  mmsghdr msgs[kBatch];
-  iovec iovs[kBatch];
-  std::memset(msgs, 0, sizeof msgs);
-  for (int i = 0; i < kBatch; ++i) {
-    iovs[i] = {batch_data_.data() + i * kBufferSize, kBufferSize};
-    msgs[i].msg_hdr.msg_iov = &iovs[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-    msgs[i].msg_hdr.msg_control = batch_control_.data() + i * kControlSize;
-    msgs[i].msg_hdr.msg_controllen = kControlSize;
-  }
-  const int got = recvmmsg(fd, msgs, kBatch, MSG_CMSG_CLOEXEC | MSG_DONTWAIT, nullptr);
-  ReadPattern& pattern = read_patterns_[fd];
-  if (got < 0) {
-    if (errno != EAGAIN && errno != EINTR) {
-      CloseConnection(fd);
-      return;
-    }
-    pattern.pipelined = false;
-    Flush(fd);
-    return;
-  }
-  // Every descriptor received is closed, whatever happens to the request.
-  auto descriptors = [](msghdr& msg) {
-    std::vector<int> fds;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        const int* p = reinterpret_cast<const int*>(CMSG_DATA(c));
-        fds.insert(fds.end(), p, p + count);
-      }
-    }
-    return fds;
-  };
-  for (int i = 0; i < got; ++i) {
-    std::vector<int> fds = descriptors(msgs[i].msg_hdr);
-    const bool end = msgs[i].msg_len == 0 || server_.WantsClose(session);
-    if (end) {
-      for (int j = i; j < got; ++j) {
-        if (j > i) fds = descriptors(msgs[j].msg_hdr);
-        for (int f : fds) close(f);
-      }
-      if (msgs[i].msg_len == 0) {
-        CloseConnection(fd);
-        return;
-      }
-      break;
-    }
-    if (msgs[i].msg_hdr.msg_flags & MSG_CTRUNC) server_.OnDescriptorsTruncated(session);
-    server_.OnInput(session, batch_data_.data() + i * kBufferSize, msgs[i].msg_len,
-                    std::move(fds));
-  }
-  pattern.pipelined = got > 1;
   Flush(fd);
 }
 

@@ -47,16 +47,10 @@ class EpollRunner {
   void Stop();
   // Thread-safe: runs `task` on the loop thread (e.g. SA events).
   void Post(std::function<void()> task);
-  // A connection with several requests queued is read with one recvmmsg
-  // (each request that carries descriptors is a read of its own) instead
-  // of a recvmsg per request. On by default; off: the recvmsg loop.
-  void SetBatchedReads(bool on) { batched_reads_ = on; }
 
  private:
   void Accept();
   void OnReadable(int fd);
-  // OnReadable for a connection that had requests queued: one recvmmsg.
-  void ReadBatch(int fd, uint64_t session);
   void Flush(int fd);
   void CloseConnection(int fd);
   void RunPosted();
@@ -66,9 +60,6 @@ class EpollRunner {
   int epoll_fd_;
   int wake_fd_;
   bool stop_ = false;
-  bool batched_reads_ = true;
-  std::vector<uint8_t> batch_data_;     // ReadBatch's buffers, made once
-  std::vector<char> batch_control_;
   std::map<int, uint64_t> sessions_;   // connection fd -> session
   std::map<uint64_t, int> fds_;        // session -> connection fd
   std::set<int> write_armed_;          // connections with EPOLLOUT armed

@@ -2,15 +2,14 @@
 // with SCM_RIGHTS, the reply parsed into a pToken) against a server in a
 // separate process over the real Unix socket.
 //   ptoken_bench [calls] [rounds]
-// Each round measures, for each configuration in turn (so they share the
-// machine's load): the latency of one client calling sequentially; the
+// Each round measures: the latency of one client calling sequentially; the
 // aggregate rate of 1, 2 and 4 client processes (each its own API
 // connection, one call in flight); the rate of one connection keeping 16
-// requests in flight; and the server's CPU time per request. The
-// configurations: "before" (a recvmsg per queued request, as the runner
-// read before) and "batched" (EpollRunner::SetBatchedReads: one recvmmsg
-// for the requests queued on a connection). Then the server core's cost
-// without the socket. The
+// requests in flight; and the server's CPU time per request; the medians
+// over the rounds follow, then the server core's cost without the socket,
+// and the load average before, during and after. To compare a change,
+// add a Config (a server option) and the medians are given against the
+// first. The
 // server is one thread, and on a small machine it shares the cores with
 // the clients.
 #include <arpa/inet.h>
@@ -91,8 +90,8 @@ double Pct(const std::vector<double>& v, double q) {
   return v.empty() ? 0.0 : v[static_cast<size_t>(q * (v.size() - 1))];
 }
 
-// A server process on `path`; `batched`: EpollRunner::SetBatchedReads.
-pid_t StartServer(const std::string& path, bool batched) {
+// A server process on `path`.
+pid_t StartServer(const std::string& path) {
   std::string why;
   unlink(path.c_str());
   int listen_fd = btns_api::CreateEndpoint({path, std::nullopt, 0600}, &why);
@@ -118,7 +117,6 @@ pid_t StartServer(const std::string& path, bool batched) {
     sa.remote_ts = {Host("127.0.0.1")};
     fake.AddSa(sa);
     btns_api::EpollRunner runner(server, listen_fd);
-    runner.SetBatchedReads(batched);
     runner.Run();
     _exit(0);
   }
@@ -128,7 +126,6 @@ pid_t StartServer(const std::string& path, bool batched) {
 
 struct Config {
   std::string name;
-  bool batched = false;
 };
 
 struct Figures {
@@ -276,9 +273,9 @@ bool RunPipelined(const std::string& path, int client, uint64_t total, double* r
   return true;
 }
 
-Figures RunConfig(const std::string& path, int client, const Config& config, int calls) {
+Figures RunConfig(const std::string& path, int client, const Config& /*config*/, int calls) {
   Figures f;
-  const pid_t server = StartServer(path, config.batched);
+  const pid_t server = StartServer(path);
   if (server < 0) return f;
   double server_cpu = CpuSeconds(server);
   auto server_us_per_call = [&](int n) {
@@ -336,7 +333,7 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const std::vector<Config> configs = {{"before", false}, {"batched", true}};
+  const std::vector<Config> configs = {{"server"}};
   std::printf("%d calls per measurement, %d rounds; load average at start: %s\n", calls, rounds,
               LoadAverage().c_str());
   std::map<std::string, std::vector<Figures>> all;
