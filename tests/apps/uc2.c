@@ -10,7 +10,6 @@
  * Exit 0 (PASS) when the connection reached WANTED_PEER and a line made the
  * round trip; exit 3 (REFUSED) when connect() failed and the daemon says
  * why (the host at HOST is someone else): the line then prints the reason. */
-#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -37,41 +36,18 @@ int main(int argc, char **argv) {
     printf("UC2 FAIL the daemon did not take the pToken\n");
     return UC_FAIL;
   }
-  if (uc_connect(fd, &address, 15) != 0) {
-    const int connect_errno = errno;
-    ipsec_pToken_t seen = ipsec_create_pToken();
-    if (ipsec_get_socket_pToken(fd, seen) == 0) {
-      printf("UC2 FAIL connect: %s, and the daemon names no reason\n",
-             strerror(connect_errno));
-      return UC_FAIL;
-    }
-    printf("UC2 REFUSED connect: %s; why=%d %s\n", strerror(connect_errno),
-           ipsec_api_why_code(), ipsec_api_why());
-    return UC_REFUSED;
-  }
-  const char hello[] = "uc2 hello\n";
-  char line[64];
-  if (write(fd, hello, sizeof hello - 1) != (ssize_t)(sizeof hello - 1)) return UC_FAIL;
-  ssize_t n = read(fd, line, sizeof line);
-  if (n != (ssize_t)(sizeof hello - 1)) {
-    printf("UC2 FAIL no echo\n");
-    return UC_FAIL;
-  }
-  ipsec_pToken_t seen = ipsec_create_pToken();
-  char peer[256];
-  uint16_t method = 0;
-  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
-      uc_peer_of(seen, peer, sizeof peer, &method) != 0) {
-    uc_print_why("ipsec_get_socket_pToken");
-    return UC_FAIL;
-  }
+  const int status = uc_connect_or_report(fd, &address, 15, "UC2");
+  if (status != UC_PASS) return status;
+  if (uc_echo(fd, "uc2 hello\n", "UC2") != UC_PASS) return UC_FAIL;
+  struct uc_view view;
+  if (uc_connection_view(fd, &view) != 0) return UC_FAIL;
   char wanted[256];
   uc_identity(desired_acceptor_iToken, wanted, sizeof wanted, NULL);
-  if (strcmp(peer, wanted) != 0) {
-    printf("UC2 FAIL reached %s, wanted %s\n", peer, wanted);
+  if (strcmp(view.peer, wanted) != 0) {
+    printf("UC2 FAIL reached %s, wanted %s\n", view.peer, wanted);
     return UC_FAIL;
   }
-  printf("UC2 PASS reached %s (method %u)\n", peer, method);
+  printf("UC2 PASS reached %s (method %u)\n", view.peer, view.peer_method);
   close(fd);
   return UC_PASS;
 }

@@ -72,59 +72,84 @@ int uc_connect(int fd, const struct sockaddr_in *address, int seconds) {
   }
 }
 
-int uc_connect_and_check(int fd, const struct sockaddr_in *address, const char *label,
-                         const char *hello, const ipsec_iToken_t presented,
-                         const ipsec_iToken_t wanted_peer) {
-  if (uc_connect(fd, address, 20) != 0) {
-    const int connect_errno = errno;
-    ipsec_pToken_t seen = ipsec_create_pToken();
-    if (ipsec_get_socket_pToken(fd, seen) == 0) {
-      printf("%s FAIL connect: %s, and the daemon names no reason\n", label,
-             strerror(connect_errno));
-      return UC_FAIL;
-    }
-    printf("%s REFUSED connect: %s; why=%d %s\n", label, strerror(connect_errno),
-           ipsec_api_why_code(), ipsec_api_why());
-    return UC_REFUSED;
+int uc_connect_or_report(int fd, const struct sockaddr_in *address, int seconds,
+                         const char *label) {
+  if (uc_connect(fd, address, seconds) == 0) return UC_PASS;
+  const int connect_errno = errno;
+  ipsec_pToken_t seen = ipsec_create_pToken();
+  /* A refused connection has no pToken: the failed query leaves the
+     daemon's reason in ipsec_api_why(). */
+  const int named_no_reason = ipsec_get_socket_pToken(fd, seen) == 0;
+  ipsec_free_pToken(seen);
+  if (named_no_reason) {
+    printf("%s FAIL connect: %s, and the daemon names no reason\n", label,
+           strerror(connect_errno));
+    return UC_FAIL;
   }
+  printf("%s REFUSED connect: %s; why=%d %s\n", label, strerror(connect_errno),
+         ipsec_api_why_code(), ipsec_api_why());
+  return UC_REFUSED;
+}
+
+int uc_echo(int fd, const char *hello, const char *label) {
   const size_t hello_len = strlen(hello);
-  char line[64];
-  if (write(fd, hello, hello_len) != (ssize_t)hello_len) return UC_FAIL;
-  ssize_t n = read(fd, line, sizeof line);
-  if (n != (ssize_t)hello_len) {
+  char line[256];
+  if (hello_len > sizeof line || write(fd, hello, hello_len) != (ssize_t)hello_len ||
+      read(fd, line, sizeof line) != (ssize_t)hello_len) {
     printf("%s FAIL no echo\n", label);
     return UC_FAIL;
   }
-  /* Get pToken from fd, get iToken from pToken: who answered, and who we
-     were to it. */
+  return UC_PASS;
+}
+
+int uc_connection_view(int fd, struct uc_view *view) {
+  memset(view, 0, sizeof *view);
   ipsec_pToken_t seen = ipsec_create_pToken();
-  char peer[256], me[256], wanted_me[256];
-  uint16_t method = 0, my_method = 0;
+  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
+      uc_peer_of(seen, view->peer, sizeof view->peer, &view->peer_method) != 0) {
+    uc_print_why("ipsec_get_socket_pToken");
+    ipsec_free_pToken(seen);
+    return -1;
+  }
   ipsec_iToken_t local = NULL;
   uint32_t len = sizeof local;
-  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
-      uc_peer_of(seen, peer, sizeof peer, &method) != 0 ||
-      ipsec_get_token_attr(seen, IPSEC_API_ATTR_remote_iToken, &len, &local) != 0 ||
-      uc_identity(local, me, sizeof me, &my_method) != 0) {
+  if (ipsec_get_token_attr(seen, IPSEC_API_ATTR_remote_iToken, &len, &local) == 0 && local) {
+    if (uc_identity(local, view->me, sizeof view->me, &view->my_method) != 0) view->me[0] = '\0';
+    ipsec_free_iToken(local);
+  }
+  ipsec_free_pToken(seen);
+  return 0;
+}
+
+int uc_connect_and_check(int fd, const struct sockaddr_in *address, const char *label,
+                         const char *hello, const ipsec_iToken_t presented,
+                         const ipsec_iToken_t wanted_peer) {
+  int status = uc_connect_or_report(fd, address, 20, label);
+  if (status != UC_PASS) return status;
+  if (uc_echo(fd, hello, label) != UC_PASS) return UC_FAIL;
+  /* Who answered, and who we were to it. */
+  struct uc_view view;
+  if (uc_connection_view(fd, &view) != 0) return UC_FAIL;
+  if (!view.me[0]) {
     uc_print_why("ipsec_get_socket_pToken");
     return UC_FAIL;
   }
+  char wanted_me[256];
   uc_identity(presented, wanted_me, sizeof wanted_me, NULL);
-  if (strcmp(me, wanted_me) != 0) {
-    printf("%s FAIL presented %s, not %s\n", label, me, wanted_me);
+  if (strcmp(view.me, wanted_me) != 0) {
+    printf("%s FAIL presented %s, not %s\n", label, view.me, wanted_me);
     return UC_FAIL;
   }
   if (wanted_peer) {
     char wanted[256];
     uc_identity(wanted_peer, wanted, sizeof wanted, NULL);
-    if (strcmp(peer, wanted) != 0) {
-      printf("%s FAIL reached %s, wanted %s\n", label, peer, wanted);
+    if (strcmp(view.peer, wanted) != 0) {
+      printf("%s FAIL reached %s, wanted %s\n", label, view.peer, wanted);
       return UC_FAIL;
     }
   }
-  printf("%s PASS reached %s (method %u) as %s (method %u)\n", label, peer, method, me,
-         my_method);
-  ipsec_free_iToken(local);
+  printf("%s PASS reached %s (method %u) as %s (method %u)\n", label, view.peer,
+         view.peer_method, view.me, view.my_method);
   close(fd);
   return UC_PASS;
 }

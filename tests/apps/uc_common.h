@@ -34,6 +34,26 @@ int uc_peer_key_of(const ipsec_pToken_t ptoken, char *text, size_t size);
 int uc_connect(int fd, const struct sockaddr_in *address, int seconds);
 /* Prints "why: CODE SENTENCE" for the last failed call. */
 void uc_print_why(const char *call);
+/* uc_connect, and when it fails a line saying why: "LABEL REFUSED connect:
+ * ERROR; why=CODE REASON" when the daemon names a reason (UC_REFUSED), else
+ * "LABEL FAIL connect: ERROR, and the daemon names no reason" (UC_FAIL).
+ * UC_PASS once connected. */
+int uc_connect_or_report(int fd, const struct sockaddr_in *address, int seconds,
+                         const char *label);
+/* Writes HELLO and reads its echo; "LABEL FAIL no echo" and UC_FAIL when the
+ * same number of octets did not come back, else UC_PASS. */
+int uc_echo(int fd, const char *hello, const char *label);
+/* A connection as its pToken tells it (get pToken from fd, get iToken from
+ * pToken): the peer reached, and who we were to it (IPSEC_API_ATTR_remote_iToken,
+ * the draft's name for the local side; "" when the pToken names none). */
+struct uc_view {
+  char peer[256];
+  uint16_t peer_method;
+  char me[256];
+  uint16_t my_method;
+};
+/* -1, after uc_print_why, when the socket's pToken names no peer. */
+int uc_connection_view(int fd, struct uc_view *view);
 /* Connects fd (its pToken already set), echoes HELLO through the acceptor
    and checks the connection's view: we presented PRESENTED and reached
    WANTED_PEER (NULL: anyone). Prints "LABEL PASS|FAIL|REFUSED ..." and

@@ -40,42 +40,12 @@ int main(int argc, char **argv) {
            ipsec_api_why_code(), ipsec_api_why());
     return UC_REFUSED;
   }
-  if (uc_connect(fd, &address, 20) != 0) {
-    const int connect_errno = errno;
-    ipsec_pToken_t seen = ipsec_create_pToken();
-    if (ipsec_get_socket_pToken(fd, seen) == 0) {
-      printf("UCI FAIL connect: %s, and the daemon names no reason\n",
-             strerror(connect_errno));
-      return UC_FAIL;
-    }
-    printf("UCI REFUSED connect: %s; why=%d %s\n", strerror(connect_errno),
-           ipsec_api_why_code(), ipsec_api_why());
-    return UC_REFUSED;
-  }
-  const char hello[] = "identity hello\n";
-  char line[64];
-  if (write(fd, hello, sizeof hello - 1) != (ssize_t)(sizeof hello - 1) ||
-      read(fd, line, sizeof line) != (ssize_t)(sizeof hello - 1)) {
-    printf("UCI FAIL no echo\n");
-    return UC_FAIL;
-  }
-  ipsec_pToken_t seen = ipsec_create_pToken();
-  char peer[256];
-  uint16_t method = 0;
-  if (ipsec_get_socket_pToken(fd, seen) != 0 ||
-      uc_peer_of(seen, peer, sizeof peer, &method) != 0) {
-    uc_print_why("ipsec_get_socket_pToken");
-    return UC_FAIL;
-  }
-  /* The draft's naming: IPSEC_API_ATTR_remote_iToken is the local side. */
-  char presented[256] = "";
-  ipsec_iToken_t local = NULL;
-  uint32_t size = sizeof local;
-  if (ipsec_get_token_attr(seen, IPSEC_API_ATTR_remote_iToken, &size, &local) == 0 && local) {
-    uc_identity(local, presented, sizeof presented, NULL);
-    ipsec_free_iToken(local);
-  }
-  printf("UCI PASS reached %s presenting %s\n", peer, presented);
+  const int status = uc_connect_or_report(fd, &address, 20, "UCI");
+  if (status != UC_PASS) return status;
+  if (uc_echo(fd, "identity hello\n", "UCI") != UC_PASS) return UC_FAIL;
+  struct uc_view view;
+  if (uc_connection_view(fd, &view) != 0) return UC_FAIL;
+  printf("UCI PASS reached %s presenting %s\n", view.peer, view.me);
   fflush(stdout);
   sleep((unsigned)hold);
   close(fd);

@@ -32,13 +32,7 @@ int main(int argc, char **argv) {
            ipsec_api_why_code(), ipsec_api_why());
     return UC_FAIL;
   }
-  const char hello[] = "latch hello\n";
-  char line[64];
-  if (write(fd, hello, sizeof hello - 1) != (ssize_t)(sizeof hello - 1) ||
-      read(fd, line, sizeof line) != (ssize_t)(sizeof hello - 1)) {
-    printf("LATCH FAIL no echo\n");
-    return UC_FAIL;
-  }
+  if (uc_echo(fd, "latch hello\n", "LATCH") != UC_PASS) return UC_FAIL;
   uint64_t latch_id = 0;
   if (ipsec_subscribe_latch(fd, &latch_id) != 0) {
     uc_print_why("ipsec_subscribe_latch");
