@@ -76,19 +76,20 @@ int uc_connect_or_report(int fd, const struct sockaddr_in *address, int seconds,
                          const char *label) {
   if (uc_connect(fd, address, seconds) == 0) return UC_PASS;
   const int connect_errno = errno;
-  ipsec_pToken_t seen = ipsec_create_pToken();
   /* A refused connection has no pToken: the failed query leaves the
-     daemon's reason in ipsec_api_why(). */
-  const int named_no_reason = ipsec_get_socket_pToken(fd, seen) == 0;
-  ipsec_free_pToken(seen);
-  if (named_no_reason) {
+     daemon's reason in ipsec_api_why() (until the next API call). */
+  ipsec_pToken_t seen = ipsec_create_pToken();
+  int status = UC_REFUSED;
+  if (ipsec_get_socket_pToken(fd, seen) == 0) {
     printf("%s FAIL connect: %s, and the daemon names no reason\n", label,
            strerror(connect_errno));
-    return UC_FAIL;
+    status = UC_FAIL;
+  } else {
+    printf("%s REFUSED connect: %s; why=%d %s\n", label, strerror(connect_errno),
+           ipsec_api_why_code(), ipsec_api_why());
   }
-  printf("%s REFUSED connect: %s; why=%d %s\n", label, strerror(connect_errno),
-         ipsec_api_why_code(), ipsec_api_why());
-  return UC_REFUSED;
+  ipsec_free_pToken(seen);
+  return status;
 }
 
 int uc_echo(int fd, const char *hello, const char *label) {
@@ -131,7 +132,7 @@ int uc_connect_and_check(int fd, const struct sockaddr_in *address, const char *
   struct uc_view view;
   if (uc_connection_view(fd, &view) != 0) return UC_FAIL;
   if (!view.me[0]) {
-    uc_print_why("ipsec_get_socket_pToken");
+    printf("%s FAIL the pToken names no local identity\n", label);
     return UC_FAIL;
   }
   char wanted_me[256];
