@@ -29,38 +29,18 @@
 # Output: one "CASE NAME PASS|FAIL" line per case, then
 # "RESULT uml-security PASS|FAIL (N cases)".
 set -euo pipefail
+. "$(dirname "$0")/uml_apps_lib.sh"
 
 if [[ ${1:-} != --inside ]]; then
-  root=${TEST_SRCDIR:+$TEST_SRCDIR/${TEST_WORKSPACE:-__main__}}
-  root=${root:-$(cd "$(dirname "$0")/../.." && pwd)}
-  bin=${BTNS_BIN:-$root}
-  btnsd=$bin/daemon/btnsd
-  [[ -x $btnsd ]] || { echo "btnsd not found at $btnsd (bazel build //daemon:btnsd //tools/btnsctl //tests/apps/...; set BTNS_BIN to bazel-bin)" >&2; exit 2; }
-  command -v botan > /dev/null || { echo "the botan command (package botan) is needed to make test certificates" >&2; exit 2; }
-  command -v setpriv > /dev/null || { echo "setpriv (util-linux) is needed to run as another user" >&2; exit 2; }
+  apps_locate
+  apps_require "$btnsd" "$bin/tools/btnsctl/btnsctl"
+  apps_require_commands botan setpriv
   keys=$(mktemp -d "${TEST_TMPDIR:-/tmp}/sec-keys.XXXXXX")
-  (
-    cd "$keys"
-    botan keygen --algo=ECDSA --params=secp256r1 > ca.key
-    botan gen_self_signed --ca --days=30 ca.key "Security Test CA" --organization=Example > ca.crt
-    for name in hosta alice bob; do
-      botan keygen --algo=ECDSA --params=secp256r1 > $name.key
-      botan gen_pkcs10 $name.key $name.example.org --dns=$name.example.org --organization=Example > $name.csr
-      botan sign_cert --duration=30 ca.crt ca.key $name.csr > $name.crt
-    done
-    chmod 644 ./*
-  )
-  rw=()
-  [[ -n ${SEC_WORK:-} ]] && { mkdir -p "$SEC_WORK"; rw=(--rw "$SEC_WORK"); }
-  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-240}" "${rw[@]}" "$(realpath "$0")" --inside \
-    "$(realpath "$btnsd")" "$(realpath "$bin/tests/apps")" "$(realpath "$bin/tools/btnsctl/btnsctl")" \
-    "$(realpath "$root/tools/uml/lib.sh")" "$keys"
+  apps_make_ca "$keys" "Security Test CA" hosta alice bob
+  apps_boot_uml 240 SEC_WORK "$0" "$btnsd" "$bin/tests/apps" "$bin/tools/btnsctl/btnsctl" "$keys"
 fi
-. "$5"
-work=${SEC_WORK:-$TMPDIR/sec}
-mkdir -p "$work"
+apps_inside uml-security "${SEC_WORK:-$TMPDIR/sec}"
 chmod 755 "$work"
-cd "$work"
 # A copy of everything printed, for SEC_WORK readers when UML times out
 # (no /dev/fd here for a process substitution).
 if [[ -z ${SEC_TEED:-} ]]; then
@@ -72,8 +52,8 @@ fi
 mkdir -p "$work/bin"
 cp "$2" "$3/uc1" "$3/uc_identity" "$3/security_probe" "$4" "$work/bin/"
 chmod 755 "$work/bin" "$work/bin"/*
-btnsd=$work/bin/btnsd
-cp "$6"/*.key "$6"/*.crt "$work"/
+btnsd=$work/bin/btnsd apps=$work/bin
+cp "$5"/*.key "$5"/*.crt "$work"/
 chmod 600 "$work"/*.key
 
 cat > "$work/a.yaml" <<EOF
@@ -108,16 +88,7 @@ spd:
     ike_proposals: gcm-x25519
     esp_proposals: gcm-esp
     start: trap
-proposals:
-  gcm-x25519:
-    proposals:
-      - encryption: [aes256gcm16]
-        prf: [sha256]
-        ke: [x25519]
-  gcm-esp:
-    proposals:
-      - encryption: [aes256gcm16]
-        esn: [noesn]
+$(apps_proposals)
 api:
   grants:
     - name: alice-app
@@ -131,25 +102,20 @@ sed -e 's/192\.0\.2\.1\]/192.0.2.2]/' -e "s#a-api.sock#b-api.sock#" -e '/api_gro
 
 uml_two_hosts
 
-start_btnsd() {
-  ip netns exec "$1" "$btnsd" --config "$work/$2.yaml" > "$work/$2-btnsd.log" 2>&1 &
-  echo $! > "$work/$2.pid"
-  uml_wait_for grep -q 'event=api-listening' "$work/$2-btnsd.log" ||
-    { echo "btnsd $2 did not open its API"; cat "$work/$2-btnsd.log"; exit 1; }
-}
 # as USER NS PROGRAM ARGS...: runs PROGRAM from $work/bin in NS as USER
-# (root, 1000 with group nogroup to reach a's socket, or 65534).
+# (root, 1000 with group nogroup to reach a's socket, or 65534), for up to
+# LIMIT (40) seconds.
 as() {
-  local user=$1 ns=$2 program=$3; shift 3
-  local who=()
+  local user=$1 ns=$2
+  shift 2
+  local apps_as=()
   case $user in
-    root) who=() ;;
-    1000) who=(setpriv --reuid 1000 --regid 1000 --groups 65534 --) ;;
-    65534) who=(setpriv --reuid 65534 --regid 65534 --clear-groups --) ;;
+    1000) apps_as=(setpriv --reuid 1000 --regid 1000 --groups 65534 --) ;;
+    65534) apps_as=(setpriv --reuid 65534 --regid 65534 --clear-groups --) ;;
   esac
   local host=a
   [[ $ns == right ]] && host=b
-  BTNS_API_SOCKET=$work/$host-api.sock ip netns exec "$ns" timeout "${LIMIT:-40}" "${who[@]}" "$work/bin/$program" "$@"
+  APPS_LIMIT=${LIMIT:-40} apps_run "$ns" "$host" "$@"
 }
 ctl() { local user=$1 host=$2; shift 2; as "$user" left btnsctl --socket "$work/$host-api.sock" "$@"; }
 # ike_sas HOST: "id peer initiator_spi responder_spi" per established IKE
@@ -164,29 +130,27 @@ ike_sas() {
 }
 
 cases=0
-failed=""
 verdict() {  # verdict NAME WHY...: PASS when no WHY
   cases=$((cases + 1))
   if (($# > 1)); then
-    shift_name=$1; shift
-    echo "CASE $shift_name FAIL: $*"
-    failed="$failed $shift_name"
+    local name=$1
+    shift
+    echo "CASE $name FAIL: $*"
+    apps_failures="$apps_failures $name"
   else
     echo "CASE $1 PASS"
   fi
 }
-show() { sed "s/^/[$1] /" "$2"; }
 
-start_btnsd left a
-start_btnsd right b
+apps_start_btnsd left:a right:b
 
 echo "== root's connection: latched, echoing once a second"
 LIMIT=200 as root right uc1 accept 7100 fqdn:hosta.example.org > hold-accept.out 2>&1 &
 hold_acceptor=$!
-uml_wait_for grep -q '^listening' hold-accept.out || echo "the hold acceptor did not listen"
+apps_wait_line hold-accept.out '^listening' || echo "the hold acceptor did not listen"
 LIMIT=200 as root left security_probe hold 192.0.2.2 7100 bob.example.org 150 "$work/hold.state" > hold.out 2>&1 &
 holder=$!
-UML_WAIT_SECONDS=20 uml_wait_for grep -q '^holding' hold.out || { show hold hold.out; echo "root's connection did not come up"; }
+apps_wait_line hold.out '^holding' 20 || { apps_show hold hold.out; echo "root's connection did not come up"; }
 read -r hold_pid hold_fd hold_latch < "$work/hold.state" || true
 ctl root a list-sas --json > "$work/a-sas-before.json" || true
 before=$(ike_sas a)
@@ -196,11 +160,11 @@ host_sa=$(awk '$2 == "fqdn:bob.example.org" { print $1; exit }' <<< "$before")
 echo "== I1: uid 1000 presents configured identity alice"
 as root right uc1 accept 7101 fqdn:alice.example.org > i1-accept.out 2>&1 &
 acceptor=$!
-uml_wait_for grep -q '^listening' i1-accept.out || echo "the I1 acceptor did not listen"
+apps_wait_line i1-accept.out '^listening' || echo "the I1 acceptor did not listen"
 as 1000 left uc_identity 192.0.2.2 7101 alice bob.example.org 12 > i1.out 2>&1 &
 identity_app=$!
-UML_WAIT_SECONDS=25 uml_wait_for grep -q '^UCI ' i1.out || true
-show "uid 1000 uc_identity" i1.out
+apps_wait_line i1.out '^UCI ' 25 || true
+apps_show "uid 1000 uc_identity" i1.out
 a_during=$(ike_sas a)
 b_during=$(ike_sas b)
 echo "b's IKE SAs while open: $b_during"
@@ -217,7 +181,7 @@ engine_acquires=$(grep 'event=kernel-acquire ' a-btnsd.log | grep -c '/32:7101' 
 wait $identity_app || true
 closed_at=$(date +%s%N)
 wait $acceptor || true
-show "bob uc1 accept" i1-accept.out
+apps_show "bob uc1 accept" i1-accept.out
 grep -q '^UC1 PASS acceptor sees fqdn:alice.example.org' i1-accept.out || why+=("bob's acceptor did not see alice")
 verdict I1-configured-identity "${why[@]}"
 
@@ -225,7 +189,7 @@ echo "== I2: the socket closes, its IKE SA goes"
 gone=no
 for _ in $(seq 1 30); do
   if ! grep -q ' fqdn:alice.example.org ' <<< "$(ike_sas b)"; then gone=yes; break; fi
-  sleep 0.5
+  apps_pause 0.5
 done
 took=$((($(date +%s%N) - closed_at) / 1000000))
 echo "alice's IKE SA gone from b ${took} ms after the application exited: $gone"
@@ -240,7 +204,7 @@ verdict I2-dedicated-sa-ends "${why[@]}"
 echo "== I3: uid 65534 asks for alice"
 status=0
 as 65534 left uc_identity 192.0.2.2 7102 alice bob.example.org > i3.out 2>&1 || status=$?
-show "uid 65534 uc_identity" i3.out
+apps_show "uid 65534 uc_identity" i3.out
 why=()
 ((status == 3)) || why+=("exit $status, not 3 (refused)")
 grep -q "^UCI REFUSED ipsec_set_socket_pToken: Permission denied; why=.* uid 65534 may not present identity 'alice'" i3.out ||
@@ -250,7 +214,7 @@ verdict I3-ungranted-identity "${why[@]}"
 echo "== S1: uid 65534 tries to take root's socket (pid $hold_pid, fd $hold_fd)"
 status=0
 as 65534 left security_probe steal "$hold_pid" "$hold_fd" > s1.out 2>&1 || status=$?
-show "uid 65534 steal" s1.out
+apps_show "uid 65534 steal" s1.out
 why=()
 ((status == 3)) || why+=("exit $status, not 3")
 grep -q '^REFUSED pidfd_getfd: errno=1 \|^REFUSED pidfd_open: errno=' s1.out || why+=("pidfd_getfd was not refused with EPERM")
@@ -261,7 +225,7 @@ verdict S1-socket-not-reachable "${why[@]}"
 echo "== S2: uid 65534 releases root's latch $hold_latch"
 status=0
 as 65534 left security_probe latch "${hold_latch:-1}" > s2.out 2>&1 || status=$?
-show "uid 65534 latch" s2.out
+apps_show "uid 65534 latch" s2.out
 why=()
 ((status == 3)) || why+=("exit $status, not 3")
 grep -q '^REFUSED ipsec_release_latch: errno=3 ' s2.out || why+=("not refused with ESRCH (unknown latch)")
@@ -298,7 +262,7 @@ status=0
 wait $holder || status=$?
 kill $hold_acceptor 2> /dev/null || true
 wait $hold_acceptor 2> /dev/null || true
-show "root hold" hold.out
+apps_show "root hold" hold.out
 after=$(ike_sas a)
 echo "a's IKE SAs after: $after"
 why=()
@@ -308,16 +272,5 @@ host_before=$(grep "^$host_sa " <<< "$before" || true)
 [[ -n $host_before ]] && grep -qx "$host_before" <<< "$after" || why+=("a's IKE SA with bob changed: '$host_before' -> '$after'")
 verdict S5-root-intact "${why[@]}"
 
-for name in a b; do
-  pid=$(cat $name.pid)
-  kill -TERM "$pid"
-  status=0
-  wait "$pid" || status=$?
-  ((status == 0)) || { echo "btnsd $name exited $status"; failed="$failed btnsd-$name-exit"; }
-done
-if [[ -n $failed ]]; then
-  for f in "$work"/*-btnsd.log; do echo "== $f"; grep -v 'level=debug' "$f" | tail -n 30; done
-  echo "RESULT uml-security FAIL ($cases cases):$failed"
-  exit 1
-fi
-echo "RESULT uml-security PASS ($cases cases)"
+apps_stop_btnsd a b
+apps_finish "($cases cases)"
