@@ -9,37 +9,23 @@
 #
 # Output: numbered steps, each application's lines prefixed "[left client]" /
 # "[right server]", then "RESULT apps-btns-on-demand PASS|FAIL ...".
+# The host set-up is uml_apps_lib.sh's; APPS_WORK=DIR keeps the logs.
 set -euo pipefail
+. "$(dirname "$0")/uml_apps_lib.sh"
 
 if [[ ${1:-} != --inside ]]; then
-  root=${TEST_SRCDIR:+$TEST_SRCDIR/${TEST_WORKSPACE:-__main__}}
-  root=${root:-$(cd "$(dirname "$0")/../.." && pwd)}
-  bin=${BTNS_BIN:-$root}
-  btnsd=$bin/daemon/btnsd
-  for f in "$btnsd" "$bin/tools/btnsctl/btnsctl" "$bin/tests/apps/btns-echo-server"; do
-    [[ -x $f ]] || { echo "$f not found (bazel build //daemon:btnsd //tools/btnsctl //tests/apps/...; set BTNS_BIN to bazel-bin)" >&2; exit 2; }
-  done
-  exec "$root/tools/uml/run-in-uml" --timeout "${UML_TIMEOUT:-200}" ${UML_FOLLOW:+--follow} "$(realpath "$0")" --inside \
-    "$(realpath "$btnsd")" "$(realpath "$bin/tests/apps/btns-echo-server")" \
-    "$(realpath "$bin/tests/apps/btns-echo-client")" \
-    "$(realpath "$root/tools/uml/lib.sh")" "$(realpath "$root/config/examples/on-demand")" \
-    "$(realpath "$bin/tools/btnsctl/btnsctl")"
+  apps_locate
+  apps_require "$btnsd" "$bin/tools/btnsctl/btnsctl" "$bin/tests/apps/btns-echo-server" \
+    "$bin/tests/apps/btns-echo-client"
+  apps_boot_uml 200 APPS_WORK "$0" "$btnsd" "$bin/tests/apps/btns-echo-server" \
+    "$bin/tests/apps/btns-echo-client" "$apps_root/config/examples/on-demand" \
+    "$bin/tools/btnsctl/btnsctl"
 fi
-btnsd=$2 server=$3 client=$4
-. "$5"
-configs=$6 btnsctl=$7
-work=$TMPDIR/apps
-mkdir -p "$work"
+btnsd=$2 server=$3 client=$4 configs=$5 btnsctl=$6
+apps_inside apps-btns-on-demand "${APPS_WORK:-$TMPDIR/apps}"
 step=0
 say() { step=$((step + 1)); printf '\n[%d] %s\n' "$step" "$*"; }
 indent() { sed 's/^/    /'; }
-started=$SECONDS
-
-fail() {
-  echo "RESULT apps-btns-on-demand FAIL $*"
-  for f in "$work"/*.log; do echo "== $f"; tail -n 30 "$f"; done
-  exit 1
-}
 
 say "Two hosts on one link: left 192.0.2.1, right 192.0.2.2 (network namespaces in UML)"
 uml_two_hosts
@@ -48,28 +34,25 @@ say "Starting btnsd on both hosts from config/examples/on-demand/{left,right}.ya
 for host in left right; do
   # Each host gets its own API socket (the namespaces share one filesystem).
   sed "s|/run/btnsd/api.sock|$work/$host-api.sock|" "$configs/$host.yaml" > "$work/$host.yaml"
-  ip netns exec "$host" "$btnsd" --config "$work/$host.yaml" > "$work/$host-btnsd.log" 2>&1 &
-  echo $! > "$work/$host.pid"
-  uml_wait_for grep -q 'event=api-listening' "$work/$host-btnsd.log" ||
-    fail "btnsd in $host did not open its API"
+done
+apps_start_btnsd left:left right:right
+for host in left right; do
   echo "    $host: btnsd $(sed -n 's/.*event=started //p' "$work/$host-btnsd.log" | head -1)"
 done
-ctl() { local host=$1; shift; ip netns exec "$host" "$btnsd_ctl" --socket "$work/$host-api.sock" "$@"; }
-btnsd_ctl=$btnsctl
+ctl() { local host=$1; shift; ip netns exec "$host" "$btnsctl" --socket "$work/$host-api.sock" "$@"; }
 
 say "No SA exists yet, only trap policies (ip xfrm state / ip xfrm policy):"
-why=""
 for host in left right; do
   states=$(ip -n "$host" xfrm state | grep -c '^src' || true)
   echo "    $host: $states ESP SAs; policies: $(ip -n "$host" xfrm policy | grep -c '^src' || true) (traps for SPD entry to-peer)"
-  ((states == 0)) || why="$why $host has $states SAs before any traffic;"
+  ((states == 0)) || apps_note "$host has $states SAs before any traffic"
 done
-[[ -z $why ]] || fail "$why"
+[[ -z $apps_failures ]] || apps_finish
 
 say "right: btns-echo-server listens on TCP 7777"
 BTNS_API_SOCKET=$work/right-api.sock ip netns exec right "$server" 7777 > "$work/server.out" 2>&1 &
 server_pid=$!
-uml_wait_for grep -q '^listening:' "$work/server.out" || fail "echo server did not listen"
+apps_wait_line "$work/server.out" '^listening:' || apps_abort "echo server did not listen"
 
 say "left: btns-echo-client connects to 192.0.2.2:7777 -> the kernel's ACQUIRE -> IKE on demand"
 before=$(esp_packets left)
@@ -89,15 +72,15 @@ sed 's/^/    [right server] /' "$work/server.out"
 
 for side in client server; do
   for line in 'latch: established' 'privacy: yes' 'integrity: yes' 'peer-auth: null' 'peer-id: null'; do
-    grep -qx "$line" "$work/$side.out" || why="$why $side lacks '$line';"
+    grep -qx "$line" "$work/$side.out" || apps_note "$side lacks '$line'"
   done
 done
-grep -qx 'echo: hello over BTNS' "$work/client.out" || why="$why no echo;"
+grep -qx 'echo: hello over BTNS' "$work/client.out" || apps_note "no echo"
 
 for host in left right; do
   say "btnsctl list-sas on $host"
-  ctl "$host" list-sas 2>&1 | indent || why="$why btnsctl list-sas failed on $host;"
-  ctl "$host" list-sas --json > "$work/$host-sas.json" 2>&1 || why="$why list-sas --json failed on $host;"
+  ctl "$host" list-sas 2>&1 | indent || apps_note "btnsctl list-sas failed on $host"
+  ctl "$host" list-sas --json > "$work/$host-sas.json" 2>&1 || apps_note "list-sas --json failed on $host"
 done
 
 # Both sides name the same SA: left's inbound SPI is right's outbound, and
@@ -114,22 +97,15 @@ for host in left right; do
   [[ $(field "$work/$host-sas.json" bytes_in) -gt 0 && $(field "$work/$host-sas.json" bytes_out) -gt 0 ]] ||
     check="$check; $host byte counters are zero"
 done
-[[ $check == ok ]] || why="$why list-sas: $check;"
+[[ $check == ok ]] || apps_note "list-sas: $check"
 
 esp=$((after - before))
 say "ESP proof: the kernel on left counted $esp ESP packets for this conversation"
 ip -n left -s xfrm state | grep -E '^src|proto esp|lifetime current|bytes' | head -12 | indent
 # SYN, SYN-ACK, ACK, the line, its echo and the FINs: at least 6 ESP packets.
-((esp >= 6)) || why="$why only $esp ESP packets;"
+((esp >= 6)) || apps_note "only $esp ESP packets"
 
 # A clean stop closes the API endpoint too: both daemons must exit 0.
-for host in left right; do
-  pid=$(cat "$work/$host.pid")
-  kill -TERM "$pid"
-  status=0
-  wait "$pid" || status=$?
-  ((status == 0)) || why="$why btnsd in $host exited $status;"
-done
-[[ -z $why ]] || fail "$why esp_packets=$esp"
+apps_stop_btnsd left right
 echo
-echo "RESULT apps-btns-on-demand PASS esp_packets=$esp inside_uml_seconds=$((SECONDS - started))"
+apps_finish "esp_packets=$esp inside_uml_seconds=$(apps_elapsed)"
