@@ -681,6 +681,12 @@ void Daemon::Execute(Shard& shard, ike::sa::Actions& actions) {
     } else if (auto* encap = std::get_if<ike::sa::UpdateChildSaEncapsulation>(&action)) {
       ++shard.counters.kernel_jobs;
       KernelJob(shard, [this, u = *encap] { kernel_state_->UpdateEncapsulation(u); });
+    } else if (auto* move = std::get_if<ike::sa::MoveChildSa>(&action)) {
+      ++shard.counters.kernel_jobs;
+      KernelJob(shard, [this, index = shard.index, m = std::move(*move)] {
+        sa_shards_.Installed(m.destination, m.spi, index);
+        kernel_state_->MoveSa(m);
+      });
     } else if (auto* unpolicy = std::get_if<ike::sa::RemovePolicy>(&action)) {
       ++shard.counters.kernel_jobs;
       KernelJob(shard, [this, p = *unpolicy] { kernel_state_->RemovePolicy(p); });

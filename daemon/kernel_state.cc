@@ -105,6 +105,52 @@ bool KernelState::UpdateEncapsulation(
   return true;
 }
 
+bool KernelState::MoveSa(const ike::sa::MoveChildSa& move) {
+  const kernel_glue::SaId old_id = ToKernelSaId(
+      ike::sa::DeleteChildSa{move.ike_sa, move.child_sa, move.direction,
+                             move.old_destination, move.spi},
+      tags_);
+  auto it = installed_.find(old_id.ToString());
+  if (it == installed_.end()) {
+    BTNSD_LOG(Level::kWarning, "kernel-sa-move-failed", {"ike_sa", move.ike_sa},
+              {"sa", old_id.ToString()}, {"error", "SA not installed by this daemon"});
+    return false;
+  }
+  kernel_glue::SaParams moved = MovedKernelSa(it->second, move, tags_);
+  const bool in_place = moved.id == old_id;
+  kernel_glue::Status status;
+  {
+    std::lock_guard lock(mutex_);
+    // XFRM changes no SA's addresses: read where the SA stands and add it
+    // again. The same SPI and destination (inbound) means the old one
+    // must go first.
+    auto current = xfrm_.QuerySa(old_id);
+    if (current.ok()) {
+      moved.replay = current.value().replay;
+      moved.counters = current.value().counters;
+    }
+    if (in_place) status = xfrm_.DeleteSa(old_id);
+    if (status.ok()) status = xfrm_.AddSa(moved);
+    if (!status.ok() && status.error().error_number == EEXIST)
+      status = xfrm_.UpdateSa(moved);
+  }
+  if (!status.ok()) {
+    BTNSD_LOG(Level::kError, "kernel-sa-move-failed", {"ike_sa", move.ike_sa},
+              {"sa", old_id.ToString()}, {"error", status.error().ToString()});
+    if (in_place) installed_.erase(it);
+    return false;
+  }
+  if (in_place) installed_.erase(it);
+  installed_[moved.id.ToString()] = moved;
+  BTNSD_LOG(Level::kInfo, "kernel-sa-moved", {"ike_sa", move.ike_sa},
+            {"child_sa", move.child_sa},
+            {"dir", move.direction == ike::sa::SaDirection::kInbound ? "in" : "out"},
+            {"from", old_id.ToString()}, {"sa", moved.id.ToString()},
+            {"src", moved.src.ToString()},
+            {"dport", moved.encap ? moved.encap->dst_port : 0});
+  return true;
+}
+
 bool KernelState::InstallPolicy(const ike::sa::InstallPolicy& policy) {
   auto translated = ToKernelPolicies(policy, tags_);
   if (auto* error = std::get_if<std::string>(&translated)) {

@@ -33,6 +33,10 @@ class KernelState {
   // Moves an installed SA to new UDP encapsulation ports (the peer's NAT
   // mapping changed); XFRM_MSG_UPDSA keeps its sequence numbers and counters.
   bool UpdateEncapsulation(const ike::sa::UpdateChildSaEncapsulation& update);
+  // Installs an SA again between new addresses (the peer's NAT got another
+  // address), carrying its sequence numbers and counters over; see
+  // ike::sa::MoveChildSa.
+  bool MoveSa(const ike::sa::MoveChildSa& move);
   bool InstallPolicy(const ike::sa::InstallPolicy& policy);
   bool RemovePolicy(const ike::sa::RemovePolicy& policy);
 

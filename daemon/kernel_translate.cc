@@ -221,6 +221,32 @@ Translated<kernel_glue::SaParams> ToKernelSa(const ike::sa::InstallChildSa& sa,
   return out;
 }
 
+kernel_glue::SaParams MovedKernelSa(const kernel_glue::SaParams& installed,
+                                    const ike::sa::MoveChildSa& move,
+                                    const KernelTags& tags) {
+  kernel_glue::SaParams out = installed;
+  out.id.dst = ToKernel(move.destination);
+  out.id.mark = tags.mark;
+  out.src = ToKernel(move.source);
+  out.encap.reset();
+  if (move.encapsulation)
+    out.encap = kernel_glue::UdpEncap{move.encapsulation->source_port,
+                                      move.encapsulation->destination_port};
+  // A transport SA bound to its selector pair stays bound to the new one.
+  if (out.selector) {
+    out.selector.reset();
+    if (move.source_ts.size() == 1 && move.destination_ts.size() == 1) {
+      auto selectors = ToKernelSelectors(move.source_ts[0], move.destination_ts[0]);
+      if (auto* list = std::get_if<std::vector<kernel_glue::Selector>>(&selectors);
+          list != nullptr && list->size() == 1)
+        out.selector = list->front();
+    }
+  }
+  out.replay.reset();
+  out.counters.reset();
+  return out;
+}
+
 kernel_glue::SaId ToKernelSaId(const ike::sa::DeleteChildSa& sa,
                                const KernelTags& tags) {
   kernel_glue::SaId id;

@@ -69,6 +69,13 @@ Translated<std::vector<kernel_glue::Selector>> ToKernelSelectors(
 
 Translated<kernel_glue::SaParams> ToKernelSa(const ike::sa::InstallChildSa& sa,
                                              const KernelTags& tags);
+// The SA `installed` (same keys and reqid) between the addresses of
+// `move`, with its encapsulation and, for a transport SA bound to one
+// selector pair, the pair of `move`. Its replay state and counters are left
+// for the caller to carry over.
+kernel_glue::SaParams MovedKernelSa(const kernel_glue::SaParams& installed,
+                                    const ike::sa::MoveChildSa& move,
+                                    const KernelTags& tags);
 kernel_glue::SaId ToKernelSaId(const ike::sa::DeleteChildSa& sa,
                                const KernelTags& tags);
 

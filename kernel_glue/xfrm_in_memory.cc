@@ -78,6 +78,7 @@ Status XfrmInMemory::AddSa(const SaParams& sa) {
   if (sas_.count(key) != 0) return MakeError(operation, EEXIST, "SA exists");
   StoredSa stored;
   stored.params = sa;
+  if (sa.counters) stored.counters = *sa.counters;
   sas_[key] = stored;
   return Status::Ok();
 }
@@ -118,6 +119,7 @@ SaInfo XfrmInMemory::Describe(const StoredSa& stored) const {
   info.lifetime = sa.lifetime;
   info.encap = sa.encap;
   info.counters = stored.counters;
+  if (sa.replay) info.replay = *sa.replay;
   return info;
 }
 

@@ -132,6 +132,25 @@ struct SaId {
   bool operator==(const SaId& other) const = default;
 };
 
+struct SaCounters {
+  uint64_t bytes = 0;
+  uint64_t packets = 0;
+  uint64_t add_time = 0;  // seconds since the epoch
+  uint64_t use_time = 0;  // 0 when unused
+};
+
+// Where an SA's sequence numbers stand (the kernel's replay state): the
+// last one sent (outbound SAs), the highest one received and the window
+// bitmap behind it (inbound SAs); the high halves count with ESN.
+struct ReplayState {
+  uint32_t sent = 0;
+  uint32_t sent_high = 0;
+  uint32_t received = 0;
+  uint32_t received_high = 0;
+  std::vector<uint32_t> bitmap;  // (replay_window + 31) / 32 words
+  bool operator==(const ReplayState& other) const = default;
+};
+
 struct SaParams {
   SaId id;
   IpAddress src;
@@ -149,13 +168,12 @@ struct SaParams {
   // endpoints and a tunnel SA takes any inner traffic of the outer address
   // family (set it for IPv4-in-IPv6 or IPv6-in-IPv4 tunnels).
   std::optional<Selector> selector;
-};
-
-struct SaCounters {
-  uint64_t bytes = 0;
-  uint64_t packets = 0;
-  uint64_t add_time = 0;  // seconds since the epoch
-  uint64_t use_time = 0;  // 0 when unused
+  // Set to carry on where another SA with the same keys left off (an SA
+  // moved to new addresses, which XFRM cannot change in place): its
+  // sequence numbers and replay window, and its counters (they count
+  // towards the lifetime limits).
+  std::optional<ReplayState> replay;
+  std::optional<SaCounters> counters;
 };
 
 // An SA as read back: its parameters without the keys, plus its counters.
@@ -170,6 +188,7 @@ struct SaInfo {
   Lifetime lifetime;
   std::optional<UdpEncap> encap;
   SaCounters counters;
+  ReplayState replay;
 };
 
 // One transform a policy requires (struct xfrm_user_tmpl).

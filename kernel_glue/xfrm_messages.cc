@@ -7,6 +7,7 @@
 #include <netlink/msg.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -198,6 +199,7 @@ const nla_policy* XfrmAttributePolicy() {
     policy[XFRMA_ENCAP].minlen = sizeof(xfrm_encap_tmpl);
     policy[XFRMA_MARK].minlen = sizeof(xfrm_mark);
     policy[XFRMA_REPLAY_ESN_VAL].minlen = sizeof(xfrm_replay_state_esn);
+    policy[XFRMA_REPLAY_VAL].minlen = sizeof(xfrm_replay_state);
     policy[XFRMA_LTIME_VAL].minlen = sizeof(xfrm_lifetime_cur);
     return true;
   }();
@@ -269,7 +271,7 @@ NlMsgPtr BuildAllocSpi(const IpAddress& src, const IpAddress& dst, uint32_t reqi
 NlMsgPtr BuildSa(const SaParams& sa, bool update) {
   // Fixed part, algorithm structs with keys, replay bitmap, encap, mark.
   const size_t payload = 1024 + sa.encryption_key.size() + sa.integrity_key.size() +
-                         (sa.replay_window + 31) / 32 * 4;
+                         (sa.replay_window + 31) / 32 * 4 + 64;
   NlMsgPtr msg = NewMessage(update ? XFRM_MSG_UPDSA : XFRM_MSG_NEWSA,
                             NLM_F_REQUEST | NLM_F_ACK, payload);
   if (!msg) return nullptr;
@@ -322,10 +324,35 @@ NlMsgPtr BuildSa(const SaParams& sa, bool update) {
     std::memset(&esn, 0, sizeof(esn));
     esn.bmp_len = words;
     esn.replay_window = sa.replay_window;
+    if (sa.replay) {
+      esn.oseq = sa.replay->sent;
+      esn.oseq_hi = sa.replay->sent_high;
+      esn.seq = sa.replay->received;
+      esn.seq_hi = sa.replay->received_high;
+      std::memcpy(buffer.data() + sizeof(esn), sa.replay->bitmap.data(),
+                  std::min<size_t>(words, sa.replay->bitmap.size()) * sizeof(uint32_t));
+    }
     std::memcpy(buffer.data(), &esn, sizeof(esn));
     if (nla_put(msg.get(), XFRMA_REPLAY_ESN_VAL, static_cast<int>(buffer.size()),
                 buffer.data()) != 0)
       return nullptr;
+  }
+  if (sa.replay && !use_esn_replay) {
+    xfrm_replay_state replay;
+    std::memset(&replay, 0, sizeof(replay));
+    replay.oseq = sa.replay->sent;
+    replay.seq = sa.replay->received;
+    replay.bitmap = sa.replay->bitmap.empty() ? 0 : sa.replay->bitmap[0];
+    if (nla_put(msg.get(), XFRMA_REPLAY_VAL, sizeof(replay), &replay) != 0) return nullptr;
+  }
+  if (sa.counters) {
+    xfrm_lifetime_cur current;
+    std::memset(&current, 0, sizeof(current));
+    current.bytes = sa.counters->bytes;
+    current.packets = sa.counters->packets;
+    current.add_time = sa.counters->add_time;
+    current.use_time = sa.counters->use_time;
+    if (nla_put(msg.get(), XFRMA_LTIME_VAL, sizeof(current), &current) != 0) return nullptr;
   }
   if (sa.encap) {
     xfrm_encap_tmpl encap;
@@ -476,10 +503,28 @@ Result<SaInfo> DecodeSa(const nlmsghdr* header) {
     sa.algorithm += "+" + AlgorithmName(algo->alg_name, sizeof(algo->alg_name)) + "/" +
                     std::to_string(algo->alg_trunc_len);
   }
+  if (nlattr* legacy = attributes[XFRMA_REPLAY_VAL]) {
+    xfrm_replay_state state;
+    std::memcpy(&state, nla_data(legacy), sizeof(state));
+    sa.replay.sent = state.oseq;
+    sa.replay.received = state.seq;
+    sa.replay.bitmap = {state.bitmap};
+  }
   if (nlattr* esn = attributes[XFRMA_REPLAY_ESN_VAL]) {
     xfrm_replay_state_esn state;
     std::memcpy(&state, nla_data(esn), sizeof(state));
     sa.replay_window = state.replay_window;
+    sa.replay.sent = state.oseq;
+    sa.replay.sent_high = state.oseq_hi;
+    sa.replay.received = state.seq;
+    sa.replay.received_high = state.seq_hi;
+    // The bitmap follows the fixed part; take only the words present.
+    const size_t present =
+        (static_cast<size_t>(nla_len(esn)) - sizeof(state)) / sizeof(uint32_t);
+    sa.replay.bitmap.assign(std::min<size_t>(present, state.bmp_len), 0);
+    std::memcpy(sa.replay.bitmap.data(),
+                static_cast<const uint8_t*>(nla_data(esn)) + sizeof(state),
+                sa.replay.bitmap.size() * sizeof(uint32_t));
   }
   if (nlattr* encap_attribute = attributes[XFRMA_ENCAP]) {
     xfrm_encap_tmpl encap;

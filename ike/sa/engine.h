@@ -267,6 +267,28 @@ struct UpdateChildSaEncapsulation {
   UdpEncapsulation encapsulation;  // from the SA's source's view
 };
 
+// The peer, behind a NAT, now appears at another address (RFC 7296 section
+// 2.23): install the ESP SA `spi` (installed with InstallChildSa at
+// `old_destination`) again between the new addresses, with its keys,
+// sequence numbers, replay window and counters. An outbound SA gets a new
+// destination: the copy is added beside the old one, which a DeleteChildSa
+// of `old_destination` removes once the policies name the new address. An
+// inbound SA keeps its destination and SPI and is replaced in place.
+struct MoveChildSa {
+  IkeSaHandle ike_sa = 0;
+  ChildSaHandle child_sa = 0;
+  SaDirection direction = SaDirection::kInbound;
+  uint32_t spi = 0;  // host byte order
+  policy::IpAddress old_destination;
+  policy::IpAddress source;
+  policy::IpAddress destination;
+  std::optional<UdpEncapsulation> encapsulation;  // from the SA's source's view
+  // The traffic the SA carries now, as in InstallChildSa (transport mode
+  // across a NAT names the peer's public address).
+  std::vector<policy::TrafficSelector> source_ts;
+  std::vector<policy::TrafficSelector> destination_ts;
+};
+
 enum class PolicyDirection : uint8_t { kIn, kOut, kForward };
 
 // Add an IPsec policy that sends matching traffic to the SAs of `reqid`.
@@ -407,7 +429,7 @@ using Action =
     std::variant<SendDatagram, ArmTimer, CancelTimer, InstallChildSa,
                  DeleteChildSa, InstallPolicy, RemovePolicy, IkeSaUp,
                  ChildSaUp, IkeSaDown, ChildSaDown, Log,
-                 UpdateChildSaEncapsulation, SignRequest>;
+                 UpdateChildSaEncapsulation, SignRequest, MoveChildSa>;
 using Actions = std::vector<Action>;
 
 // ------------------------------------------------------------------ inputs

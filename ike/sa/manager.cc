@@ -780,7 +780,17 @@ class SaManagerImpl {
       if (auto it = by_spi_.find(sa.our_spi());
           it != by_spi_.end() && it->second == sa.handle)
         by_spi_.erase(it);
-    auto [first, last] = by_remote_.equal_range(sa.indexed_address);
+    UnindexByPeer(sa);
+    sas_.erase(sa.handle);  // destroys `sa`
+  }
+
+  static uint64_t PairKey(policy::Uint128 remote, policy::Uint128 local) {
+    uint64_t r = uint64_t(remote) ^ uint64_t(remote >> 64);
+    uint64_t l = uint64_t(local) ^ uint64_t(local >> 64);
+    return r * 0x9e3779b97f4a7c15ull ^ (l + 0x632be59bd9b4e019ull + (r << 6));
+  }
+  void UnindexByPeer(IkeSa& sa) {
+    auto [first, last] = by_remote_.equal_range(uint64_t(sa.indexed_address));
     for (auto it = first; it != last; ++it)
       if (it->second == sa.handle) {
         by_remote_.erase(it);
@@ -793,13 +803,6 @@ class SaManagerImpl {
         by_pair_.erase(it);
         break;
       }
-    sas_.erase(sa.handle);  // destroys `sa`
-  }
-
-  static uint64_t PairKey(policy::Uint128 remote, policy::Uint128 local) {
-    uint64_t r = uint64_t(remote) ^ uint64_t(remote >> 64);
-    uint64_t l = uint64_t(local) ^ uint64_t(local >> 64);
-    return r * 0x9e3779b97f4a7c15ull ^ (l + 0x632be59bd9b4e019ull + (r << 6));
   }
   void IndexByPeer(IkeSa& sa) {
     sa.indexed_address = sa.remote.address.value;
@@ -1177,22 +1180,35 @@ class SaManagerImpl {
 
   // RFC 7296 section 2.23: a host not behind a NAT sends to the address and
   // port of the last authenticated packet from the peer. A new port moves
-  // the IKE SA and the UDP encapsulation of its ESP SAs; a new address
-  // moves only the IKE SA (the kernel SAs are keyed by address).
+  // the IKE SA and the UDP encapsulation of its ESP SAs. A new address of a
+  // peer behind a NAT (the NAT got another public address) moves the IKE
+  // SA, the ESP SAs (MoveChildSa: same SPIs, keys and sequence numbers) and
+  // the policies that name the address: tunnel templates, and in transport
+  // mode the selectors that stand for the peer's own address (2.23.1).
   void FollowPeer(IkeSa& sa, const Endpoint& seen, const char* why) {
     if (seen == sa.remote || !(sa.nat_local || sa.nat_remote) ||
         sa.state != State::kEstablished)
       return;
     const Endpoint old = sa.remote;
-    sa.remote = seen;
     const bool port_only = old.address == seen.address;
+    if (!port_only && (!sa.nat_remote || seen.address.family != old.address.family)) {
+      LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
+              std::string("authenticated packet (") + why + ") from " +
+                  seen.address.ToString() + ":" + std::to_string(seen.port) +
+                  " ignored: the peer is not behind a NAT, its address stays " +
+                  old.address.ToString());
+      return;
+    }
+    sa.remote = seen;
     LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
             std::string("NAT mapping changed (") + why + "): " +
                 old.address.ToString() + ":" + std::to_string(old.port) +
                 " -> " + seen.address.ToString() + ":" +
-                std::to_string(seen.port) +
-                (port_only ? "" : "; ESP SAs keep the old address"));
-    if (!port_only) return;
+                std::to_string(seen.port));
+    if (!port_only) {
+      MovePeerAddress(sa, old.address);
+      return;
+    }
     for (const auto& c : sa.children) {
       Emit(UpdateChildSaEncapsulation{
           sa.handle, c.handle, SaDirection::kInbound, sa.local.address,
@@ -1205,6 +1221,63 @@ class SaManagerImpl {
           sa.handle, c.handle, SaDirection::kOutbound, seen.address,
           c.spi_out, UdpEncapsulation{sa.local.port, seen.port}});
     }
+  }
+
+  // The second half of FollowPeer for a new address (sa.remote holds it):
+  // make before break, so outbound traffic always finds an SA its policy
+  // names. Inbound SAs move first (in place), then each outbound SA is
+  // copied to the new address, the policies are replaced, and the old
+  // outbound SAs go.
+  void MovePeerAddress(IkeSa& sa, const policy::IpAddress& old) {
+    UnindexByPeer(sa);
+    IndexByPeer(sa);
+    const UdpEncapsulation out_encap{sa.local.port, sa.remote.port};
+    const UdpEncapsulation in_encap{sa.remote.port, sa.local.port};
+    struct OldPolicies {
+      const ChildSa* child;
+      std::vector<policy::TrafficSelector> local_ts, remote_ts;
+    };
+    std::vector<OldPolicies> replaced;
+    for (auto& c : sa.children) {
+      const auto old_remote_ts = c.remote_ts;
+      // Transport mode across the NAT: the kernel's selectors name the
+      // NAT's address for the peer's own; they follow the NAT, while the
+      // peer's view (wire_*_ts, for rekeys) stays.
+      if (c.mode == policy::IpsecMode::kTransport)
+        for (auto& ts : c.remote_ts)
+          if (ts.addresses.start == old && ts.addresses.end == old)
+            ts.addresses = policy::IpRange::Host(sa.remote.address);
+      if (c.remote_ts != old_remote_ts && c.wire_local_ts.empty()) {
+        c.wire_local_ts = c.local_ts;
+        c.wire_remote_ts = old_remote_ts;
+      }
+      const bool policies_change = c.mode == policy::IpsecMode::kTunnel ||
+                                   c.remote_ts != old_remote_ts;
+      if (c.owns_policies && policies_change)
+        replaced.push_back({&c, c.local_ts, old_remote_ts});
+      Emit(MoveChildSa{sa.handle, c.handle, SaDirection::kInbound, c.spi_in,
+                       sa.local.address, sa.remote.address, sa.local.address,
+                       in_encap, c.remote_ts, c.local_ts});
+      if (c.deferred_out) {
+        c.deferred_out->destination = sa.remote.address;
+        c.deferred_out->encapsulation = out_encap;
+        c.deferred_out->destination_ts = c.remote_ts;
+      }
+      if (c.outbound_installed)
+        Emit(MoveChildSa{sa.handle, c.handle, SaDirection::kOutbound,
+                         c.spi_out, old, sa.local.address, sa.remote.address,
+                         out_encap, c.local_ts, c.remote_ts});
+    }
+    // Install the new policies before removing the old: the same selectors
+    // (tunnel mode) are replaced in place, others are added first.
+    for (const auto& r : replaced) EmitPolicies(sa, *r.child, true);
+    for (const auto& r : replaced)
+      EmitPolicySet(sa, r.child->handle, r.child->mode, r.child->reqid,
+                    r.local_ts, r.remote_ts, false);
+    for (const auto& c : sa.children)
+      if (c.outbound_installed)
+        Emit(DeleteChildSa{sa.handle, c.handle, SaDirection::kOutbound, old,
+                           c.spi_out});
   }
 
   void QueueRekeyChild(IkeSa& sa, ChildSa& c) {
@@ -2813,24 +2886,33 @@ class SaManagerImpl {
   }
 
   void EmitPolicies(IkeSa& sa, const ChildSa& c, bool install) {
-    for (const auto& l : c.local_ts)
-      for (const auto& r : c.remote_ts) {
+    EmitPolicySet(sa, c.handle, c.mode, c.reqid, c.local_ts, c.remote_ts,
+                  install);
+  }
+
+  void EmitPolicySet(IkeSa& sa, ChildSaHandle handle, policy::IpsecMode mode,
+                     uint32_t reqid,
+                     const std::vector<policy::TrafficSelector>& local_ts,
+                     const std::vector<policy::TrafficSelector>& remote_ts,
+                     bool install) {
+    for (const auto& l : local_ts)
+      for (const auto& r : remote_ts) {
         if (install) {
-          InstallPolicy out{c.handle, PolicyDirection::kOut, l, r, c.mode,
-                            sa.local.address, sa.remote.address, c.reqid};
-          InstallPolicy in{c.handle, PolicyDirection::kIn, r, l, c.mode,
-                           sa.remote.address, sa.local.address, c.reqid};
+          InstallPolicy out{handle, PolicyDirection::kOut, l, r, mode,
+                            sa.local.address, sa.remote.address, reqid};
+          InstallPolicy in{handle, PolicyDirection::kIn, r, l, mode,
+                           sa.remote.address, sa.local.address, reqid};
           Emit(out);
           Emit(in);
-          if (c.mode == policy::IpsecMode::kTunnel) {
+          if (mode == policy::IpsecMode::kTunnel) {
             in.direction = PolicyDirection::kForward;
             Emit(in);
           }
         } else {
-          Emit(RemovePolicy{c.handle, PolicyDirection::kOut, l, r});
-          Emit(RemovePolicy{c.handle, PolicyDirection::kIn, r, l});
-          if (c.mode == policy::IpsecMode::kTunnel)
-            Emit(RemovePolicy{c.handle, PolicyDirection::kForward, r, l});
+          Emit(RemovePolicy{handle, PolicyDirection::kOut, l, r});
+          Emit(RemovePolicy{handle, PolicyDirection::kIn, r, l});
+          if (mode == policy::IpsecMode::kTunnel)
+            Emit(RemovePolicy{handle, PolicyDirection::kForward, r, l});
         }
       }
   }

@@ -88,9 +88,25 @@ void Simulation::Execute(Node& n, Actions& actions) {
     if (auto* s = std::get_if<SendDatagram>(&a)) {
       n.sent.push_back(*s);
       Node* target = nullptr;
-      for (auto& [name, other] : nodes_)
-        if (other->address == s->remote.address) target = other.get();
+      Endpoint arrives_at = s->remote;
+      if (nat && s->remote.address == nat->public_address &&
+          nodes_.count(nat->inside)) {
+        // Into the NAT: only its mappings lead inside.
+        const uint16_t port = s->remote.port == nat->port_500    ? 500
+                              : s->remote.port == nat->port_4500 ? 4500
+                                                                 : 0;
+        if (port == 0) {
+          ++dropped;
+          continue;
+        }
+        target = nodes_.at(nat->inside).get();
+        arrives_at = Endpoint{target->address, port};
+      } else {
+        for (auto& [name, other] : nodes_)
+          if (other->address == s->remote.address) target = other.get();
+      }
       if (!target) continue;
+      const bool leaves_nat = nat && n.name == nat->inside && target != &n;
       std::uniform_real_distribution<double> u(0, 1);
       int copies = 1;
       if (u(rng_) < faults.loss) copies = 0;
@@ -103,10 +119,14 @@ void Simulation::Execute(Node& n, Actions& actions) {
         d.sequence = sequence_++;
         d.from = n.name;
         d.to = target->name;
-        d.event.local = s->remote;
+        d.event.local = arrives_at;
         d.event.remote = s->local;
         if (d.event.remote.address.value == 0)
           d.event.remote.address = n.address;
+        if (leaves_nat)
+          d.event.remote = Endpoint{
+              nat->public_address,
+              s->local.port == 500 ? nat->port_500 : nat->port_4500};
         d.event.bytes = s->bytes;
         if (drop_if && drop_if(d)) {
           ++dropped;
@@ -137,6 +157,28 @@ void Simulation::Execute(Node& n, Actions& actions) {
       } else {
         it->second.encapsulation = e->encapsulation;
       }
+    } else if (auto* m = std::get_if<MoveChildSa>(&a)) {
+      SadKey old_key{m->old_destination.value, m->spi};
+      auto it = n.sad.find(old_key);
+      if (it == n.sad.end() || it->second.direction != m->direction) {
+        bad("moving unknown SA spi " + std::to_string(m->spi));
+        continue;
+      }
+      InstallChildSa moved = it->second;
+      moved.source = m->source;
+      moved.destination = m->destination;
+      moved.encapsulation = m->encapsulation;
+      moved.source_ts = m->source_ts;
+      moved.destination_ts = m->destination_ts;
+      SadKey key{m->destination.value, m->spi};
+      if (!(key == old_key) && n.sad.count(key))
+        bad("SA moved onto an existing one: spi " + std::to_string(m->spi));
+      const uint64_t order = n.install_order[old_key];
+      n.sad[key] = moved;
+      n.install_order[key] = order;  // the same SA: its age is kept
+      n.sad_trace.push_back(
+          std::string(m->direction == SaDirection::kInbound ? "~in " : "~out ") +
+          std::to_string(m->spi) + " to " + m->destination.ToString());
     } else if (auto* d = std::get_if<DeleteChildSa>(&a)) {
       if (!n.sad.erase({d->destination.value, d->spi}))
         bad("deleting unknown SA spi " + std::to_string(d->spi));

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <random>
 #include <set>
@@ -107,6 +108,19 @@ struct Datagram {
   DatagramReceived event;
 };
 
+// A NAT in front of node `inside`: what it sends to other nodes leaves
+// from `public_address`, source port 500 as `port_500` and 4500 as
+// `port_4500`; what is sent to `public_address` on those ports reaches it
+// on its own address and ports (other ports: dropped, no mapping). Change
+// the fields to model a NAT that remaps or renumbers; datagrams already in
+// flight keep the addresses they had.
+struct Nat {
+  std::string inside;
+  policy::IpAddress public_address;
+  uint16_t port_500 = 31000;
+  uint16_t port_4500 = 31001;
+};
+
 class Simulation {
  public:
   explicit Simulation(uint64_t seed) : rng_(seed) {}
@@ -129,6 +143,7 @@ class Simulation {
   Faults faults;
   // Return true to drop this datagram (targeted loss), after `faults`.
   std::function<bool(const Datagram&)> drop_if;
+  std::optional<Nat> nat;
   // Inspect/alter datagrams in flight (e.g. corrupt), before delivery.
   std::function<void(Datagram&)> tamper;
   size_t delivered = 0, dropped = 0;

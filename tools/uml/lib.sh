@@ -182,6 +182,7 @@ uml_stop_pluto() {
 UML_NAT_OUTSIDE_V4=192.0.2.254   # the NAT's public address (left's segment)
 UML_NAT_INSIDE_V4=203.0.113.1    # the NAT's address on the private segment
 UML_INSIDE_V4=203.0.113.2        # "right" behind the NAT
+UML_NAT_OUTSIDE2_V4=192.0.2.253  # the NAT's public address after uml_nat_renumber
 
 # uml_nat_hosts: "left" 192.0.2.1 on the public segment; "right" 203.0.113.2
 # on a private segment behind namespace "nat", which masquerades right's
@@ -223,6 +224,16 @@ uml_nat_masquerade() {
   $ipt -A POSTROUTING -o nat-out -p udp -j MASQUERADE --to-ports "$1"
   $ipt -A POSTROUTING -o nat-out -j MASQUERADE
   ip netns exec nat conntrack -F >/dev/null 2>&1 || true
+}
+
+# uml_nat_renumber ADDRESS FIRST-LAST: the NAT's public address becomes
+# ADDRESS (the old one is removed, as when an ISP hands out a new one) and
+# right's UDP leaves with source ports in FIRST-LAST; every mapping is
+# dropped.
+uml_nat_renumber() {
+  ip -n nat addr flush dev nat-out
+  ip -n nat addr add "$1/24" dev nat-out
+  uml_nat_masquerade "$2"
 }
 
 # uml_nat_ports: right's current public UDP source ports, from the NAT's
