@@ -217,6 +217,63 @@ TEST(BuildSaTest, DecodesBackToTheSameSa) {
   EXPECT_EQ(info.value().replay_window, 32u);
 }
 
+// An SA added to carry on where another left off (moved to new addresses):
+// its replay state and counters go into the request and come back decoded.
+TEST(BuildSaTest, CarriesReplayStateAndCounters) {
+  SaParams sa = GcmSa();
+  sa.replay = ReplayState{1000, 0, 990, 0, {0xfffffff0u}};
+  sa.counters = SaCounters{123456, 1000, 1700000000, 1700000100};
+  NlMsgPtr msg = BuildSa(sa, false);
+  ASSERT_NE(msg, nullptr);
+  auto parsed = Parse<xfrm_usersa_info>(msg.get());
+  EXPECT_EQ(parsed.header.replay_window, 32);
+  EXPECT_EQ(parsed.attributes[XFRMA_REPLAY_ESN_VAL], nullptr);
+  ASSERT_NE(parsed.attributes[XFRMA_REPLAY_VAL], nullptr);
+  const auto* replay = static_cast<const xfrm_replay_state*>(nla_data(parsed.attributes[XFRMA_REPLAY_VAL]));
+  EXPECT_EQ(replay->oseq, 1000u);
+  EXPECT_EQ(replay->seq, 990u);
+  EXPECT_EQ(replay->bitmap, 0xfffffff0u);
+  ASSERT_NE(parsed.attributes[XFRMA_LTIME_VAL], nullptr);
+  const auto* current = static_cast<const xfrm_lifetime_cur*>(nla_data(parsed.attributes[XFRMA_LTIME_VAL]));
+  EXPECT_EQ(current->bytes, 123456u);
+  EXPECT_EQ(current->packets, 1000u);
+  EXPECT_EQ(current->add_time, 1700000000u);
+  EXPECT_EQ(current->use_time, 1700000100u);
+  auto info = DecodeSa(nlmsg_hdr(msg.get()));
+  ASSERT_TRUE(info.ok()) << info.error().ToString();
+  EXPECT_EQ(info.value().replay, *sa.replay);
+
+  // Without them, neither attribute is sent (a fresh SA starts at zero).
+  NlMsgPtr fresh = BuildSa(GcmSa(), false);
+  auto fresh_parsed = Parse<xfrm_usersa_info>(fresh.get());
+  EXPECT_EQ(fresh_parsed.attributes[XFRMA_REPLAY_VAL], nullptr);
+  EXPECT_EQ(fresh_parsed.attributes[XFRMA_LTIME_VAL], nullptr);
+}
+
+TEST(BuildSaTest, CarriesEsnReplayStateWithItsBitmap) {
+  SaParams sa = GcmSa();
+  sa.extended_sequence_numbers = true;
+  sa.replay_window = 128;
+  sa.replay = ReplayState{7, 1, 5, 1, {0x1f, 0, 0, 0x80000000u}};
+  NlMsgPtr msg = BuildSa(sa, false);
+  ASSERT_NE(msg, nullptr);
+  auto parsed = Parse<xfrm_usersa_info>(msg.get());
+  EXPECT_EQ(parsed.attributes[XFRMA_REPLAY_VAL], nullptr);
+  ASSERT_NE(parsed.attributes[XFRMA_REPLAY_ESN_VAL], nullptr);
+  const auto* esn = static_cast<const xfrm_replay_state_esn*>(nla_data(parsed.attributes[XFRMA_REPLAY_ESN_VAL]));
+  EXPECT_EQ(esn->oseq, 7u);
+  EXPECT_EQ(esn->oseq_hi, 1u);
+  EXPECT_EQ(esn->seq, 5u);
+  EXPECT_EQ(esn->seq_hi, 1u);
+  EXPECT_EQ(esn->bmp_len, 4u);
+  EXPECT_EQ(esn->bmp[0], 0x1fu);
+  EXPECT_EQ(esn->bmp[3], 0x80000000u);
+  auto info = DecodeSa(nlmsg_hdr(msg.get()));
+  ASSERT_TRUE(info.ok()) << info.error().ToString();
+  EXPECT_EQ(info.value().replay, *sa.replay);
+  EXPECT_EQ(info.value().replay_window, 128u);
+}
+
 TEST(BuildRequestTest, AllocSpi) {
   NlMsgPtr msg = BuildAllocSpi(Ip("192.0.2.2"), Ip("192.0.2.1"), 0xb70009, 0x1000, 0x1fff);
   ASSERT_NE(msg, nullptr);
