@@ -323,6 +323,7 @@ address_change() {
     result nat-address-change FAIL "$why"; show_logs
     ip -n left xfrm policy | sed 's/^/     /'
     echo "   == left xfrm monitor"; sed 's/^/     /' "$work/xfrm-monitor.log"
+    echo "   == right SAs"; ip -n right -s xfrm state | sed 's/^/     /'
   fi
 }
 
