@@ -1191,7 +1191,8 @@ class SaManagerImpl {
       return;
     const Endpoint old = sa.remote;
     const bool port_only = old.address == seen.address;
-    if (!port_only && (!sa.nat_remote || seen.address.family != old.address.family)) {
+    if (!port_only &&
+        (!sa.nat_remote || seen.address.family != old.address.family)) {
       LogLine(LogLevel::kInfo, sa.handle, FailureReason::kNone,
               std::string("authenticated packet (") + why + ") from " +
                   seen.address.ToString() + ":" + std::to_string(seen.port) +
@@ -1205,6 +1206,7 @@ class SaManagerImpl {
                 old.address.ToString() + ":" + std::to_string(old.port) +
                 " -> " + seen.address.ToString() + ":" +
                 std::to_string(seen.port));
+    ResendPendingRequest(sa);
     if (!port_only) {
       MovePeerAddress(sa, old.address);
       return;
@@ -1221,6 +1223,19 @@ class SaManagerImpl {
           sa.handle, c.handle, SaDirection::kOutbound, seen.address,
           c.spi_out, UdpEncapsulation{sa.local.port, seen.port}});
     }
+  }
+
+  // The sends of an outstanding request so far went to the peer's old NAT
+  // mapping, which is gone: send it again now, to the new one, with a fresh
+  // retransmission budget, so a liveness check under way does not declare
+  // the peer dead that just proved it is alive.
+  void ResendPendingRequest(IkeSa& sa) {
+    if (!sa.pending) return;
+    Pending& p = *sa.pending;
+    p.sends = 1;
+    p.timeout = settings_.retransmit_initial;
+    SendBytes(sa, p.bytes);
+    Arm(sa, IkeTimer::kRetransmit, p.timeout);
   }
 
   // The second half of FollowPeer for a new address (sa.remote holds it):

@@ -288,6 +288,38 @@ TEST(NatAddressTest, NewNatAddressFromIkeMovesTransportSelectors) {
       << ::testing::PrintToString(n.b->continuity_gaps);
 }
 
+// B's liveness check went out to the old address (lost) when ESP from the
+// new one arrives: B sends it again there at once instead of declaring the
+// peer dead when its retransmissions, all sent to the old address, run out.
+TEST(NatAddressTest, LivenessCheckUnderWayFollowsTheNewAddress) {
+  Simulation sim(92);
+  auto p = NatPolicies(policy::IpsecMode::kTunnel);
+  EngineSettings quiet;  // A sends nothing of its own
+  EngineSettings checking;
+  checking.dpd_interval = Duration(5000);
+  checking.retransmit_initial = Duration(1000);
+  checking.retransmit_max = Duration(2000);
+  checking.retransmit_tries = 2;
+  Node& a = sim.AddNode("a", kA, p.a, {}, quiet);
+  Node& b = sim.AddNode("b", kB, p.b, {}, checking);
+  sim.nat = Nat{"a", Ip(kNat)};
+  sim.Feed(a, Initiate("a-b"));
+  sim.RunFor(Duration(500));
+  ExpectEstablished(a, b);
+  sim.nat->public_address = Ip(kNat2);
+  sim.nat->port_4500 = 32001;
+  // The check goes out after 5 s and twice more, to the old address.
+  sim.RunFor(Duration(8500));
+  ASSERT_TRUE(b.ike_down.empty());
+  ASSERT_EQ(b.sent.back().remote.address, Ip(kNat));
+  sim.Feed(b, KernelMapping{Ip(kB), b.child_up[0].inbound_spi,
+                            Endpoint{Ip(kNat2), 32001}});
+  EXPECT_EQ(b.sent.back().remote, (Endpoint{Ip(kNat2), 32001}));
+  sim.RunFor(Duration(10000));
+  EXPECT_TRUE(b.ike_down.empty()) << "declared dead";
+  EXPECT_EQ(b.manager->List().size(), 1u);
+}
+
 // Only a peer behind a NAT may move: when only we are behind one, an
 // authenticated packet from another address of the peer changes nothing.
 TEST(NatAddressTest, PeerNotBehindNatKeepsItsAddress) {
