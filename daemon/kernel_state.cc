@@ -285,13 +285,19 @@ size_t KernelState::SyncTraps(const ike::policy::PolicySnapshot& snapshot) {
   const auto& entries = snapshot.spd.entries();
   for (size_t index = 0; index < entries.size(); ++index) {
     const auto& entry = entries[index];
-    if (entry.action != ike::policy::SpdAction::kProtect ||
-        entry.protect.start != ike::policy::StartAction::kTrap)
-      continue;
+    // Every PROTECT entry, whatever its start action (RFC 4301 section
+    // 5.1: PROTECT traffic never leaves unprotected): without a CHILD_SA
+    // the kernel holds matching traffic back and raises ACQUIRE, which the
+    // engine answers by the start action (none: no initiation).
+    if (entry.action != ike::policy::SpdAction::kProtect) continue;
     auto traps = TrapPolicies(entry, TrapReqid(index), tags_);
     if (auto* error = std::get_if<std::string>(&traps)) {
       BTNSD_LOG(Level::kWarning, "trap-not-installed", {"spd", entry.name},
-                {"error", *error});
+                {"start", std::string(ike::policy::StartActionName(
+                              entry.protect.start))},
+                {"error", *error},
+                {"why", "matching traffic is not held back while no CHILD_SA "
+                        "covers it"});
       ++failures;
       continue;
     }

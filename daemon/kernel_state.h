@@ -40,9 +40,12 @@ class KernelState {
   bool InstallPolicy(const ike::sa::InstallPolicy& policy);
   bool RemovePolicy(const ike::sa::RemovePolicy& policy);
 
-  // Makes the installed trap policies those of `snapshot`'s SPD entries with
-  // start action trap: new ones are added, vanished ones removed, changed
-  // ones replaced. Returns the number of entries that could not be trapped.
+  // Makes the installed trap policies those of `snapshot`'s PROTECT entries,
+  // whatever their start action: new ones are added, vanished ones removed,
+  // changed ones replaced. A trap is the entry's holding policy: whenever no
+  // CHILD_SA's policy fills its slot, matching outbound traffic is held
+  // back (ACQUIRE) instead of leaving in the clear. Returns the number of
+  // entries that could not be trapped.
   size_t SyncTraps(const ike::policy::PolicySnapshot& snapshot);
 
   // Deletes every SA and policy we own (start-up and shutdown).

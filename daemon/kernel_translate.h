@@ -90,9 +90,10 @@ Translated<std::vector<kernel_glue::PolicyParams>> ToKernelPolicies(
 Translated<std::vector<kernel_glue::PolicyId>> ToKernelPolicyIds(
     const ike::sa::RemovePolicy& policy, const KernelTags& tags);
 
-// Outbound trap policies of an SPD entry with start action trap: traffic
-// that matches them without an SA makes the kernel raise ACQUIRE. `reqid`
-// ties the template to the SAs the engine will install for the entry.
+// Outbound trap policies of a PROTECT entry (whatever its start action):
+// traffic that matches them without an SA is held back and makes the kernel
+// raise ACQUIRE. `reqid` marks the ACQUIRE as a trap's (the template
+// matches no SA, so the packet waits for a CHILD_SA's policy).
 Translated<std::vector<kernel_glue::PolicyParams>> TrapPolicies(
     const ike::policy::SpdEntry& entry, uint32_t reqid, const KernelTags& tags);
 

@@ -126,7 +126,9 @@ struct InitiateRequest {
 
 // The kernel found outbound traffic matching a trap policy without an SA
 // (XFRM_MSG_ACQUIRE). Treated like an InitiateRequest for the SPD entry that
-// covers the packet; repeated acquires while negotiating are absorbed.
+// covers the packet; repeated acquires while negotiating are absorbed. An
+// entry with start: none (responder only) never initiates: the acquire is
+// logged and the packet stays held back by the kernel.
 struct KernelAcquire {
   policy::PacketFiveTuple packet;
   std::optional<Endpoint> local;

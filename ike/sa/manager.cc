@@ -834,6 +834,16 @@ class SaManagerImpl {
                   " matches no PROTECT entry of the SPD");
       return;
     }
+    // The holding policy of a responder-only entry raised this: the packet
+    // waits (and is dropped when the kernel gives up) until the peer
+    // brings the CHILD_SA up; it never starts a negotiation.
+    if (e->protect.start == policy::StartAction::kNone) {
+      LogLine(LogLevel::kInfo, 0, FailureReason::kNone,
+              "acquire for " + a.packet.local.ToString() + " -> " +
+                  a.packet.remote.ToString() + " held: SPD entry '" + e->name +
+                  "' has start: none (the peer initiates)");
+      return;
+    }
     Initiate(e->name, std::nullopt, a.local, a.packet);
   }
 

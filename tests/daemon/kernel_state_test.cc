@@ -5,6 +5,7 @@
 
 #include "gtest/gtest.h"
 #include "kernel_glue/xfrm_in_memory.h"
+#include "kernel_glue/xfrm_rules.h"
 
 namespace btnsd::daemon {
 namespace {
@@ -55,6 +56,8 @@ class KernelStateTest : public ::testing::Test {
                                           ToKernel(Ip("192.0.2.2"))),
         kernel_glue::Direction::kOut, std::nullopt};
   }
+  // One PROTECT entry per start action (192.0.2.2 trap, .3 start,
+  // .4 none) and a BYPASS entry (.5), all from 192.0.2.1.
   ike::policy::PolicySnapshot TrapSnapshot() {
     ike::policy::SpdEntry entry;
     entry.name = "to-b";
@@ -66,9 +69,32 @@ class KernelStateTest : public ::testing::Test {
     started.name = "started";
     started.selector.remote = IpRange::Host(Ip("192.0.2.3"));
     started.protect.start = ike::policy::StartAction::kStart;
+    ike::policy::SpdEntry responder = entry;
+    responder.name = "responder";
+    responder.selector.remote = IpRange::Host(Ip("192.0.2.4"));
+    responder.protect.start = ike::policy::StartAction::kNone;
+    ike::policy::SpdEntry bypass = entry;
+    bypass.name = "clear";
+    bypass.selector.remote = IpRange::Host(Ip("192.0.2.5"));
+    bypass.action = ike::policy::SpdAction::kBypass;
     ike::policy::PolicySnapshot snapshot;
-    snapshot.spd = ike::policy::Spd({entry, started});
+    snapshot.spd = ike::policy::Spd({entry, started, responder, bypass});
     return snapshot;
+  }
+  kernel_glue::PolicyId OutIdTo(const char* remote) {
+    return kernel_glue::PolicyId{
+        kernel_glue::Selector::HostToHost(ToKernel(Ip("192.0.2.1")),
+                                          ToKernel(Ip(remote))),
+        kernel_glue::Direction::kOut, std::nullopt};
+  }
+  // The reqid of the first template of the owned policy `id`, 0 if none.
+  uint32_t OwnedPolicyReqid(const kernel_glue::PolicyId& id) {
+    auto listed = xfrm_.ListOwned();
+    if (!listed.ok()) return 0;
+    for (const auto& policy : listed.value().policies)
+      if (kernel_glue::PolicyKey(policy.params.id) == kernel_glue::PolicyKey(id))
+        return policy.params.templates.empty() ? 0 : policy.params.templates[0].reqid;
+    return 0;
   }
 
   KernelTags tags_;
@@ -144,31 +170,70 @@ TEST_F(KernelStateTest, FailedInstallsReportFalse) {
 
 TEST_F(KernelStateTest, ChildPolicyReplacesTheTrapAndGivesItBack) {
   EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
-  EXPECT_EQ(state_.trap_count(), 1u) << "only start: trap entries get traps";
-  ASSERT_EQ(xfrm_.policy_count(), 1u);
-  auto listed = xfrm_.ListOwned();
-  ASSERT_TRUE(listed.ok());
-  const uint32_t trap_reqid = listed.value().policies.at(0).params.templates.at(0).reqid;
+  EXPECT_EQ(state_.trap_count(), 3u) << "one per PROTECT entry, none for BYPASS";
+  ASSERT_EQ(xfrm_.policy_count(), 3u);
+  const uint32_t trap_reqid = OwnedPolicyReqid(OutId());
   EXPECT_EQ(trap_reqid, state_.TrapReqid(0));
 
   EXPECT_TRUE(state_.InstallPolicy(Policy(0x10001)));
-  listed = xfrm_.ListOwned();
-  ASSERT_EQ(listed.value().policies.size(), 1u) << "replaced in place, no gap";
-  EXPECT_EQ(listed.value().policies.at(0).params.templates.at(0).reqid, 0x10001u);
+  EXPECT_EQ(xfrm_.policy_count(), 3u) << "replaced in place, no gap";
+  EXPECT_EQ(OwnedPolicyReqid(OutId()), 0x10001u);
 
   // A second CHILD_SA with the same selector (a rekey) shares the policy.
   EXPECT_TRUE(state_.InstallPolicy(Policy(0x10001)));
   ike::sa::RemovePolicy remove{1, ike::sa::PolicyDirection::kOut, Host("192.0.2.1"),
                                Host("192.0.2.2")};
   EXPECT_TRUE(state_.RemovePolicy(remove));
-  EXPECT_EQ(xfrm_.ListOwned().value().policies.at(0).params.templates.at(0).reqid,
-            0x10001u);
+  EXPECT_EQ(OwnedPolicyReqid(OutId()), 0x10001u);
   EXPECT_TRUE(state_.RemovePolicy(remove));
-  listed = xfrm_.ListOwned();
-  ASSERT_EQ(listed.value().policies.size(), 1u);
-  EXPECT_EQ(listed.value().policies.at(0).params.templates.at(0).reqid, trap_reqid)
+  EXPECT_EQ(xfrm_.policy_count(), 3u);
+  EXPECT_EQ(OwnedPolicyReqid(OutId()), trap_reqid)
       << "the trap is back once the CHILD_SA is gone";
   EXPECT_EQ(state_.child_policy_count(), 0u);
+}
+
+// RFC 4301: PROTECT traffic never leaves in the clear. Entries that do not
+// initiate on ACQUIRE (start, none) are held back by the same trap before
+// their CHILD_SA exists, and again after it is gone.
+TEST_F(KernelStateTest, StartAndResponderEntriesHoldTrafficWithoutAChildSa) {
+  EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
+  EXPECT_EQ(OwnedPolicyReqid(OutIdTo("192.0.2.3")), state_.TrapReqid(1))
+      << "start: start is held before its first CHILD_SA";
+  EXPECT_EQ(OwnedPolicyReqid(OutIdTo("192.0.2.4")), state_.TrapReqid(2))
+      << "start: none is held before the peer brings a CHILD_SA up";
+  EXPECT_EQ(OwnedPolicyReqid(OutIdTo("192.0.2.5")), 0u) << "BYPASS is not held";
+
+  for (const char* remote : {"192.0.2.3", "192.0.2.4"}) {
+    SCOPED_TRACE(remote);
+    ike::sa::InstallPolicy child = Policy(0x10002);
+    child.destination = Host(remote);
+    child.tunnel_destination = Ip(remote);
+    EXPECT_TRUE(state_.InstallPolicy(child));
+    EXPECT_EQ(OwnedPolicyReqid(OutIdTo(remote)), 0x10002u);
+    EXPECT_EQ(xfrm_.policy_count(), 3u) << "the CHILD_SA fills the trap's slot";
+    EXPECT_TRUE(state_.RemovePolicy(ike::sa::RemovePolicy{
+        1, ike::sa::PolicyDirection::kOut, Host("192.0.2.1"), Host(remote)}));
+    EXPECT_EQ(OwnedPolicyReqid(OutIdTo(remote)), remote[8] == '3'
+                                                     ? state_.TrapReqid(1)
+                                                     : state_.TrapReqid(2))
+        << "held back again once the CHILD_SA is deleted";
+  }
+  EXPECT_EQ(xfrm_.policy_count(), 3u);
+}
+
+// A reload that changes only an entry's start action keeps its trap: the
+// kernel state does not depend on it, the engine's answer to ACQUIRE does.
+TEST_F(KernelStateTest, ChangingTheStartActionKeepsTheHoldingPolicy) {
+  EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
+  ike::policy::PolicySnapshot changed = TrapSnapshot();
+  std::vector<ike::policy::SpdEntry> entries = changed.spd.entries();
+  entries[0].protect.start = ike::policy::StartAction::kNone;
+  entries[2].protect.start = ike::policy::StartAction::kTrap;
+  changed.spd = ike::policy::Spd(entries);
+  EXPECT_EQ(state_.SyncTraps(changed), 0u);
+  EXPECT_EQ(xfrm_.policy_count(), 3u);
+  EXPECT_EQ(OwnedPolicyReqid(OutId()), state_.TrapReqid(0));
+  EXPECT_EQ(OwnedPolicyReqid(OutIdTo("192.0.2.4")), state_.TrapReqid(2));
 }
 
 TEST_F(KernelStateTest, PoliciesWithoutTrapAreDeletedWithTheirLastUser) {
@@ -183,7 +248,7 @@ TEST_F(KernelStateTest, PoliciesWithoutTrapAreDeletedWithTheirLastUser) {
 
 TEST_F(KernelStateTest, SyncTrapsRemovesVanishedEntriesAndReportsUntrappable) {
   EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
-  EXPECT_EQ(xfrm_.policy_count(), 1u);
+  EXPECT_EQ(xfrm_.policy_count(), 3u);
   ike::policy::PolicySnapshot wide;
   ike::policy::SpdEntry entry;
   entry.name = "everything";

@@ -68,6 +68,57 @@ TEST(HandshakeTest, AcquireNegotiatesTheWholeSpdEntry) {
   EXPECT_EQ(b.child_up[0].remote_ts[0], HostTs(kA));
 }
 
+// The kernel raises ACQUIRE on the holding policy of every PROTECT entry;
+// whether that starts a negotiation is the entry's start action: trap and
+// start initiate, none (responder only) keeps the packet held and waits.
+policy::PolicySnapshotPtr WithStart(const policy::PolicySnapshotPtr& snapshot,
+                                    policy::StartAction start) {
+  auto copy = std::make_shared<policy::PolicySnapshot>(*snapshot);
+  std::vector<policy::SpdEntry> entries = copy->spd.entries();
+  for (auto& entry : entries) entry.protect.start = start;
+  copy->spd = policy::Spd(entries);
+  return copy;
+}
+
+KernelAcquire AcquireToB() {
+  KernelAcquire acquire;
+  acquire.packet.local = Ip(kA);
+  acquire.packet.remote = Ip(kB);
+  acquire.packet.protocol = 1;
+  return acquire;
+}
+
+TEST(HandshakeTest, AcquireInitiatesForTrapAndStartEntries) {
+  for (auto start : {policy::StartAction::kTrap, policy::StartAction::kStart}) {
+    SCOPED_TRACE(std::string(policy::StartActionName(start)));
+    Simulation sim(1);
+    auto p = MakePskPair();
+    Node& a = sim.AddNode("a", kA, WithStart(p.a, start));
+    Node& b = sim.AddNode("b", kB, p.b);
+    sim.Feed(a, AcquireToB());
+    EXPECT_EQ(a.sent.size(), 1u) << "IKE_SA_INIT goes out at once";
+    sim.RunFor(Duration(1000));
+    ExpectEstablished(a, b);
+  }
+}
+
+TEST(HandshakeTest, AcquireForAResponderOnlyEntryDoesNotInitiate) {
+  Simulation sim(1);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, WithStart(p.a, policy::StartAction::kNone));
+  Node& b = sim.AddNode("b", kB, p.b);
+  sim.Feed(a, AcquireToB());
+  sim.Feed(a, AcquireToB());
+  sim.RunFor(Duration(1000));
+  EXPECT_TRUE(a.sent.empty()) << "start: none never sends IKE_SA_INIT";
+  EXPECT_TRUE(a.ike_up.empty());
+  EXPECT_TRUE(b.ike_up.empty());
+  // The peer may still bring the CHILD_SA up: a answers as responder.
+  sim.Feed(b, Initiate("b-a"));
+  sim.RunFor(Duration(1000));
+  ExpectEstablished(b, a);
+}
+
 TEST(HandshakeTest, EitherSideCanInitiate) {
   Simulation sim(2);
   auto p = MakePskPair();
