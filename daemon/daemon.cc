@@ -904,6 +904,9 @@ void Daemon::KernelEventsReady() {
       }
       auto converted = FromKernelAcquire(*acquire, ike_port);
       if (!converted) continue;
+      // A socket's ACQUIRE the API left to the engine still initiates for
+      // a start: none entry; a holding policy's does not.
+      converted->from_socket = IsSocketWaitingReqid(acquire->templ.reqid, tags_);
       BTNSD_LOG(Level::kInfo, "kernel-acquire", {"selector", acquire->selector.ToString()});
       const size_t owner = router_->OfEvent(*converted, *snapshot).value_or(0);
       PostToShard(owner, [this, owner, e = *converted] { DispatchOn(*shards_[owner], e); });

@@ -190,6 +190,7 @@ bool KernelState::InstallPolicy(const ike::sa::InstallPolicy& policy) {
     }
     slot.child = params;
     ++slot.child_users;
+    if (!RemoveBypasses(slot)) ok = false;
     BTNSD_LOG(Level::kDebug, "kernel-policy-installed",
               {"child_sa", policy.child_sa}, {"policy", params.id.ToString()},
               {"priority", params.priority});
@@ -223,6 +224,7 @@ bool KernelState::RemovePolicy(const ike::sa::RemovePolicy& policy) {
                 {"error", status.error().ToString()});
       ok = false;
     }
+    if (slot.trap && !InstallBypasses(slot)) ok = false;
     if (!slot.trap) slots_.erase(it);
   }
   return ok;
@@ -235,11 +237,55 @@ uint32_t KernelState::TrapReqid(size_t index) const {
   return tags_.ownership.reqid_max - static_cast<uint32_t>(index % (span + 1));
 }
 
+bool KernelState::InstallBypasses(Slot& slot) {
+  if (slot.bypasses_installed || slot.child) return true;
+  bool ok = true;
+  for (const auto& params : slot.bypasses) {
+    kernel_glue::Status status;
+    {
+      std::lock_guard lock(mutex_);
+      status = xfrm_.AddPolicy(params);
+      if (!status.ok() && status.error().error_number == EEXIST)
+        status = xfrm_.UpdatePolicy(params);
+    }
+    if (!status.ok()) {
+      BTNSD_LOG(Level::kError, "kernel-bypass-install-failed",
+                {"policy", params.id.ToString()},
+                {"error", status.error().ToString()});
+      ok = false;
+    }
+  }
+  slot.bypasses_installed = true;
+  return ok;
+}
+
+bool KernelState::RemoveBypasses(Slot& slot) {
+  if (!slot.bypasses_installed) return true;
+  slot.bypasses_installed = false;
+  bool ok = true;
+  for (const auto& params : slot.bypasses) {
+    kernel_glue::Status status;
+    {
+      std::lock_guard lock(mutex_);
+      status = xfrm_.DeletePolicy(params.id);
+    }
+    if (!status.ok() && status.error().error_number != ENOENT) {
+      BTNSD_LOG(Level::kError, "kernel-bypass-remove-failed",
+                {"policy", params.id.ToString()},
+                {"error", status.error().ToString()});
+      ok = false;
+    }
+  }
+  return ok;
+}
+
 bool KernelState::SetTrap(const kernel_glue::PolicyParams& params) {
   Slot& slot = slots_[kernel_glue::PolicyKey(params.id)];
   if (slot.trap && *slot.trap == params) return true;
   const bool had_trap = slot.trap.has_value();
+  RemoveBypasses(slot);
   slot.trap = params;
+  slot.bypasses = NeighborDiscoveryBypasses(params, tags_);
   if (slot.child) return true;  // comes into force when the child goes
   kernel_glue::Status status;
   {
@@ -253,17 +299,20 @@ bool KernelState::SetTrap(const kernel_glue::PolicyParams& params) {
               {"policy", params.id.ToString()},
               {"error", status.error().ToString()});
     slot.trap.reset();
+    slot.bypasses.clear();
     if (!slot.child) slots_.erase(kernel_glue::PolicyKey(params.id));
     return false;
   }
-  return true;
+  return InstallBypasses(slot);
 }
 
 bool KernelState::ClearTrap(const std::string& key) {
   auto it = slots_.find(key);
   if (it == slots_.end() || !it->second.trap) return true;
   const kernel_glue::PolicyId id = it->second.trap->id;
+  RemoveBypasses(it->second);
   it->second.trap.reset();
+  it->second.bypasses.clear();
   if (it->second.child) return true;
   slots_.erase(it);
   kernel_glue::Status status;
@@ -336,6 +385,13 @@ bool KernelState::FlushOwned() {
 size_t KernelState::trap_count() const {
   size_t count = 0;
   for (const auto& [key, slot] : slots_) count += slot.trap ? 1 : 0;
+  return count;
+}
+
+size_t KernelState::bypass_count() const {
+  size_t count = 0;
+  for (const auto& [key, slot] : slots_)
+    count += slot.bypasses_installed ? slot.bypasses.size() : 0;
   return count;
 }
 

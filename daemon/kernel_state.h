@@ -1,7 +1,8 @@
 // Executes the engine's kernel actions against an XfrmInterface and keeps
 // the one piece of state XFRM itself cannot: trap policies of the SPD that a
 // CHILD_SA's policy replaces while the SA lives (same selector, same
-// direction) and that come back when the SA goes.
+// direction) and that come back when the SA goes. Every PROTECT entry has
+// one, so its traffic is held back whenever no CHILD_SA covers it.
 //
 // Not thread-safe by itself: the daemon calls it from its kernel thread only;
 // `mutex` serializes with the SPI allocator when both share one
@@ -56,15 +57,23 @@ class KernelState {
 
   size_t trap_count() const;
   size_t child_policy_count() const;
+  // Neighbor discovery bypasses in force (IPv6 traps only).
+  size_t bypass_count() const;
 
  private:
   struct Slot {
     std::optional<kernel_glue::PolicyParams> trap;
     std::optional<kernel_glue::PolicyParams> child;
     int child_users = 0;
+    // The trap's companions (NeighborDiscoveryBypasses), installed exactly
+    // while the trap itself is in force.
+    std::vector<kernel_glue::PolicyParams> bypasses;
+    bool bypasses_installed = false;
   };
   bool SetTrap(const kernel_glue::PolicyParams& params);
   bool ClearTrap(const std::string& key);
+  bool InstallBypasses(Slot& slot);
+  bool RemoveBypasses(Slot& slot);
 
   kernel_glue::XfrmInterface& xfrm_;
   std::mutex& mutex_;

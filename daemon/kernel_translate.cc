@@ -47,6 +47,13 @@ uint32_t SaReqidSpan(const KernelTags& tags) {
 }
 }  // namespace
 
+bool IsSocketWaitingReqid(uint32_t reqid, const KernelTags& tags) {
+  const uint32_t span = tags.ownership.reqid_max - tags.ownership.reqid_min;
+  if (span < 2 * (kTrapReqids + kWaitingReqids)) return false;
+  const uint32_t top = tags.ownership.reqid_max - kTrapReqids;
+  return reqid <= top && reqid > top - kWaitingReqids;
+}
+
 uint32_t KernelReqid(uint32_t engine_reqid, const KernelTags& tags) {
   if (tags.ownership.OwnsReqid(engine_reqid)) return engine_reqid;
   const uint32_t span = SaReqidSpan(tags);
@@ -369,6 +376,29 @@ Translated<std::vector<kernel_glue::PolicyParams>> TrapPolicies(
     params.templates.push_back(TemplateFor(
         protect.mode, protect.tunnel_local.value_or(any),
         protect.tunnel_remote.value_or(any), reqid));
+    out.push_back(params);
+  }
+  return out;
+}
+
+std::vector<kernel_glue::PolicyParams> NeighborDiscoveryBypasses(
+    const kernel_glue::PolicyParams& trap, const KernelTags& tags) {
+  constexpr uint8_t kIcmpV6 = 58;
+  // Router Solicitation (133) to Redirect (137), RFC 4861 section 4.
+  constexpr uint16_t kFirstType = 133, kLastType = 137;
+  const kernel_glue::Selector& selector = trap.id.selector;
+  std::vector<kernel_glue::PolicyParams> out;
+  if (selector.family() != kernel_glue::AddressFamily::kIpv6 ||
+      (selector.protocol != 0 && selector.protocol != kIcmpV6) ||
+      selector.src_port != 0 || selector.dst_port != 0)
+    return out;
+  for (uint16_t type = kFirstType; type <= kLastType; ++type) {
+    kernel_glue::PolicyParams params;
+    params.id = trap.id;
+    params.id.selector.protocol = kIcmpV6;
+    params.id.selector.src_port = type;  // XFRM matches the ICMP type here
+    params.priority = PolicyPriority(params.id.selector, tags);
+    params.action = kernel_glue::PolicyAction::kBypass;
     out.push_back(params);
   }
   return out;

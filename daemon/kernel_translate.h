@@ -42,6 +42,10 @@ KernelTags ToKernelTags(const ike::policy::KernelOwnership& ownership);
 inline constexpr uint32_t kTrapReqids = 4096;
 inline constexpr uint32_t kWaitingReqids = 1024;
 
+// Whether `reqid` is one the BTNS API gives sockets waiting for their SA
+// (the kWaitingReqids below the trap reqids, when the band reserves them).
+bool IsSocketWaitingReqid(uint32_t reqid, const KernelTags& tags);
+
 // The kernel objects must carry a reqid inside the owned range (that is
 // how a restart finds its stale state). The daemon's managers number their
 // SAs inside it already (ShardReqids), so their reqids pass unchanged; a
@@ -96,6 +100,15 @@ Translated<std::vector<kernel_glue::PolicyId>> ToKernelPolicyIds(
 // matches no SA, so the packet waits for a CHILD_SA's policy).
 Translated<std::vector<kernel_glue::PolicyParams>> TrapPolicies(
     const ike::policy::SpdEntry& entry, uint32_t reqid, const KernelTags& tags);
+
+// Bypass policies that accompany an IPv6 trap whose selector covers ICMPv6:
+// neighbor discovery (ICMPv6 types 133-137) between the two ends is needed
+// to negotiate the SA that would protect it, and the kernel sends it through
+// the outbound policies too. They are in force only while the trap is (a
+// CHILD_SA's policy carries neighbor discovery through ESP, as both peers'
+// inbound policies then require). Empty for anything else.
+std::vector<kernel_glue::PolicyParams> NeighborDiscoveryBypasses(
+    const kernel_glue::PolicyParams& trap, const KernelTags& tags);
 
 // Kernel events as engine events. `ike_port` is where our IKE socket of the
 // acquire's source address listens.

@@ -127,11 +127,16 @@ struct InitiateRequest {
 // The kernel found outbound traffic matching a trap policy without an SA
 // (XFRM_MSG_ACQUIRE). Treated like an InitiateRequest for the SPD entry that
 // covers the packet; repeated acquires while negotiating are absorbed. An
-// entry with start: none (responder only) never initiates: the acquire is
-// logged and the packet stays held back by the kernel.
+// entry with start: none (responder only) does not initiate on its holding
+// policy's acquire: it is logged and the packet stays held back by the
+// kernel until the peer brings the CHILD_SA up.
 struct KernelAcquire {
   policy::PacketFiveTuple packet;
   std::optional<Endpoint> local;
+  // An application's per-socket policy (BTNS API) raised it: the
+  // application asked for protection of this flow, which initiates even
+  // for a start: none entry.
+  bool from_socket = false;
 };
 
 struct RekeyRequest {

@@ -837,7 +837,7 @@ class SaManagerImpl {
     // The holding policy of a responder-only entry raised this: the packet
     // waits (and is dropped when the kernel gives up) until the peer
     // brings the CHILD_SA up; it never starts a negotiation.
-    if (e->protect.start == policy::StartAction::kNone) {
+    if (e->protect.start == policy::StartAction::kNone && !a.from_socket) {
       LogLine(LogLevel::kInfo, 0, FailureReason::kNone,
               "acquire for " + a.packet.local.ToString() + " -> " +
                   a.packet.remote.ToString() + " held: SPD entry '" + e->name +

@@ -87,6 +87,14 @@ class KernelStateTest : public ::testing::Test {
                                           ToKernel(Ip(remote))),
         kernel_glue::Direction::kOut, std::nullopt};
   }
+  bool HasOwnedPolicy(const kernel_glue::PolicyId& id) {
+    auto listed = xfrm_.ListOwned();
+    if (!listed.ok()) return false;
+    for (const auto& policy : listed.value().policies)
+      if (kernel_glue::PolicyKey(policy.params.id) == kernel_glue::PolicyKey(id))
+        return true;
+    return false;
+  }
   // The reqid of the first template of the owned policy `id`, 0 if none.
   uint32_t OwnedPolicyReqid(const kernel_glue::PolicyId& id) {
     auto listed = xfrm_.ListOwned();
@@ -234,6 +242,53 @@ TEST_F(KernelStateTest, ChangingTheStartActionKeepsTheHoldingPolicy) {
   EXPECT_EQ(xfrm_.policy_count(), 3u);
   EXPECT_EQ(OwnedPolicyReqid(OutId()), state_.TrapReqid(0));
   EXPECT_EQ(OwnedPolicyReqid(OutIdTo("192.0.2.4")), state_.TrapReqid(2));
+}
+
+// An IPv6 trap would also hold back neighbor discovery to the peer, which
+// the negotiation needs: its bypasses are in force exactly while the trap is.
+TEST_F(KernelStateTest, Ipv6TrapLetsNeighborDiscoveryThroughWhileInForce) {
+  ike::policy::SpdEntry entry;
+  entry.name = "v6";
+  entry.selector.local = IpRange::Host(Ip("2001:db8::1"));
+  entry.selector.remote = IpRange::Host(Ip("2001:db8::2"));
+  entry.action = ike::policy::SpdAction::kProtect;
+  entry.protect.start = ike::policy::StartAction::kNone;
+  ike::policy::PolicySnapshot snapshot;
+  snapshot.spd = ike::policy::Spd({entry});
+  EXPECT_EQ(state_.SyncTraps(snapshot), 0u);
+  EXPECT_EQ(state_.trap_count(), 1u);
+  EXPECT_EQ(state_.bypass_count(), 5u) << "ICMPv6 types 133-137";
+  EXPECT_EQ(xfrm_.policy_count(), 6u);
+  kernel_glue::PolicyId solicitation{
+      kernel_glue::Selector::HostToHost(ToKernel(Ip("2001:db8::1")),
+                                        ToKernel(Ip("2001:db8::2"))),
+      kernel_glue::Direction::kOut, std::nullopt};
+  solicitation.selector.protocol = 58;
+  solicitation.selector.src_port = 135;
+  EXPECT_TRUE(HasOwnedPolicy(solicitation));
+
+  ike::sa::InstallPolicy child;
+  child.child_sa = 1;
+  child.direction = ike::sa::PolicyDirection::kOut;
+  child.source = Host("2001:db8::1");
+  child.destination = Host("2001:db8::2");
+  child.tunnel_source = Ip("2001:db8::1");
+  child.tunnel_destination = Ip("2001:db8::2");
+  child.reqid = 0x10003;
+  EXPECT_TRUE(state_.InstallPolicy(child));
+  EXPECT_EQ(state_.bypass_count(), 0u) << "the CHILD_SA carries ND through ESP";
+  EXPECT_EQ(xfrm_.policy_count(), 1u);
+  EXPECT_FALSE(HasOwnedPolicy(solicitation));
+
+  EXPECT_TRUE(state_.RemovePolicy(ike::sa::RemovePolicy{
+      1, ike::sa::PolicyDirection::kOut, Host("2001:db8::1"), Host("2001:db8::2")}));
+  EXPECT_EQ(state_.bypass_count(), 5u);
+  EXPECT_EQ(xfrm_.policy_count(), 6u);
+  EXPECT_TRUE(HasOwnedPolicy(solicitation));
+
+  snapshot.spd = ike::policy::Spd(std::vector<ike::policy::SpdEntry>{});
+  EXPECT_EQ(state_.SyncTraps(snapshot), 0u);
+  EXPECT_EQ(xfrm_.policy_count(), 0u) << "the bypasses go with their trap";
 }
 
 TEST_F(KernelStateTest, PoliciesWithoutTrapAreDeletedWithTheirLastUser) {

@@ -331,5 +331,20 @@ TEST(KernelTranslateTest, KernelEventsBecomeEngineEvents) {
   EXPECT_TRUE(expired->hard);
 }
 
+// The daemon tells a socket's ACQUIRE from a holding policy's by its reqid:
+// the BTNS API's waiting band sits right below the trap reqids.
+TEST(KernelTranslateTest, SocketWaitingReqidsAreTheBandBelowTheTraps) {
+  const KernelTags tags = ToKernelTags(ike::policy::KernelOwnership{});
+  const uint32_t top = tags.ownership.reqid_max - kTrapReqids;
+  EXPECT_TRUE(IsSocketWaitingReqid(top, tags));
+  EXPECT_TRUE(IsSocketWaitingReqid(top - kWaitingReqids + 1, tags));
+  EXPECT_FALSE(IsSocketWaitingReqid(top - kWaitingReqids, tags)) << "an SA reqid";
+  EXPECT_FALSE(IsSocketWaitingReqid(top + 1, tags)) << "a trap reqid";
+  EXPECT_FALSE(IsSocketWaitingReqid(tags.ownership.reqid_max, tags));
+  ike::policy::KernelOwnership narrow;
+  narrow.reqid_max = narrow.reqid_min + 100;  // too narrow to reserve a band
+  EXPECT_FALSE(IsSocketWaitingReqid(narrow.reqid_max - kTrapReqids, ToKernelTags(narrow)));
+}
+
 }  // namespace
 }  // namespace btnsd::daemon

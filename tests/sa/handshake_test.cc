@@ -119,6 +119,20 @@ TEST(HandshakeTest, AcquireForAResponderOnlyEntryDoesNotInitiate) {
   ExpectEstablished(b, a);
 }
 
+// An application asked for its socket's flow (BTNS API, per-socket policy):
+// that is a request, not a held packet, and initiates even for start: none.
+TEST(HandshakeTest, SocketAcquireInitiatesEvenForAResponderOnlyEntry) {
+  Simulation sim(1);
+  auto p = MakePskPair();
+  Node& a = sim.AddNode("a", kA, WithStart(p.a, policy::StartAction::kNone));
+  Node& b = sim.AddNode("b", kB, p.b);
+  KernelAcquire acquire = AcquireToB();
+  acquire.from_socket = true;
+  sim.Feed(a, acquire);
+  sim.RunFor(Duration(1000));
+  ExpectEstablished(a, b);
+}
+
 TEST(HandshakeTest, EitherSideCanInitiate) {
   Simulation sim(2);
   auto p = MakePskPair();
