@@ -6,7 +6,8 @@
 #   dpd-strongswan-killed    btnsd <-> strongSwan (PSK); charon is killed
 #                            with SIGKILL; btnsd's liveness check (2 s, two
 #                            retries) must give up and delete its SAs from
-#                            the kernel; the time is measured
+#                            the kernel (the SPD entry's holding policy
+#                            stays); the time is measured
 #   dpd-btnsd-killed         the same with btnsd as the killed peer (NULL auth)
 #   rekey-by-btnsd           btnsd with a 10 s CHILD_SA and a 17 s IKE SA
 #                            lifetime against strongSwan: at least two CHILD
@@ -98,7 +99,9 @@ case_dpd_strongswan_killed() {
       detect=$(elapsed_since "$killed_at")
       grep -q 'event=ike-sa-down.*reason=dead-peer' "$dir/btnsd.log" ||
         { ok=0; why="no ike-sa-down with reason=dead-peer logged"; }
-      (( $(sa_policy_count left) == 0 )) || { ok=0; why="$why $(sa_policy_count left) SA policies left"; }
+      (( $(child_policy_count left) == 0 )) || { ok=0; why="$why $(child_policy_count left) CHILD_SA policies left"; }
+      # btnsd still runs: the entry's holding policy is back in their place.
+      (( $(holding_policy_count left) == 1 )) || { ok=0; why="$why $(holding_policy_count left) holding policies (1 expected)"; }
     else
       ok=0; why="btnsd still holds $(sa_count left) SAs 30 s after the kill"
     fi

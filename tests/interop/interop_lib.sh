@@ -26,6 +26,17 @@ policy_count() { ip -n "$1" xfrm policy | grep -c '^src' || true; }
 # sa_policy_count HOST: policies other than the per-socket bypasses of the
 # daemons' IKE sockets.
 sa_policy_count() { ip -n "$1" xfrm policy | grep -cE '^[[:space:]]*dir (in|out|fwd)' || true; }
+# holding_policy_count HOST / child_policy_count HOST: btnsd's policies with
+# an ESP template, split by their reqid. Every SPD PROTECT entry has a
+# holding (trap) policy whose reqid lies in the top 4096 of the default
+# owned band 0x10000-0x1ffff (kTrapReqids in daemon/kernel_translate.h); it
+# holds the entry's traffic back while no CHILD_SA's policy replaces it.
+# CHILD_SA policies carry reqids below that.
+holding_policy_count() { policy_reqids "$1" | awk '$1 >= 126976' | wc -l; }
+child_policy_count() { policy_reqids "$1" | awk '$1 < 126976' | wc -l; }
+policy_reqids() {
+  ip -n "$1" xfrm policy | awk '{for (i = 1; i < NF; i++) if ($i == "reqid") print $(i + 1)}'
+}
 no_sas() { (( $(sa_count "$1") == 0 )); }
 both_have_sas() { (( $(sa_count left) >= 2 && $(sa_count right) >= 2 )); }
 # spis HOST: the host's ESP SPIs, sorted, on one line.
