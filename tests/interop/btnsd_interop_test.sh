@@ -273,20 +273,6 @@ case_btnsd_v6() {
   ((ok))
 }
 
-tunnel_networks() {
-  ip -n left addr add 198.51.100.1/32 dev lo
-  ip -n right addr add 203.0.113.1/32 dev lo
-  ip -n left route add 203.0.113.0/24 via "$UML_RIGHT_V4" src 198.51.100.1
-  ip -n right route add 198.51.100.0/24 via "$UML_LEFT_V4" src 203.0.113.1
-}
-
-tunnel_networks_v6() {
-  ip -n left addr add 2001:db8:1::1/128 dev lo
-  ip -n right addr add 2001:db8:2::1/64 dev lo
-  ip -n left route add 2001:db8:2::/64 via "$UML_RIGHT_V6" src 2001:db8:1::1
-  ip -n right route add 2001:db8:1::/64 via "$UML_LEFT_V6" src 2001:db8:2::1
-}
-
 group_psk() {
   case_btnsd_null || true
   case_btnsd_v6 || true

@@ -165,3 +165,31 @@ _swanctl_psk_connection() {
   }
 CONF
 }
+
+# btnsctl_at HOST ARGS...: btnsctl against the btnsd of HOST whose config
+# sets daemon.api_socket to $work/HOST-api.sock (several daemons share the
+# machine's /run). The caller sets $btnsctl.
+btnsctl_at() {
+  local host=$1
+  shift
+  ip netns exec "$host" "$btnsctl" --socket "$work/$host-api.sock" "$@"
+}
+
+# tunnel_networks: inner networks for tunnel mode between left and right:
+# left 198.51.100.1/32, right 203.0.113.1 in 203.0.113.0/24, each routed
+# through the other host with its inner address as the source.
+tunnel_networks() {
+  ip -n left addr add 198.51.100.1/32 dev lo
+  ip -n right addr add 203.0.113.1/32 dev lo
+  ip -n left route add 203.0.113.0/24 via "$UML_RIGHT_V4" src 198.51.100.1
+  ip -n right route add 198.51.100.0/24 via "$UML_LEFT_V4" src 203.0.113.1
+}
+
+# tunnel_networks_v6: the same for IPv6: left 2001:db8:1::1/128, right
+# 2001:db8:2::1 in 2001:db8:2::/64.
+tunnel_networks_v6() {
+  ip -n left addr add 2001:db8:1::1/128 dev lo
+  ip -n right addr add 2001:db8:2::1/64 dev lo
+  ip -n left route add 2001:db8:2::/64 via "$UML_RIGHT_V6" src 2001:db8:1::1
+  ip -n right route add 2001:db8:1::/64 via "$UML_LEFT_V6" src 2001:db8:2::1
+}
