@@ -17,6 +17,7 @@
 #include "daemon/credentials.h"
 #include "daemon/log.h"
 #include "ike/policy/pad.h"
+#include "ike/policy/proposal.h"
 
 namespace btnsd::daemon {
 
@@ -849,7 +850,11 @@ void Daemon::LogAction(const ike::sa::Action& action) {
     BTNSD_LOG(Level::kInfo, "child-sa-up", {"ike_sa", child->ike_sa},
               {"child_sa", child->child_sa}, {"replaces", child->replaces},
               {"spd", child->spd_entry}, {"spi_in_out", spis},
-              {"mode", std::string(ike::policy::IpsecModeName(child->mode))});
+              {"mode", std::string(ike::policy::IpsecModeName(child->mode))},
+              // The KE group behind the keys (PFS), "none" without one.
+              {"pfs", ike::policy::AlgorithmToString(
+                          ike::wire::TransformType::kKe,
+                          static_cast<uint16_t>(child->pfs_group))});
   } else if (auto* down = std::get_if<IkeSaDown>(&action)) {
     BTNSD_LOG(Level::kInfo, "ike-sa-down", {"ike_sa", down->ike_sa},
               {"reason", std::string(FailureReasonName(down->reason))});

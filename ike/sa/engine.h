@@ -363,6 +363,10 @@ struct ChildSaUp {
   policy::IpsecMode mode = policy::IpsecMode::kTransport;
   std::vector<policy::TrafficSelector> local_ts;
   std::vector<policy::TrafficSelector> remote_ts;
+  // The group of the key exchange these keys came from (PFS, RFC 7296
+  // 1.3.1); kNone when they derive from SK_d and the nonces alone (IKE_AUTH,
+  // or a CREATE_CHILD_SA without KE payloads).
+  wire::KeGroup pfs_group = wire::KeGroup::kNone;
 };
 
 // Why something failed or ended; also carried by Log lines.

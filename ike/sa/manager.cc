@@ -2880,7 +2880,8 @@ class SaManagerImpl {
     }
     Emit(ChildSaUp{sa.handle, child.handle, rekeyed ? rekeyed->handle : 0,
                    child.spd_entry, child.spi_in, child.spi_out, child.mode,
-                   child.local_ts, child.remote_ts});
+                   child.local_ts, child.remote_ts,
+                   shared.empty() ? wire::KeGroup::kNone : child.set.ke});
     child_owner_[child.handle] = sa.handle;
     spi_to_child_[child.spi_in] = child.handle;
     if (child.lifetime.soft_seconds)

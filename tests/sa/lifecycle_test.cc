@@ -309,7 +309,25 @@ TEST(RekeyTest, ChildSaRekeyWithPfs) {
   e.sim.Feed(*e.a, RekeyRequest{0, e.ChildOf(*e.a)});
   e.sim.RunFor(Duration(2000));
   ExpectOneChild(*e.a, *e.b);
-  EXPECT_EQ(e.a->child_up.size(), 2u);
+  ASSERT_EQ(e.a->child_up.size(), 2u);
+  ASSERT_EQ(e.b->child_up.size(), 2u);
+  // Both sides report the group the rekey's keys came from; the IKE_AUTH
+  // CHILD_SA's keys came from SK_d alone.
+  EXPECT_EQ(e.a->child_up[0].pfs_group, wire::KeGroup::kNone);
+  EXPECT_EQ(e.b->child_up[0].pfs_group, wire::KeGroup::kNone);
+  EXPECT_EQ(e.a->child_up[1].pfs_group, wire::KeGroup::kCurve25519);
+  EXPECT_EQ(e.b->child_up[1].pfs_group, wire::KeGroup::kCurve25519);
+}
+
+TEST(RekeyTest, ChildSaRekeyWithoutPfsReportsNoGroup) {
+  Established e(39);
+  e.sim.Feed(*e.b, RekeyRequest{0, e.ChildOf(*e.b)});
+  e.sim.RunFor(Duration(2000));
+  ExpectOneChild(*e.a, *e.b);
+  ASSERT_EQ(e.a->child_up.size(), 2u);
+  ASSERT_EQ(e.b->child_up.size(), 2u);
+  EXPECT_EQ(e.a->child_up[1].pfs_group, wire::KeGroup::kNone);
+  EXPECT_EQ(e.b->child_up[1].pfs_group, wire::KeGroup::kNone);
 }
 
 TEST(RekeyTest, SoftLifetimeRekeysAndHardLifetimeDeletes) {
