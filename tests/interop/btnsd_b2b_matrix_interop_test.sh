@@ -188,24 +188,90 @@ EOF
   } > "$work/$host.yaml"
 }
 
-sas_json() { btnsctl_at "$1" --json list-sas; }
-# ike_sas HOST FILTER: jq FILTER over HOST's IKE SAs (an array).
-ike_sas() {
-  local json
-  json=$(sas_json "$1") || return 1
-  jq -c "[.ike_sas[]?] | $2" <<< "$json"
+# Forks and execs are what costs inside user-mode-linux (most of a second
+# each on a loaded machine), so the checks below wait on the daemons' logs
+# with shell builtins and look at each kernel and each daemon once per step.
+
+# pause SECONDS: sleep without a process (a read that times out on a
+# FIFO nobody writes; /dev/fd, and so <(...), is missing in UML).
+mkfifo "$work/never"
+exec {never_fd}<> "$work/never"
+pause() { read -r -t "$1" -u "$never_fd" || true; }
+# wait_for SECONDS CMD...: retries CMD (a shell function) every 0.3 s.
+wait_for() {
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    pause 0.3
+  done
 }
-# established HOST: "id ispi rspi" of HOST's one established IKE SA with an
-# active CHILD_SA, and nothing else listed; fails otherwise.
-established() {
-  local out
-  out=$(ike_sas "$1" 'if length == 1 and .[0].state == "established" and
-      ([.[0].children[]? | select((.state // "active") == "active")] | length) == 1
-    then .[0] | "\(.id) \(.initiator_spi) \(.responder_spi)" else empty end') || return 1
-  [[ -n $out ]] || return 1
-  tr -d '"' <<< "$out"
+
+# log_read HOST: log_text = HOST's btnsd log (builtin read, no process).
+log_read() { IFS= read -r -d '' log_text < "$work/$1-btnsd.log" || true; }
+# mark HOST: remember how far HOST's log goes, for logged_since.
+declare -A log_mark=()
+mark() { local h; for h in "$@"; do log_read "$h"; log_mark[$h]=${#log_text}; done; }
+# logged_since HOST REGEX...: every REGEX matches HOST's log after its mark;
+# BASH_REMATCH holds the last match.
+logged_since() {
+  local host=$1 re
+  shift
+  log_read "$host"
+  local text=${log_text:${log_mark[$host]:-0}}
+  for re in "$@"; do [[ $text =~ $re ]] || return 1; done
 }
-row_up() { both_have_sas && established left > /dev/null && established right > /dev/null; }
+both_logged() { logged_since left "$@" && logged_since right "$@"; }
+
+# kernel HOST: one look at HOST's SAD (ip -s: with counters, and each key's
+# length in bits after it): k_count SAs, k_spis ("0x... "), k_packets (sum
+# of the packet counters) and k_text.
+kernel() {
+  local line current=0
+  k_text=$(ip -n "$1" -s xfrm state)
+  k_count=0 k_spis="" k_packets=0
+  while IFS= read -r line; do
+    [[ $line == src* ]] && k_count=$((k_count + 1))
+    [[ $line =~ proto\ esp\ spi\ (0x[0-9a-f]+) ]] && k_spis+="${BASH_REMATCH[1]} "
+    if ((current)) && [[ $line =~ ([0-9]+)\(packets\) ]]; then
+      k_packets=$((k_packets + BASH_REMATCH[1]))
+    fi
+    [[ $line == *"lifetime current:"* ]] && current=1 || current=0
+  done <<< "$k_text"
+}
+# kernel_sas_are N: both kernels hold N SAs.
+kernel_sas_are() {
+  kernel left; local l=$k_count
+  kernel right
+  ((l == $1 && k_count == $1))
+}
+# disjoint "A B" "C D": no word in common.
+disjoint() {
+  local x
+  for x in $2; do [[ " $1 " != *" $x "* ]] || return 1; done
+}
+
+# snapshot HOST: one btnsctl --json list-sas of HOST, as s_* variables:
+# s_count IKE SAs listed; of the first: s_state s_id s_spis (i/r) s_active
+# (active CHILD_SAs) s_ike_alg s_initiator s_pad s_auth s_authd s_peer_id;
+# of its active CHILD_SA: s_child s_replaces s_esp_alg s_mode.
+snapshot() {
+  local line
+  line=$("$btnsctl" --socket "$work/$1-api.sock" --json list-sas | jq -r '
+    [.ike_sas[]?] as $s | ($s[0] // {}) as $i
+    | ([$i.children[]? | select(.state == "active")]) as $a | ($a[0] // {}) as $c
+    | [($s | length), ($i.state // "-"), ($i.id // "-"),
+       "\($i.initiator_spi // "-")/\($i.responder_spi // "-")", ($a | length),
+       ($i.algorithms // "-"), ($i.initiator // false), ($i.pad_entry // "-"),
+       ($i.auth_method // "-"), ($i.authenticated // false), ($i.peer_id // "-"),
+       ($c.id // "-"), ($c.replaces // "0"), ($c.algorithms // "-"), ($c.mode // "-")]
+    | map(tostring) | join(" ")') || { s_count=error; return 1; }
+  read -r s_count s_state s_id s_spis s_active s_ike_alg s_initiator s_pad s_auth \
+    s_authd s_peer_id s_child s_replaces s_esp_alg s_mode <<< "$line"
+}
+# established HOST: HOST lists exactly one IKE SA, established, with one
+# active CHILD_SA (snapshot variables set).
+established() { snapshot "$1" && [[ $s_count == 1 && $s_state == established && $s_active == 1 ]]; }
 
 show_logs() {
   local host
@@ -216,154 +282,175 @@ show_logs() {
   done
 }
 
-# check_traffic FROM TO COUNT: ping and (with TCP=1) 200 kB over TCP from
-# FROM to TO's inner address; both kernels' ESP counters must grow by the
-# packets that implies. Appends to why and details.
+# ping_count FROM TO COUNT: pings TO's inner address; replies in $replies.
+ping_count() {
+  local out
+  out=$(ip netns exec "$1" ping -c "$3" -i 0.2 -W 2 "$(target_of "$2")" 2>&1) || true
+  [[ $out =~ ([0-9]+)\ received ]] && replies=${BASH_REMATCH[1]} || replies=0
+}
+
+# check_traffic FROM TO COUNT [tcp]: COUNT pings each way between the inner
+# addresses and, with "tcp", 200 kB over TCP from FROM to TO; both kernels'
+# ESP counters must grow by the packets that implies.
 check_traffic() {
-  local from=$1 to=$2 count=$3 replies before_l before_r grown_l grown_r min=$(( 2 * $3 ))
-  before_l=$(esp_packets left) before_r=$(esp_packets right)
-  replies=$(ping_replies "$from" "$(target_of "$to")" "$count")
-  [[ $replies == "$count" ]] || { ok=0; why+=" ping $from->$to ${replies:-0}/$count"; }
-  if [[ ${TCP:-} == 1 ]]; then
+  local from=$1 to=$2 count=$3 before_l before_r grown_l grown_r min=$((4 * $3)) replies
+  kernel left; before_l=$k_packets
+  kernel right; before_r=$k_packets
+  ping_count "$from" "$to" "$count"
+  [[ $replies == "$count" ]] || { ok=0; why+=" ping $from->$to $replies/$count"; }
+  details+=" ping_$from=$replies/$count"
+  ping_count "$to" "$from" "$count"
+  [[ $replies == "$count" ]] || { ok=0; why+=" ping $to->$from $replies/$count"; }
+  details+=" ping_$to=$replies/$count"
+  if [[ ${4:-} == tcp ]]; then
     # 200 kB: at least ~140 segments one way and their ACKs the other.
-    min=$((min + 140))
+    min=$((min + 150))
     tcp_transfer 200000 "$(target_of "$to")" "$to" "$from" || { ok=0; why+=" tcp_200kB $from->$to failed"; }
+    details+=" tcp_200kB=ok"
   fi
-  grown_l=$(( $(esp_packets left) - before_l )) grown_r=$(( $(esp_packets right) - before_r ))
+  kernel left; grown_l=$((k_packets - before_l))
+  kernel right; grown_r=$((k_packets - before_r))
   (( grown_l >= min && grown_r >= min )) ||
     { ok=0; why+=" esp counters grew left +$grown_l right +$grown_r (< $min)"; }
-  details+=" ping=$replies/$count${TCP:+ tcp_200kB=ok} esp_left=+$grown_l esp_right=+$grown_r"
+  details+=" esp_left=+$grown_l esp_right=+$grown_r"
 }
 
 # check_algorithms: each kernel's two SAs match every regex in r[xfrm]
 # (";"-separated) and the row's mode; each side's list-sas shows the IKE
 # transforms r[ike_alg], ESP r[esp_alg], the mode, its role, and the
-# peer's authentication r[auth_left] / r[auth_right] ("entry,method,authenticated").
+# peer's authentication r[auth_left] / r[auth_right] ("entry,method,authenticated")
+# and, where the row names it, the peer's recorded ID r[peer_id_HOST].
 check_algorithms() {
-  local host state re matches view want role
+  local host re matches line role view want seen
+  local -a res
   for host in left right; do
-    state=$(ip -n "$host" xfrm state)
+    kernel "$host"
     IFS=';' read -ra res <<< "${r[xfrm]};mode ${r[mode]}"
     for re in "${res[@]}"; do
-      matches=$(grep -cE "$re" <<< "$state" || true)
-      [[ $matches == 2 ]] || { ok=0; why+=" $host: $matches of 2 SAs match /$re/"; }
+      matches=0 seen=""
+      while IFS= read -r line; do
+        if [[ $line =~ $re ]]; then matches=$((matches + 1)); fi
+        if [[ $line =~ ^[[:space:]]*(aead|enc|auth-trunc)\ ([^ ]+)\ 0x[0-9a-f]*(.*) ]]; then
+          seen+="[${BASH_REMATCH[1]} ${BASH_REMATCH[2]}${BASH_REMATCH[3]}]"
+        fi
+      done <<< "$k_text"
+      [[ $matches == 2 ]] || { ok=0; why+=" $host: $matches of 2 SAs match /$re/ (kernel: $seen)"; }
     done
     [[ ${r[initiator]} == "$host" ]] && role=true || role=false
-    view=$(ike_sas "$host" '.[0] | [.algorithms, (.initiator // false), .pad_entry, .auth_method,
-        (.authenticated // false), .children[0].algorithms, .children[0].mode] | map(tostring) | join(",")')
-    view=${view//\"/}
-    want="${r[auth_$host]}"
-    [[ $view =~ ^${r[ike_alg]},$role,$want,${r[esp_alg]},${r[mode]}$ ]] ||
-      { ok=0; why+=" $host list-sas [$view] wanted /${r[ike_alg]},$role,$want,${r[esp_alg]},${r[mode]}/"; }
+    snapshot "$host" || true
+    view="$s_ike_alg,$s_initiator,$s_pad,$s_auth,$s_authd,$s_esp_alg,$s_mode"
+    want="${r[ike_alg]},$role,${r[auth_$host]},${r[esp_alg]},${r[mode]}"
+    [[ $view =~ ^$want$ ]] || { ok=0; why+=" $host list-sas [$view] wanted /$want/"; }
     details+=" $host=[$view]"
     if [[ -n ${r[peer_id_$host]:-} ]]; then
-      view=$(ike_sas "$host" '.[0].peer_id')
-      [[ ${view//\"/} == "${r[peer_id_$host]}" ]] || { ok=0; why+=" $host records the peer as ${view//\"/}, not ${r[peer_id_$host]}"; }
-      details+=" ${host}_peer_id=${view//\"/}"
+      [[ $s_peer_id == "${r[peer_id_$host]}" ]] || { ok=0; why+=" $host records the peer as $s_peer_id, not ${r[peer_id_$host]}"; }
+      details+=" ${host}_peer_id=${s_peer_id:0:23}..."
     fi
   done
 }
 
 # ike_rekey BY: BY's btnsd rekeys the IKE SA (btnsctl rekey ID).
 ike_rekey() {
-  local by=$1 peer before_by before_peer esp_before after_by after_peer id
+  local by=$1 peer id before_by before_peer esp_before
   peer=$(other "$by")
-  before_by=$(established "$by") before_peer=$(established "$peer") esp_before=$(spis left)
-  id=${before_by%% *}
+  established "$peer" || true
+  before_peer=$s_spis
+  established "$by" || true
+  before_by=$s_spis id=$s_id
+  kernel left; esp_before=$k_spis
+  mark left right
   btnsctl_at "$by" rekey "$id" >> "$work/btnsctl.out" 2>&1 || { ok=0; why+=" btnsctl rekey $id in $by failed"; return; }
-  # Both sides list exactly one IKE SA again (the old SPIs deleted), with
-  # SPIs other than before.
-  changed() {
-    local now_by now_peer
-    now_by=$(established "$by") && now_peer=$(established "$peer") &&
-      [[ ${now_by#* } != "${before_by#* }" && ${now_peer#* } != "${before_peer#* }" ]]
-  }
-  UML_WAIT_SECONDS=15 uml_wait_for changed ||
-    { ok=0; why+=" ike rekey by $by: $by lists $(ike_sas "$by" 'map([.id, .state, .initiator_spi, .responder_spi])'), $peer $(ike_sas "$peer" 'map([.id, .state, .initiator_spi, .responder_spi])') (before [$before_by] [$before_peer])"; return; }
-  after_by=$(established "$by") after_peer=$(established "$peer")
-  [[ ${after_by%% *} == "$id" ]] || { ok=0; why+=" ike rekey by $by: id $id -> ${after_by%% *}"; }
-  # The IKE SPIs seen from both sides agree.
-  [[ ${after_by#* } == "${after_peer#* }" ]] || { ok=0; why+=" ike SPIs differ: $by [${after_by#* }] $peer [${after_peer#* }]"; }
-  [[ $(spis left) == "$esp_before" ]] || { ok=0; why+=" ike rekey changed the ESP SPIs [$esp_before] -> [$(spis left)]"; }
-  local algs
-  algs=$(ike_sas "$peer" '.[0].algorithms')
-  [[ ${algs//\"/} =~ ^${r[ike_alg]}$ ]] || { ok=0; why+=" rekeyed IKE SA on $peer uses ${algs//\"/}"; }
-  details+=" ike_rekey_by_$by=[${before_by#* }]->[${after_by#* }]"
+  # Both sides took the new SPIs and ended the old IKE SA.
+  wait_for 15 both_logged 'IKE SA rekeyed' 'reason=rekeyed msg="IKE SA [0-9a-f]+/[0-9a-f]+ with .* ended: rekeyed' ||
+    { ok=0; why+=" ike rekey by $by not logged on both sides"; return; }
+  # Each lists one IKE SA again (the old SPIs gone), with other SPIs.
+  established "$peer" && [[ $s_spis != "$before_peer" ]] ||
+    { ok=0; why+=" ike rekey by $by: $peer lists $s_count IKE SA(s), $s_state, SPIs [$s_spis] (before [$before_peer])"; }
+  local peer_spis=$s_spis
+  established "$by" && [[ $s_spis != "$before_by" && $s_id == "$id" ]] ||
+    { ok=0; why+=" ike rekey by $by: $by lists $s_count IKE SA(s), $s_state, id $s_id (before $id), SPIs [$s_spis] (before [$before_by])"; }
+  [[ $s_spis == "$peer_spis" ]] || { ok=0; why+=" ike SPIs differ: $by [$s_spis] $peer [$peer_spis]"; }
+  [[ $s_ike_alg =~ ^${r[ike_alg]}$ ]] || { ok=0; why+=" rekeyed IKE SA uses $s_ike_alg"; }
+  kernel left
+  [[ $k_spis == "$esp_before" ]] || { ok=0; why+=" ike rekey changed the ESP SPIs [$esp_before] -> [$k_spis]"; }
+  details+=" ike_rekey_by_$by=[$before_by]->[$s_spis]"
 }
 
 # child_rekey BY: BY's btnsd rekeys the CHILD_SA (btnsctl rekey --child).
 child_rekey() {
-  local by=$1 peer before child_id json replaces
+  local by=$1 peer before child_id host
   peer=$(other "$by")
-  before=$(spis left)
-  child_id=$(ike_sas "$by" '.[0].children[0].id')
-  child_id=${child_id//\"/}
+  kernel left; before=$k_spis
+  established "$by" || true
+  child_id=$s_child
+  mark left right
   btnsctl_at "$by" rekey --child "$child_id" >> "$work/btnsctl.out" 2>&1 ||
     { ok=0; why+=" btnsctl rekey --child $child_id in $by failed"; return; }
-  replaced() {
-    (( $(sa_count left) == 2 && $(sa_count right) == 2 )) &&
-      [[ $(count_new "$before" "$(spis left)") == 2 ]] &&
-      established left > /dev/null && established right > /dev/null
-  }
-  UML_WAIT_SECONDS=15 uml_wait_for replaced ||
-    { ok=0; why+=" child rekey by $by: left [$(spis left)] right [$(spis right)] (before [$before])"; return; }
-  replaces=$(ike_sas "$by" '.[0].children[0].replaces')
-  [[ ${replaces//\"/} == "$child_id" ]] || { ok=0; why+=" $by's new CHILD_SA replaces ${replaces//\"/}, not $child_id"; }
+  wait_for 15 both_logged 'event=child-sa-up [^
+]* replaces=[1-9]' 'event=child-sa-down [^
+]*reason=rekeyed' || { ok=0; why+=" child rekey by $by not logged on both sides"; return; }
   # The key exchange behind the new keys: the row's PFS group or none.
-  local host line
+  local pfs
   for host in left right; do
-    line=$(grep 'event=child-sa-up' "$work/$host-btnsd.log" | grep -v 'replaces=0 ' | tail -n 1 || true)
-    grep -q "pfs=${r[pfs]:-none}\b" <<< "$line" || { ok=0; why+=" $host's rekeyed child-sa-up: ${line:-none} (pfs=${r[pfs]:-none} wanted)"; }
+    pfs="?"
+    if logged_since "$host" 'event=child-sa-up [^
+]* replaces=[1-9][^
+]* pfs=([a-z0-9]+)'; then pfs=${BASH_REMATCH[1]}; fi
+    [[ $pfs == "${r[pfs]:-none}" ]] ||
+      { ok=0; why+=" $host's rekeyed child-sa-up: pfs=$pfs (${r[pfs]:-none} wanted)"; }
   done
-  details+=" child_rekey_by_$by=[$before]->[$(spis left)] pfs=${r[pfs]:-none}"
+  # One new SA pair in each kernel, the old SPIs gone from both.
+  wait_for 10 kernel_sas_are 2 || { ok=0; why+=" after the child rekey: left/right hold $(sa_count left)/$(sa_count right) SAs"; }
+  kernel right; local right_spis=$k_spis
+  kernel left
+  disjoint "$before" "$k_spis" && disjoint "$before" "$right_spis" ||
+    { ok=0; why+=" old SPIs kept: before [$before] left [$k_spis] right [$right_spis]"; }
+  established "$by" && [[ $s_replaces == "$child_id" ]] ||
+    { ok=0; why+=" $by's new CHILD_SA ($s_child) replaces $s_replaces, not $child_id"; }
+  details+=" child_rekey_by_$by=[$before]->[$k_spis] pfs=${r[pfs]:-none}"
   check_traffic "$by" "$peer" 3
 }
-
-# count_new BEFORE NOW: how many words of NOW are not in BEFORE.
-count_new() {
-  awk -v before="$1" -v now="$2" 'BEGIN {
-    n = split(before, b, " "); for (i = 1; i <= n; i++) seen[b[i]] = 1
-    n = split(now, a, " "); for (i = 1; i <= n; i++) if (!(a[i] in seen)) c++
-    print c + 0 }'
-}
-
-no_ike_sas() { [[ $(ike_sas "$1" 'length') == 0 ]]; }
 
 # delete_by HOW BY: terminate (the IKE SA), terminate-child (the CHILD_SA
 # only) or sigterm, by BY's btnsd.
 delete_by() {
-  local how=$1 by=$2 peer status=0 id
+  local how=$1 by=$2 peer status=0 h
   peer=$(other "$by")
-  id=$(established "$by") id=${id%% *}
+  established "$by" || true
+  mark left right
   case $how in
     terminate)
-      btnsctl_at "$by" terminate "$id" >> "$work/btnsctl.out" 2>&1 || { ok=0; why+=" btnsctl terminate $id failed"; }
-      UML_WAIT_SECONDS=10 uml_wait_for sh -c "! ip -n left xfrm state | grep -q . && ! ip -n right xfrm state | grep -q ." ||
-        { ok=0; why+=" after terminate: left $(sa_count left) right $(sa_count right) SAs"; }
-      UML_WAIT_SECONDS=5 uml_wait_for no_ike_sas "$peer" || { ok=0; why+=" $peer still lists an IKE SA"; }
-      no_ike_sas "$by" || { ok=0; why+=" $by still lists an IKE SA"; }
+      btnsctl_at "$by" terminate "$s_id" >> "$work/btnsctl.out" 2>&1 || { ok=0; why+=" btnsctl terminate $s_id failed"; }
+      wait_for 10 both_logged 'event=ike-sa-down' || { ok=0; why+=" no ike-sa-down on both sides"; }
+      wait_for 5 kernel_sas_are 0 || { ok=0; why+=" after terminate: left $(sa_count left) right $(sa_count right) SAs"; }
+      for h in left right; do
+        snapshot "$h" || true
+        [[ $s_count == 0 ]] || { ok=0; why+=" $h still lists $s_count IKE SA(s)"; }
+      done
       details+=" delete=terminate-ike-by-$by sas_after=0/0 ike_sas_after=0/0"
       ;;
     terminate-child)
-      local child
-      child=$(ike_sas "$by" '.[0].children[0].id')
-      btnsctl_at "$by" terminate --child "${child//\"/}" >> "$work/btnsctl.out" 2>&1 ||
-        { ok=0; why+=" btnsctl terminate --child ${child//\"/} failed"; }
-      UML_WAIT_SECONDS=10 uml_wait_for sh -c "! ip -n left xfrm state | grep -q . && ! ip -n right xfrm state | grep -q ." ||
-        { ok=0; why+=" after terminate --child: left $(sa_count left) right $(sa_count right) SAs"; }
-      # The IKE SA stays, with no CHILD_SA, on both sides.
-      local h view
+      btnsctl_at "$by" terminate --child "$s_child" >> "$work/btnsctl.out" 2>&1 ||
+        { ok=0; why+=" btnsctl terminate --child $s_child failed"; }
+      wait_for 10 both_logged 'event=child-sa-down' || { ok=0; why+=" no child-sa-down on both sides"; }
+      wait_for 5 kernel_sas_are 0 || { ok=0; why+=" after terminate --child: left $(sa_count left) right $(sa_count right) SAs"; }
+      # The IKE SA stays, without CHILD_SAs, on both sides.
       for h in left right; do
-        view=$(ike_sas "$h" 'map([.state, (.children | length)] | map(tostring) | join(":")) | join(" ")')
-        [[ ${view//\"/} == established:0 ]] || { ok=0; why+=" $h after terminate --child: [${view//\"/}]"; }
+        snapshot "$h" || true
+        [[ $s_count == 1 && $s_state == established && $s_active == 0 && $s_child == - ]] ||
+          { ok=0; why+=" $h after terminate --child: $s_count IKE SA(s) $s_state, $s_active active CHILD_SA(s)"; }
       done
       details+=" delete=terminate-child-by-$by sas_after=0/0 ike_sas_kept=1/1"
       ;;
     sigterm)
       stop_btnsd "$by" || status=$?
       ((status == 0)) || { ok=0; why+=" $by exit status $status"; }
-      UML_WAIT_SECONDS=10 uml_wait_for no_sas "$peer" || { ok=0; why+=" $peer kept $(sa_count "$peer") SAs"; }
-      UML_WAIT_SECONDS=5 uml_wait_for no_ike_sas "$peer" || { ok=0; why+=" $peer still lists an IKE SA"; }
+      wait_for 10 logged_since "$peer" 'event=ike-sa-down[^
+]*reason=deleted-by-peer' || { ok=0; why+=" $peer logged no ike-sa-down deleted-by-peer"; }
+      kernel "$peer"
+      ((k_count == 0)) || { ok=0; why+=" $peer kept $k_count SAs"; }
+      snapshot "$peer" || true
+      [[ $s_count == 0 ]] || { ok=0; why+=" $peer still lists $s_count IKE SA(s)"; }
       (( $(sa_count "$by") == 0 && $(sa_policy_count "$by") == 0 )) ||
         { ok=0; why+=" $by kept $(sa_count "$by") SAs $(sa_policy_count "$by") policies"; }
       details+=" delete=sigterm-by-$by exit=$status sas_after=0/0"
@@ -371,11 +458,17 @@ delete_by() {
   esac
 }
 
+# row_up: both daemons logged the IKE SA and the CHILD_SA, both kernels
+# hold the pair and both daemons list it.
+row_up() {
+  wait_for 30 both_logged 'event=ike-sa-up' 'event=child-sa-up' &&
+    wait_for 10 kernel_sas_are 2 && established left && established right
+}
+
 # step NAME: the seconds since the last step, into the row's line.
 step() {
   steps+=" $1:$((SECONDS - step_start))"
   step_start=$SECONDS
-  echo "$(date +%T) ${r[name]}: $1 done"
 }
 
 # run_row KEY=VALUE...: one row (keys in the header of each call below).
@@ -385,6 +478,7 @@ run_row() {
   for arg in "$@"; do r[${arg%%=*}]=${arg#*=}; done
   local name=${r[name]} started responder
   ok=1 why="" details="" steps="" step_start=$SECONDS
+  log_mark=()
   responder=$(other "${r[initiator]}")
   write_config left
   write_config right
@@ -392,12 +486,11 @@ run_row() {
   # The responder first, so the initiator's first IKE_SA_INIT is answered.
   if ! start_btnsd "$responder" "$work/$responder.yaml" || ! start_btnsd "${r[initiator]}" "$work/${r[initiator]}.yaml"; then
     ok=0; why="btnsd did not start"
-  elif ! UML_WAIT_SECONDS=30 uml_wait_for row_up; then
+  elif ! row_up; then
     ok=0; why="not up: left $(sa_count left) right $(sa_count right) SAs"
   else
     step up
-    TCP=1 check_traffic "${r[initiator]}" "$responder" 5
-    check_traffic "$responder" "${r[initiator]}" 2
+    check_traffic "${r[initiator]}" "$responder" 3 tcp
     step traffic
     check_algorithms
     step algorithms
@@ -419,7 +512,7 @@ run_row() {
 
 gcm256='{encryption: [aes256gcm16], prf: [sha256], ke: [x25519]}'
 gcm256_esp='{encryption: [aes256gcm16], esn: [noesn]}'
-gcm256_xfrm='aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{72} 128'
+gcm256_xfrm='aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{72}( \(288 bits\))? 128 ?$'
 gcm256_ike='AES_GCM_16-256/PRF_HMAC_SHA2_256/CURVE_25519'
 gcm256_child='rfc4106\(gcm\(aes\)\)-256'
 
@@ -431,7 +524,7 @@ run_row name=psk-gcm256-x25519-transport-v4 cred=psk family=4 mode=transport ini
 run_row name=cert-ecdsa-chacha20-ecp256-tunnel-v4 cred=cert-ecdsa family=4 mode=tunnel initiator=right \
   ike='{encryption: [chacha20poly1305], prf: [sha256], ke: [ecp256]}' \
   esp='{encryption: [chacha20poly1305], esn: [noesn]}' \
-  xfrm='aead rfc7539esp\(chacha20,poly1305\) 0x[0-9a-f]{72} 128' \
+  xfrm='aead rfc7539esp\(chacha20,poly1305\) 0x[0-9a-f]{72}( \(288 bits\))? 128 ?$' \
   ike_alg='CHACHA20_POLY1305(-256)?/PRF_HMAC_SHA2_256/ECP_256' esp_alg='rfc7539esp\(chacha20,poly1305\)(-256)?' \
   auth_left=peer,certificate,true auth_right=peer,certificate,true \
   ike_rekey_by=right child_rekey_by=left delete=sigterm delete_by=right
@@ -439,14 +532,14 @@ run_row name=cert-ecdsa-chacha20-ecp256-tunnel-v4 cred=cert-ecdsa family=4 mode=
 run_row name=cert-ed25519-aescbc-sha256-modp2048-pfs-transport-v6 cred=cert-ed25519 family=6 mode=transport initiator=left \
   ike='{encryption: [aes256cbc], integrity: [sha256], prf: [sha256], ke: [modp2048]}' \
   esp='{encryption: [aes256cbc], integrity: [sha256], ke: [modp2048], esn: [noesn]}' \
-  xfrm='enc cbc\(aes\) 0x[0-9a-f]{64}$;auth-trunc hmac\(sha256\) 0x[0-9a-f]{64} 128' \
+  xfrm='enc cbc\(aes\) 0x[0-9a-f]{64}( \(256 bits\))? ?$;auth-trunc hmac\(sha256\) 0x[0-9a-f]{64}( \(256 bits\))? 128 ?$' \
   ike_alg='AES_CBC-256/HMAC_SHA2_256_128/PRF_HMAC_SHA2_256/MODP/14' esp_alg='cbc\(aes\)-256\+hmac\(sha256\)' \
   auth_left=peer,certificate,true auth_right=peer,certificate,true pfs=modp2048 \
   ike_rekey_by=left child_rekey_by=right delete=terminate delete_by=right
 
 run_row name=cert-rsa-gcm128-x25519-tunnel-v6 cred=cert-rsa family=6 mode=tunnel initiator=right \
   ike='{encryption: [aes128gcm16], prf: [sha256], ke: [x25519]}' esp='{encryption: [aes128gcm16], esn: [noesn]}' \
-  xfrm='aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{40} 128' \
+  xfrm='aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{40}( \(160 bits\))? 128 ?$' \
   ike_alg='AES_GCM_16-128/PRF_HMAC_SHA2_256/CURVE_25519' esp_alg='rfc4106\(gcm\(aes\)\)-128' \
   auth_left=peer,certificate,true auth_right=peer,certificate,true \
   ike_rekey_by=left child_rekey_by=right delete=sigterm delete_by=left
