@@ -337,7 +337,8 @@ size_t KernelState::SyncTraps(const ike::policy::PolicySnapshot& snapshot) {
     // Every PROTECT entry, whatever its start action (RFC 4301 section
     // 5.1: PROTECT traffic never leaves unprotected): without a CHILD_SA
     // the kernel holds matching traffic back and raises ACQUIRE, which the
-    // engine answers by the start action (none: no initiation).
+    // engine answers by the start action (none: no initiation), and drops
+    // matching traffic that arrives in the clear (section 5.2).
     if (entry.action != ike::policy::SpdAction::kProtect) continue;
     auto traps = TrapPolicies(entry, TrapReqid(index), tags_);
     if (auto* error = std::get_if<std::string>(&traps)) {

@@ -43,10 +43,11 @@ class KernelState {
 
   // Makes the installed trap policies those of `snapshot`'s PROTECT entries,
   // whatever their start action: new ones are added, vanished ones removed,
-  // changed ones replaced. A trap is the entry's holding policy: whenever no
-  // CHILD_SA's policy fills its slot, matching outbound traffic is held
-  // back (ACQUIRE) instead of leaving in the clear. Returns the number of
-  // entries that could not be trapped.
+  // changed ones replaced. A trap is one of the entry's holding policies
+  // (out, in, and fwd for a tunnel): whenever no CHILD_SA's policy fills its
+  // slot, matching outbound traffic is held back (ACQUIRE) instead of
+  // leaving in the clear, and matching clear inbound traffic is dropped.
+  // Returns the number of entries and policies that could not be trapped.
   size_t SyncTraps(const ike::policy::PolicySnapshot& snapshot);
 
   // Deletes every SA and policy we own (start-up and shutdown).
@@ -55,6 +56,8 @@ class KernelState {
   // The reqid a trap of the SPD entry at `index` carries.
   uint32_t TrapReqid(size_t index) const;
 
+  // Holding policies (one per direction and kernel selector) and CHILD_SA
+  // policies the daemon keeps.
   size_t trap_count() const;
   size_t child_policy_count() const;
   // Neighbor discovery bypasses in force (IPv6 traps only).

@@ -363,20 +363,41 @@ Translated<std::vector<kernel_glue::PolicyParams>> TrapPolicies(
       (!protect.tunnel_local || !protect.tunnel_remote))
     return "spd entry " + entry.name +
            ": a tunnel-mode trap needs tunnel.local and tunnel.remote";
+  auto inbound_selectors = ToKernelSelectors(remote_ts, local_ts);
+  if (auto* error = std::get_if<std::string>(&inbound_selectors))
+    return "spd entry " + entry.name + ": " + *error;
+  const ike::policy::IpAddress any{family, 0};
+  const ike::policy::IpAddress tunnel_local = protect.tunnel_local.value_or(any);
+  const ike::policy::IpAddress tunnel_remote = protect.tunnel_remote.value_or(any);
   std::vector<kernel_glue::PolicyParams> out;
-  for (const kernel_glue::Selector& kernel_selector :
-       std::get<std::vector<kernel_glue::Selector>>(selectors)) {
+  auto add = [&](const kernel_glue::Selector& kernel_selector,
+                 kernel_glue::Direction direction,
+                 const ike::policy::IpAddress& outer_src,
+                 const ike::policy::IpAddress& outer_dst) {
     kernel_glue::PolicyParams params;
     params.id.selector = kernel_selector;
-    params.id.direction = kernel_glue::Direction::kOut;
+    params.id.direction = direction;
     params.id.mark = tags.mark;
     params.priority = PolicyPriority(kernel_selector, tags);
     params.action = kernel_glue::PolicyAction::kProtect;
-    const ike::policy::IpAddress any{family, 0};
-    params.templates.push_back(TemplateFor(
-        protect.mode, protect.tunnel_local.value_or(any),
-        protect.tunnel_remote.value_or(any), reqid));
+    params.templates.push_back(
+        TemplateFor(protect.mode, outer_src, outer_dst, reqid));
     out.push_back(params);
+  };
+  for (const kernel_glue::Selector& kernel_selector :
+       std::get<std::vector<kernel_glue::Selector>>(selectors))
+    add(kernel_selector, kernel_glue::Direction::kOut, tunnel_local, tunnel_remote);
+  // The same directions a CHILD_SA's policy set has (ike::sa EmitPolicySet),
+  // so each of its policies takes one of these slots. Inbound (and, for a
+  // tunnel, forwarded) packets must have come through an SA of the trap's
+  // reqid, which none has: clear ones fail the kernel's template check and
+  // are dropped (RFC 4301 section 5.2). ESP itself is not checked against
+  // them, only what it carried.
+  for (const kernel_glue::Selector& kernel_selector :
+       std::get<std::vector<kernel_glue::Selector>>(inbound_selectors)) {
+    add(kernel_selector, kernel_glue::Direction::kIn, tunnel_remote, tunnel_local);
+    if (protect.mode == ike::policy::IpsecMode::kTunnel)
+      add(kernel_selector, kernel_glue::Direction::kFwd, tunnel_remote, tunnel_local);
   }
   return out;
 }
@@ -388,7 +409,9 @@ std::vector<kernel_glue::PolicyParams> NeighborDiscoveryBypasses(
   constexpr uint16_t kFirstType = 133, kLastType = 137;
   const kernel_glue::Selector& selector = trap.id.selector;
   std::vector<kernel_glue::PolicyParams> out;
-  if (selector.family() != kernel_glue::AddressFamily::kIpv6 ||
+  // Neighbor discovery never leaves its link, so it is never forwarded.
+  if (trap.id.direction == kernel_glue::Direction::kFwd ||
+      selector.family() != kernel_glue::AddressFamily::kIpv6 ||
       (selector.protocol != 0 && selector.protocol != kIcmpV6) ||
       selector.src_port != 0 || selector.dst_port != 0)
     return out;

@@ -94,17 +94,20 @@ Translated<std::vector<kernel_glue::PolicyParams>> ToKernelPolicies(
 Translated<std::vector<kernel_glue::PolicyId>> ToKernelPolicyIds(
     const ike::sa::RemovePolicy& policy, const KernelTags& tags);
 
-// Outbound trap policies of a PROTECT entry (whatever its start action):
-// traffic that matches them without an SA is held back and makes the kernel
-// raise ACQUIRE. `reqid` marks the ACQUIRE as a trap's (the template
-// matches no SA, so the packet waits for a CHILD_SA's policy).
+// Holding policies of a PROTECT entry (whatever its start action), in the
+// directions of a CHILD_SA's policy set: outbound, traffic that matches
+// them without an SA is held back and makes the kernel raise ACQUIRE;
+// inbound (and forwarded, for a tunnel), clear traffic is dropped (RFC 4301
+// section 5.2). `reqid` marks the ACQUIRE as a trap's (the template matches
+// no SA, so the packet waits for a CHILD_SA's policy, and no inbound packet
+// can have passed an SA of it).
 Translated<std::vector<kernel_glue::PolicyParams>> TrapPolicies(
     const ike::policy::SpdEntry& entry, uint32_t reqid, const KernelTags& tags);
 
-// Bypass policies that accompany an IPv6 trap whose selector covers ICMPv6:
-// neighbor discovery (ICMPv6 types 133-137) between the two ends is needed
-// to negotiate the SA that would protect it, and the kernel sends it through
-// the outbound policies too. They are in force only while the trap is (a
+// Bypass policies that accompany an IPv6 outbound or inbound trap whose
+// selector covers ICMPv6: neighbor discovery (ICMPv6 types 133-137) between
+// the two ends is needed to negotiate the SA that would protect it, and the
+// kernel checks it against the outbound and inbound policies too. They are in force only while the trap is (a
 // CHILD_SA's policy carries neighbor discovery through ESP, as both peers'
 // inbound policies then require). Empty for anything else.
 std::vector<kernel_glue::PolicyParams> NeighborDiscoveryBypasses(

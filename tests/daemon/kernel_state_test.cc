@@ -87,6 +87,12 @@ class KernelStateTest : public ::testing::Test {
                                           ToKernel(Ip(remote))),
         kernel_glue::Direction::kOut, std::nullopt};
   }
+  kernel_glue::PolicyId InIdFrom(const char* remote) {
+    return kernel_glue::PolicyId{
+        kernel_glue::Selector::HostToHost(ToKernel(Ip(remote)),
+                                          ToKernel(Ip("192.0.2.1"))),
+        kernel_glue::Direction::kIn, std::nullopt};
+  }
   bool HasOwnedPolicy(const kernel_glue::PolicyId& id) {
     auto listed = xfrm_.ListOwned();
     if (!listed.ok()) return false;
@@ -178,14 +184,23 @@ TEST_F(KernelStateTest, FailedInstallsReportFalse) {
 
 TEST_F(KernelStateTest, ChildPolicyReplacesTheTrapAndGivesItBack) {
   EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
-  EXPECT_EQ(state_.trap_count(), 3u) << "one per PROTECT entry, none for BYPASS";
-  ASSERT_EQ(xfrm_.policy_count(), 3u);
+  EXPECT_EQ(state_.trap_count(), 6u)
+      << "out and in for each PROTECT entry, none for BYPASS";
+  ASSERT_EQ(xfrm_.policy_count(), 6u);
   const uint32_t trap_reqid = OwnedPolicyReqid(OutId());
   EXPECT_EQ(trap_reqid, state_.TrapReqid(0));
+  EXPECT_EQ(OwnedPolicyReqid(InIdFrom("192.0.2.2")), trap_reqid)
+      << "clear inbound traffic is refused before the CHILD_SA (RFC 4301 5.2)";
 
   EXPECT_TRUE(state_.InstallPolicy(Policy(0x10001)));
-  EXPECT_EQ(xfrm_.policy_count(), 3u) << "replaced in place, no gap";
+  ike::sa::InstallPolicy in = Policy(0x10001);
+  in.direction = ike::sa::PolicyDirection::kIn;
+  std::swap(in.source, in.destination);
+  std::swap(in.tunnel_source, in.tunnel_destination);
+  EXPECT_TRUE(state_.InstallPolicy(in));
+  EXPECT_EQ(xfrm_.policy_count(), 6u) << "replaced in place, no gap";
   EXPECT_EQ(OwnedPolicyReqid(OutId()), 0x10001u);
+  EXPECT_EQ(OwnedPolicyReqid(InIdFrom("192.0.2.2")), 0x10001u);
 
   // A second CHILD_SA with the same selector (a rekey) shares the policy.
   EXPECT_TRUE(state_.InstallPolicy(Policy(0x10001)));
@@ -194,9 +209,16 @@ TEST_F(KernelStateTest, ChildPolicyReplacesTheTrapAndGivesItBack) {
   EXPECT_TRUE(state_.RemovePolicy(remove));
   EXPECT_EQ(OwnedPolicyReqid(OutId()), 0x10001u);
   EXPECT_TRUE(state_.RemovePolicy(remove));
-  EXPECT_EQ(xfrm_.policy_count(), 3u);
+  EXPECT_EQ(xfrm_.policy_count(), 6u);
   EXPECT_EQ(OwnedPolicyReqid(OutId()), trap_reqid)
       << "the trap is back once the CHILD_SA is gone";
+  EXPECT_EQ(OwnedPolicyReqid(InIdFrom("192.0.2.2")), 0x10001u)
+      << "the CHILD_SA's inbound policy stays until it is removed itself";
+  EXPECT_TRUE(state_.RemovePolicy(ike::sa::RemovePolicy{
+      1, ike::sa::PolicyDirection::kIn, Host("192.0.2.2"), Host("192.0.2.1")}));
+  EXPECT_EQ(OwnedPolicyReqid(InIdFrom("192.0.2.2")), trap_reqid)
+      << "clear inbound traffic is refused again once the CHILD_SA is gone";
+  EXPECT_EQ(xfrm_.policy_count(), 6u);
   EXPECT_EQ(state_.child_policy_count(), 0u);
 }
 
@@ -218,7 +240,7 @@ TEST_F(KernelStateTest, StartAndResponderEntriesHoldTrafficWithoutAChildSa) {
     child.tunnel_destination = Ip(remote);
     EXPECT_TRUE(state_.InstallPolicy(child));
     EXPECT_EQ(OwnedPolicyReqid(OutIdTo(remote)), 0x10002u);
-    EXPECT_EQ(xfrm_.policy_count(), 3u) << "the CHILD_SA fills the trap's slot";
+    EXPECT_EQ(xfrm_.policy_count(), 6u) << "the CHILD_SA fills the trap's slot";
     EXPECT_TRUE(state_.RemovePolicy(ike::sa::RemovePolicy{
         1, ike::sa::PolicyDirection::kOut, Host("192.0.2.1"), Host(remote)}));
     EXPECT_EQ(OwnedPolicyReqid(OutIdTo(remote)), remote[8] == '3'
@@ -226,7 +248,7 @@ TEST_F(KernelStateTest, StartAndResponderEntriesHoldTrafficWithoutAChildSa) {
                                                      : state_.TrapReqid(2))
         << "held back again once the CHILD_SA is deleted";
   }
-  EXPECT_EQ(xfrm_.policy_count(), 3u);
+  EXPECT_EQ(xfrm_.policy_count(), 6u);
 }
 
 // A reload that changes only an entry's start action keeps its trap: the
@@ -239,7 +261,7 @@ TEST_F(KernelStateTest, ChangingTheStartActionKeepsTheHoldingPolicy) {
   entries[2].protect.start = ike::policy::StartAction::kTrap;
   changed.spd = ike::policy::Spd(entries);
   EXPECT_EQ(state_.SyncTraps(changed), 0u);
-  EXPECT_EQ(xfrm_.policy_count(), 3u);
+  EXPECT_EQ(xfrm_.policy_count(), 6u);
   EXPECT_EQ(OwnedPolicyReqid(OutId()), state_.TrapReqid(0));
   EXPECT_EQ(OwnedPolicyReqid(OutIdTo("192.0.2.4")), state_.TrapReqid(2));
 }
@@ -256,9 +278,9 @@ TEST_F(KernelStateTest, Ipv6TrapLetsNeighborDiscoveryThroughWhileInForce) {
   ike::policy::PolicySnapshot snapshot;
   snapshot.spd = ike::policy::Spd({entry});
   EXPECT_EQ(state_.SyncTraps(snapshot), 0u);
-  EXPECT_EQ(state_.trap_count(), 1u);
-  EXPECT_EQ(state_.bypass_count(), 5u) << "ICMPv6 types 133-137";
-  EXPECT_EQ(xfrm_.policy_count(), 6u);
+  EXPECT_EQ(state_.trap_count(), 2u) << "out and in";
+  EXPECT_EQ(state_.bypass_count(), 10u) << "ICMPv6 types 133-137, out and in";
+  EXPECT_EQ(xfrm_.policy_count(), 12u);
   kernel_glue::PolicyId solicitation{
       kernel_glue::Selector::HostToHost(ToKernel(Ip("2001:db8::1")),
                                         ToKernel(Ip("2001:db8::2"))),
@@ -266,6 +288,13 @@ TEST_F(KernelStateTest, Ipv6TrapLetsNeighborDiscoveryThroughWhileInForce) {
   solicitation.selector.protocol = 58;
   solicitation.selector.src_port = 135;
   EXPECT_TRUE(HasOwnedPolicy(solicitation));
+  kernel_glue::PolicyId advertisement{
+      kernel_glue::Selector::HostToHost(ToKernel(Ip("2001:db8::2")),
+                                        ToKernel(Ip("2001:db8::1"))),
+      kernel_glue::Direction::kIn, std::nullopt};
+  advertisement.selector.protocol = 58;
+  advertisement.selector.src_port = 136;
+  EXPECT_TRUE(HasOwnedPolicy(advertisement)) << "inbound ND passes the inbound trap";
 
   ike::sa::InstallPolicy child;
   child.child_sa = 1;
@@ -276,15 +305,27 @@ TEST_F(KernelStateTest, Ipv6TrapLetsNeighborDiscoveryThroughWhileInForce) {
   child.tunnel_destination = Ip("2001:db8::2");
   child.reqid = 0x10003;
   EXPECT_TRUE(state_.InstallPolicy(child));
-  EXPECT_EQ(state_.bypass_count(), 0u) << "the CHILD_SA carries ND through ESP";
-  EXPECT_EQ(xfrm_.policy_count(), 1u);
+  EXPECT_EQ(state_.bypass_count(), 5u) << "only the inbound trap is in force";
+  EXPECT_EQ(xfrm_.policy_count(), 7u);
   EXPECT_FALSE(HasOwnedPolicy(solicitation));
+  EXPECT_TRUE(HasOwnedPolicy(advertisement));
+  ike::sa::InstallPolicy child_in = child;
+  child_in.direction = ike::sa::PolicyDirection::kIn;
+  std::swap(child_in.source, child_in.destination);
+  std::swap(child_in.tunnel_source, child_in.tunnel_destination);
+  EXPECT_TRUE(state_.InstallPolicy(child_in));
+  EXPECT_EQ(state_.bypass_count(), 0u) << "the CHILD_SA carries ND through ESP";
+  EXPECT_EQ(xfrm_.policy_count(), 2u);
+  EXPECT_FALSE(HasOwnedPolicy(advertisement));
 
   EXPECT_TRUE(state_.RemovePolicy(ike::sa::RemovePolicy{
       1, ike::sa::PolicyDirection::kOut, Host("2001:db8::1"), Host("2001:db8::2")}));
-  EXPECT_EQ(state_.bypass_count(), 5u);
-  EXPECT_EQ(xfrm_.policy_count(), 6u);
+  EXPECT_TRUE(state_.RemovePolicy(ike::sa::RemovePolicy{
+      1, ike::sa::PolicyDirection::kIn, Host("2001:db8::2"), Host("2001:db8::1")}));
+  EXPECT_EQ(state_.bypass_count(), 10u);
+  EXPECT_EQ(xfrm_.policy_count(), 12u);
   EXPECT_TRUE(HasOwnedPolicy(solicitation));
+  EXPECT_TRUE(HasOwnedPolicy(advertisement));
 
   snapshot.spd = ike::policy::Spd(std::vector<ike::policy::SpdEntry>{});
   EXPECT_EQ(state_.SyncTraps(snapshot), 0u);
@@ -303,7 +344,7 @@ TEST_F(KernelStateTest, PoliciesWithoutTrapAreDeletedWithTheirLastUser) {
 
 TEST_F(KernelStateTest, SyncTrapsRemovesVanishedEntriesAndReportsUntrappable) {
   EXPECT_EQ(state_.SyncTraps(TrapSnapshot()), 0u);
-  EXPECT_EQ(xfrm_.policy_count(), 3u);
+  EXPECT_EQ(xfrm_.policy_count(), 6u);
   ike::policy::PolicySnapshot wide;
   ike::policy::SpdEntry entry;
   entry.name = "everything";

@@ -302,6 +302,29 @@ TEST(KernelTranslateTest, TrapsNeedARemoteRangeAndTunnelEndpoints) {
   EXPECT_EQ(trap.id.selector.dst_prefix, 32);
   EXPECT_EQ(trap.templates.at(0).reqid, 0x1ffffu);
   EXPECT_EQ(trap.templates.at(0).tunnel_dst.ToString(), "198.51.100.2");
+
+  // A tunnel's CHILD_SA has out, in and fwd policies: so do its holding
+  // policies, the inbound ones from the remote range with the reversed
+  // tunnel template (RFC 4301 5.2: clear inbound traffic is dropped).
+  const auto& all = std::get<std::vector<kernel_glue::PolicyParams>>(traps);
+  ASSERT_EQ(all.size(), 3u);
+  for (size_t i : {size_t{1}, size_t{2}}) {
+    EXPECT_EQ(all[i].id.direction,
+              i == 1 ? kernel_glue::Direction::kIn : kernel_glue::Direction::kFwd);
+    EXPECT_EQ(all[i].id.selector.src.ToString(), "192.0.2.2");
+    EXPECT_EQ(all[i].id.selector.src_prefix, 32);
+    EXPECT_EQ(all[i].id.selector.dst_prefix, 0);
+    EXPECT_EQ(all[i].templates.at(0).reqid, 0x1ffffu);
+    EXPECT_EQ(all[i].templates.at(0).tunnel_src.ToString(), "198.51.100.2");
+    EXPECT_EQ(all[i].templates.at(0).tunnel_dst.ToString(), "198.51.100.1");
+  }
+  EXPECT_TRUE(NeighborDiscoveryBypasses(all[2], Tags()).empty());
+
+  entry.protect.mode = ike::policy::IpsecMode::kTransport;
+  auto transport = TrapPolicies(entry, 0x1ffff, Tags());
+  ASSERT_TRUE(std::holds_alternative<std::vector<kernel_glue::PolicyParams>>(transport));
+  EXPECT_EQ(std::get<std::vector<kernel_glue::PolicyParams>>(transport).size(), 2u)
+      << "out and in, no fwd in transport mode";
 }
 
 TEST(KernelTranslateTest, KernelEventsBecomeEngineEvents) {
