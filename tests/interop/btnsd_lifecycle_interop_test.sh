@@ -100,8 +100,8 @@ case_dpd_strongswan_killed() {
       grep -q 'event=ike-sa-down.*reason=dead-peer' "$dir/btnsd.log" ||
         { ok=0; why="no ike-sa-down with reason=dead-peer logged"; }
       (( $(child_policy_count left) == 0 )) || { ok=0; why="$why $(child_policy_count left) CHILD_SA policies left"; }
-      # btnsd still runs: the entry's holding policy is back in their place.
-      (( $(holding_policy_count left) == 1 )) || { ok=0; why="$why $(holding_policy_count left) holding policies (1 expected)"; }
+      # btnsd still runs: the entry's holding policies (out, in) are back in their place.
+      (( $(holding_policy_count left) == 2 )) || { ok=0; why="$why $(holding_policy_count left) holding policies (2 expected)"; }
     else
       ok=0; why="btnsd still holds $(sa_count left) SAs 30 s after the kill"
     fi

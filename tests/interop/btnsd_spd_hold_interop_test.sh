@@ -15,12 +15,16 @@
 #   none-silent-held     only right runs btnsd, start: none, IPv4 and IPv6
 #                        entries; right's pings are held: left sees no
 #                        clear ICMP (v4 and v6) and no IKE (start: none
-#                        never initiates, right logs the held ACQUIRE)
+#                        never initiates, right logs the held ACQUIRE);
+#                        left (no IPsec at all) pings right in the clear,
+#                        IPv4 and IPv6: right answers none, its inbound
+#                        holding policies drop them (RFC 4301 section 5.2;
+#                        XfrmInTmplMismatch grows by the echo requests)
 #   up-esp               left (start: start, right PSK) brings the
 #                        CHILD_SA up: pings answered through ESP only
 #   deleted-held         right deletes the IKE SA (btnsctl terminate):
 #                        both kernels are back to their holding policies
-#                        only; right's pings get no answer and left sees
+#                        only (out and in per entry); right's pings get no answer and left sees
 #                        no clear ICMP
 #   start-reinitiates    left pings right: the ACQUIRE makes left (start)
 #                        negotiate again; pings are answered through ESP;
@@ -79,6 +83,8 @@ zero_counters() { local ns; for ns in left right; do ip netns exec $ns iptables-
 # them (net.core.xfrm_acq_expires, 30 s): XFRM_MSG_DELSA finds ESP SAs by
 # SPI only, so no owner can delete one.
 keyed_sa_count() { ip -n "$1" xfrm state | awk '/proto esp spi/ && $4 != "0x00000000"' | wc -l; }
+# (0 without CONFIG_XFRM_STATISTICS, which fails the check that reads it)
+xfrm_in_tmpl_mismatch() { ip netns exec "$1" awk '$1 == "XfrmInTmplMismatch" {print $2}' /proc/net/xfrm_stat 2>/dev/null || echo 0; }
 icmp6_in_echos() { ip netns exec "$1" awk '$1 == "Icmp6InEchos" {print $2}' /proc/net/snmp6; }
 
 cat > "$work/good.secrets" <<'EOF'
@@ -182,8 +188,19 @@ echos6=$(( $(icmp6_in_echos left) - echos6_before ))
 ((ike == 0)) || { ok=0; why="$why right sent $ike IKE packets (start: none must not initiate)"; }
 held=$(grep -c "held: SPD entry .* start: none" "$work/right-2.log" || true)
 ((held >= 2)) || { ok=0; why="$why right logged $held held ACQUIREs (v4 and v6 expected)"; }
+# Inbound: left has no policy and sends its echo requests in the clear.
+mismatch_before=$(xfrm_in_tmpl_mismatch right)
+echos6_before=$(icmp6_in_echos right)
+in_replies=$(ping_replies left "$UML_RIGHT_V4" 3 || true)
+[[ $in_replies == 0 ]] || { ok=0; why="$why right answered $in_replies clear IPv4 pings"; }
+in_replies6=$(ip netns exec left ping -6 -c3 -i0.2 -W2 "$UML_RIGHT_V6" 2>/dev/null | awk '/packets transmitted/ {print $4}' || true)
+[[ $in_replies6 == 0 ]] || { ok=0; why="$why right answered $in_replies6 clear IPv6 pings"; }
+dropped=$(( $(xfrm_in_tmpl_mismatch right) - mismatch_before ))
+((dropped >= 6)) || { ok=0; why="$why right's XfrmInTmplMismatch grew by $dropped (6 clear echo requests sent)"; }
+echos6=$(( $(icmp6_in_echos right) - echos6_before ))
+((echos6 == 0)) || { ok=0; why="$why right's ICMPv6 took $echos6 clear echo requests"; }
 if ((ok)); then
-  result $name PASS "ping_replies_v4=0 ping_replies_v6=0 left_clear_icmp=0 left_icmp6_echos=0 left_ike_in=0 held_acquires=$held"
+  result $name PASS "ping_replies_v4=0 ping_replies_v6=0 left_clear_icmp=0 left_icmp6_echos=0 left_ike_in=0 held_acquires=$held clear_in_replies_v4=0 clear_in_replies_v6=0 right_in_tmpl_mismatch=+$dropped"
 else
   result $name FAIL "$why"; show_logs
 fi
@@ -225,8 +242,8 @@ UML_WAIT_SECONDS=10 uml_wait_for no_keyed_sas ||
 for ns in left right; do
   (( $(child_policy_count $ns) == 0 )) || { ok=0; why="$why $ns kept $(child_policy_count $ns) CHILD_SA policies"; }
 done
-(( $(holding_policy_count left) == 1 )) || { ok=0; why="$why left has $(holding_policy_count left) holding policies (1 expected)"; }
-(( $(holding_policy_count right) == 2 )) || { ok=0; why="$why right has $(holding_policy_count right) holding policies (2 expected)"; }
+(( $(holding_policy_count left) == 2 )) || { ok=0; why="$why left has $(holding_policy_count left) holding policies (2 expected: out, in)"; }
+(( $(holding_policy_count right) == 4 )) || { ok=0; why="$why right has $(holding_policy_count right) holding policies (4 expected: v4 and v6, out and in)"; }
 zero_counters
 replies=$(ping_replies right "$UML_LEFT_V4" 3 || true)
 [[ $replies == 0 ]] || { ok=0; why="$why $replies ping replies"; }
@@ -234,7 +251,7 @@ clear_icmp=$(counter left 1) esp=$(counter left 2)
 ((clear_icmp == 0)) || { ok=0; why="$why left saw $clear_icmp clear ICMP packets"; }
 ((esp == 0)) || { ok=0; why="$why left saw $esp ESP packets"; }
 if ((ok)); then
-  result $name PASS "ping_replies=0 left_clear_icmp=0 left_esp=0 holding_policies=left:1,right:2"
+  result $name PASS "ping_replies=0 left_clear_icmp=0 left_esp=0 holding_policies=left:2,right:4"
 else
   result $name FAIL "$why"; show_logs
 fi
